@@ -1,0 +1,102 @@
+"""The model contract every memrec model follows.
+
+A model is an ``nn.Module`` that *scores*: given a :class:`Query` (who is asking, and what they
+did before) it returns one score per item. It never computes a loss, picks a device or reads a
+config; the trainer and the evaluation protocols do that around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.interactions import Interactions
+
+
+@dataclass(frozen=True)
+class Query:
+    """A batch of recommendation requests.
+
+    Shapes
+    ------
+    users : long [B]
+        User indices; -1 for an anonymous request (a live session).
+    history : long [B, L]
+        Each request's past items, oldest first, right-padded with 0.
+    mask : bool [B, L]
+        True where ``history`` holds a real item.
+
+    Models that do not read histories (``needs_history = False``) get ``L == 0``.
+    """
+
+    users: torch.Tensor
+    history: torch.Tensor
+    mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def for_users(cls, users) -> "Query":
+        users = torch.as_tensor(np.asarray(users), dtype=torch.long)
+        empty = torch.zeros(len(users), 0, dtype=torch.long)
+        return cls(users, empty, empty.bool())
+
+    @classmethod
+    def from_csr(cls, users, rows, indptr: np.ndarray, items: np.ndarray,
+                 max_len: int | None = None) -> "Query":
+        """Histories ``items[indptr[r]:indptr[r+1]]`` for each ``r`` in ``rows``, keeping the most
+        recent ``max_len`` items. Vectorised: no Python loop over requests."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = indptr[rows], indptr[rows + 1]
+        lengths = ends - starts
+        if max_len is not None:
+            lengths = np.minimum(lengths, max_len)
+            starts = ends - lengths
+        width = int(lengths.max()) if len(rows) else 0
+        offsets = np.arange(width)
+        mask = offsets[None, :] < lengths[:, None]
+        positions = np.where(mask, starts[:, None] + offsets[None, :], 0)
+        history = np.where(mask, items[positions] if len(items) else 0, 0)
+        return cls(torch.as_tensor(np.asarray(users), dtype=torch.long),
+                   torch.as_tensor(history, dtype=torch.long), torch.as_tensor(mask))
+
+
+class Recommender(nn.Module):
+    """Base class of every model: the scoring contract plus a default ``score_items``.
+
+    Subclasses set the class attributes and implement :meth:`score_all`. Closed-form models
+    (``trainable = False``) also implement :meth:`fit_closed_form`.
+    """
+
+    #: whether queries must carry the user's history (item-based and sequence models)
+    needs_history: ClassVar[bool] = False
+    #: whether the model has parameters learned by gradient descent
+    trainable: ClassVar[bool] = True
+    #: whether scores depend on a user index (False: the model can serve anonymous sessions)
+    needs_user: ClassVar[bool] = True
+
+    def __init__(self, n_users: int, n_items: int):
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+
+    def score_all(self, query: Query) -> torch.Tensor:
+        """Scores for every item. query [B] → float [B, n_items]; higher is better."""
+        raise NotImplementedError
+
+    def score_items(self, query: Query, items: torch.Tensor) -> torch.Tensor:
+        """Scores for given candidates. items long [B, C] → float [B, C].
+
+        The default gathers from :meth:`score_all`; models override it when scoring a few
+        candidates is much cheaper than scoring all items (the training hot path).
+        """
+        return self.score_all(query).gather(1, items)
+
+    def fit_closed_form(self, train: Interactions) -> None:
+        """Fit a model that has no gradient training (popularity, neighbourhood, EASE^R)."""
+        raise NotImplementedError(f"{type(self).__name__} is trained by gradient descent")
