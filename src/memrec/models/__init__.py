@@ -1,0 +1,84 @@
+"""The model registry: lower-case paper acronyms → model classes, one line of summary each.
+
+An explicit dict (no lookups by concatenated names). Hyper-parameters are the classes' keyword
+arguments; ``build`` checks a config's keys against the constructor's signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from .base import Query, Recommender
+from .baselines.bprmf import BPRMF
+from .baselines.ease import EASE
+from .baselines.itemknn import ItemKNN
+from .baselines.pop import Popularity
+from .baselines.rp3beta import RP3Beta
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote is wrong (unknown model, unknown or mistyped key)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    cls: type[Recommender]
+    summary: str
+    #: training settings this model needs unless the user overrides them (``[train]`` keys)
+    train_defaults: dict = field(default_factory=dict)
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "pop": ModelSpec(Popularity, "Popularity: items ranked by training interaction count"),
+    "itemknn": ModelSpec(ItemKNN, "ItemKNN: shrunk-cosine item neighbourhood (Sarwar 2001; Dacrema 2019)"),
+    "rp3beta": ModelSpec(RP3Beta, "RP3beta: 3-step random walk, popularity-penalised (Paudel 2017)"),
+    "ease": ModelSpec(EASE, "EASE^R: closed-form shallow item autoencoder (Steck 2019)"),
+    "bprmf": ModelSpec(BPRMF, "BPR-MF: matrix factorisation with BPR loss (Rendle 2009)",
+                       {"loss": "bpr", "n_negatives": 1, "lr": 1e-3, "epochs": 50}),
+}
+
+
+def spec(name: str) -> ModelSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}") from None
+
+
+def hyperparameters(name: str) -> dict[str, inspect.Parameter]:
+    """The model's keyword hyper-parameters (constructor arguments after the data sizes)."""
+    params = inspect.signature(spec(name).cls.__init__).parameters
+    return {k: p for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def check_params(name: str, params: dict) -> dict:
+    """Validate ``params`` against the constructor: unknown keys and wrong types are errors."""
+    known = hyperparameters(name)
+    for key, value in params.items():
+        if key not in known:
+            raise ConfigError(f"model {name!r} has no parameter {key!r}; "
+                              f"its parameters: {', '.join(known) or '(none)'}")
+        default = known[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{name}.{key} must be true or false, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{name}.{key} must be a number, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"{name}.{key} must be an integer, got {value!r}")
+            params[key] = int(value)
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{name}.{key} must be a string, got {value!r}")
+    return params
+
+
+def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> Recommender:
+    """Construct a registered model for a dataset's sizes."""
+    params = check_params(name, dict(params or {}))
+    return spec(name).cls(n_users, n_items, **params)
+
+
+__all__ = ["REGISTRY", "ModelSpec", "ConfigError", "Query", "Recommender", "build", "spec",
+           "hyperparameters", "check_params"]

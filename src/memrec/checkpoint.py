@@ -1,0 +1,92 @@
+"""Saving and loading fitted models: weights + JSON, never pickled objects.
+
+A saved model is a folder with three files:
+
+* ``model.json`` — format version, model name, hyper-parameters, sizes, library versions
+  (written last: its presence means the folder is complete);
+* ``model.pt``   — ``{"state": state_dict, "seen_indptr", "seen_items"}``: tensors only, loaded
+  with ``torch.load(weights_only=True)``; ``seen_*`` is the chronological training history of
+  every user (CSR), needed to exclude seen items and to query history-based models;
+* ``ids.json``   — raw user and item ids, so the CLI speaks the dataset's own ids.
+
+Every file is written atomically (temporary file in the same folder, fsync, rename), so an
+interrupted save never leaves a half-written file under a real name.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.interactions import IdMap
+from .fileio import CheckpointError, atomic_torch_save, atomic_write_json, safe_torch_load
+from .models import Recommender, build
+
+FORMAT_VERSION = 1
+
+
+def versions() -> dict:
+    from . import __version__
+    return {"memrec": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+@dataclass(frozen=True, eq=False)
+class SavedModel:
+    """A model loaded from a folder, with what serving it needs."""
+
+    name: str
+    params: dict
+    model: Recommender
+    users: IdMap
+    items: IdMap
+    seen_indptr: np.ndarray
+    seen_items: np.ndarray
+
+
+def save_model(folder: str | Path, *, name: str, params: dict, model: Recommender,
+               users: IdMap, items: IdMap, seen_indptr: np.ndarray, seen_items: np.ndarray) -> None:
+    folder = Path(folder)
+    atomic_write_json(folder / "ids.json", {"users": users.to_json(), "items": items.to_json()})
+    atomic_torch_save({"state": model.state_dict(),
+                       "seen_indptr": torch.as_tensor(seen_indptr, dtype=torch.long),
+                       "seen_items": torch.as_tensor(seen_items, dtype=torch.long)},
+                      folder / "model.pt")
+    atomic_write_json(folder / "model.json", {
+        "format_version": FORMAT_VERSION, "model": name, "params": params,
+        "n_users": model.n_users, "n_items": model.n_items, "versions": versions()})
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (not a finished memrec run folder?)")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt JSON ({e})") from None
+
+
+def load_model(folder: str | Path) -> SavedModel:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such run folder")
+    meta = _read_json(folder / "model.json")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{folder}: checkpoint format {meta.get('format_version')} "
+                              f"is not supported (this memrec reads {FORMAT_VERSION})")
+    ids = _read_json(folder / "ids.json")
+    blob = safe_torch_load(folder / "model.pt")
+    try:
+        model = build(meta["model"], meta["n_users"], meta["n_items"], meta["params"])
+        model.load_state_dict(blob["state"])
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{folder}: checkpoint does not match its model ({e})") from None
+    model.eval()
+    return SavedModel(meta["model"], meta["params"], model, IdMap.from_json(ids["users"]),
+                      IdMap.from_json(ids["items"]), blob["seen_indptr"].numpy(),
+                      blob["seen_items"].numpy())

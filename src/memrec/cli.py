@@ -1,0 +1,231 @@
+"""The ``memrec`` command line: parsing only, one function per verb.
+
+Bad input (a malformed file, an unknown id, model or config key, a missing path, a corrupt
+checkpoint) exits with status 2 and one line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from .data.interactions import DataError
+from .models import REGISTRY, ConfigError
+
+USER_ERRORS = (DataError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+class ErrorHandlingGroup(click.Group):
+    """Turns user errors into one clean stderr line and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            message = str(e) if not isinstance(e, OSError) else f"{e.filename}: {e.strerror}"
+            click.echo(f"memrec: error: {message}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=ErrorHandlingGroup)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="memrec")
+@click.pass_context
+def main(ctx, debug):
+    """memrec: memory-network recommender systems."""
+    ctx.obj = {"debug": debug}
+
+
+def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
+    rows = []
+    for protocol, values in metrics.items():
+        for k in ks:
+            row = {"protocol": protocol, "K": k}
+            row.update({name: values.get(f"{name}@{k}") for name in
+                        ("HR", "NDCG", "MRR", "Recall", "Precision", "MAP")})
+            row["AUC"] = values.get("AUC")
+            rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+# -- train / evaluate / recommend ---------------------------------------------------------------
+@main.command()
+@click.argument("model")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="Dataset file or folder.")
+@click.option("--format", "fmt", default=None, help="Input format (default: auto-detect).")
+@click.option("--split", default=None,
+              type=click.Choice(["auto", "loo", "temporal", "random", "session", "given"]),
+              help="Split (default: the file's own split, else leave-one-out).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config value, e.g. --set train.lr=0.01 (repeatable).")
+@click.option("--epochs", type=int, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, resume, out, progress):
+    """Train MODEL on a dataset, test it, and save the run to --out."""
+    from .runs import train_run
+    from .training.config import load_config
+    overrides = list(overrides)
+    if fmt:
+        overrides.append(f"data.format={json.dumps(fmt)}")
+    if split:
+        overrides.append(f"data.split={json.dumps(split)}")
+    if seed is not None:
+        overrides.append(f"data.seed={seed}")
+    config = load_config(model, config_path, overrides, epochs=epochs, seed=seed)
+    if not resume and not Path(data_path).exists():
+        raise DataError(f"{data_path}: no such file or directory")
+    results = train_run(config, data_path, out, resume=resume, progress=progress)
+    click.echo(f"{results['model']} on {results['data']} ({results['split']} split), "
+               f"best epoch {results['best_epoch']}, {results['train_seconds']:.1f}s training")
+    click.echo(_metrics_table(results["metrics"]))
+    click.echo(f"saved to {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--protocol", "protocols", multiple=True,
+              type=click.Choice(["full", "sampled", "session"]), help="Protocols (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def evaluate(run_dir, protocols, as_json):
+    """Evaluate a trained run on its test data."""
+    from .runs import evaluate_run
+    metrics = evaluate_run(run_dir, protocols or ("full", "sampled", "session"))
+    click.echo(json.dumps(metrics, indent=2) if as_json else _metrics_table(metrics))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--user", "users", required=True, multiple=True, help="Raw user id (repeatable).")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--include-seen", is_flag=True, help="Do not filter the user's known items.")
+def recommend(run_dir, users, k, include_seen):
+    """Top-k items for users of a trained run."""
+    from .recommender import Recommender
+    rec = Recommender.load(run_dir)
+    ids, scores = rec.recommend(list(users), k, exclude_seen=not include_seen)
+    for user, row_ids, row_scores in zip(users, ids, scores):
+        click.echo(f"user {user}")
+        for rank, (item, score) in enumerate(zip(row_ids, row_scores), 1):
+            click.echo(f"  {rank:>3}. {item}\t{score:.4f}")
+
+
+@main.command()
+def models():
+    """List the registered models."""
+    width = max(map(len, REGISTRY))
+    for name, spec in REGISTRY.items():
+        click.echo(f"{name:<{width}}  {spec.summary}")
+
+
+# -- data -----------------------------------------------------------------------------------
+@main.group()
+def data():
+    """Inspect, generate and download datasets."""
+
+
+@data.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default=None)
+def data_info(path, fmt):
+    """Users, items, interactions, density, time span, degree quantiles."""
+    from .data.readers import load
+    dataset = load(path, fmt)
+    info = dataset.interactions.describe()
+    click.echo(f"dataset       {dataset.name}")
+    for key in ("users", "items", "interactions"):
+        click.echo(f"{key:<13} {info[key]:,}")
+    click.echo(f"density       {info['density']:.6f}")
+    if "time_span" in info:
+        lo, hi = (pd.to_datetime(t, unit="s", errors="coerce") for t in info["time_span"])
+        click.echo(f"time span     {info['time_span'][0]:.0f} .. {info['time_span'][1]:.0f}"
+                   + (f"  ({lo:%Y-%m-%d} .. {hi:%Y-%m-%d} if seconds)" if pd.notna(lo) else ""))
+    if "sessions" in info:
+        click.echo(f"sessions      {info['sessions']:,}")
+    for side in ("user", "item"):
+        q = info[f"{side}_degree_quantiles"]
+        click.echo(f"{side} degree   " + "  ".join(f"q{float(p):g}={v:g}" for p, v in q.items()))
+    if dataset.given_split is not None:
+        click.echo(f"given split   {dataset.given_split.kind}")
+    for name, frame in dataset.extras.items():
+        click.echo(f"extra         {name}: {len(frame):,} rows")
+
+
+@data.command("synth")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--users", type=click.IntRange(min=1), default=None)
+@click.option("--items", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_synth(out, users, items, seed):
+    """Write the synthetic planted-structure dataset (the embedded default) as CSV."""
+    from dataclasses import replace
+
+    from .data.synthetic import SynthConfig, generate, write_csv
+    config = SynthConfig(seed=seed)
+    if users:
+        config = replace(config, n_users=users)
+    if items:
+        config = replace(config, n_items=items)
+    data_ = generate(config)
+    write_csv(data_, out)
+    click.echo(f"wrote {len(data_):,} interactions ({data_.n_users} users, {data_.n_items} items) to {out}")
+
+
+@data.command("fetch")
+@click.argument("name")
+@click.option("--dest", required=True, type=click.Path(path_type=Path))
+@click.option("--url", default=None, help="Download from this address instead (a mirror).")
+def data_fetch(name, dest, url):
+    """Download a public dataset, verify its checksum, extract it."""
+    from .data.fetch import fetch
+    path = fetch(name, dest, url=url, progress=sys.stderr.isatty())
+    click.echo(f"{name} ready in {path}")
+
+
+# -- demo ---------------------------------------------------------------------------------------
+@main.command()
+@click.option("--out", default=Path("runs/demo"), type=click.Path(path_type=Path), show_default=True)
+@click.option("--models", "names", default="pop,itemknn,rp3beta,ease,bprmf", show_default=True)
+def demo(out, names):
+    """Generate the default dataset, train baselines on it, print a results table."""
+    from .runs import train_run
+    from .training.config import load_config
+    out.mkdir(parents=True, exist_ok=True)
+    data_file = out / "synthetic.csv"
+    if not data_file.exists():
+        from .data.synthetic import generate, write_csv
+        write_csv(generate(), data_file)
+    rows = []
+    for name in names.split(","):
+        run = out / name
+        results_file = run / "results.json"
+        if results_file.exists():  # idempotent: a finished run is not trained again
+            results = json.loads(results_file.read_text())
+        else:
+            if run.exists():  # an interrupted earlier demo run: start it afresh
+                import shutil
+                shutil.rmtree(run)
+            click.echo(f"training {name} ...", err=True)
+            results = train_run(load_config(name), data_file, run, progress=False,
+                                echo=lambda line: None)
+        full = results["metrics"].get("full", {})
+        sampled = results["metrics"].get("sampled", {})
+        rows.append({"model": name, "HR@10": full.get("HR@10"), "NDCG@10": full.get("NDCG@10"),
+                     "MRR@10": full.get("MRR@10"), "sampled HR@10": sampled.get("HR@10"),
+                     "train s": results["train_seconds"]})
+    click.echo("Leave-one-out on the synthetic default dataset (full ranking; sampled: 100 negatives)")
+    click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,205 @@
+"""Evaluation protocols: full ranking, sampled ranking, session next-item.
+
+* **full** — rank every item, except those the user already has in the known parts of the split
+  (train; train + valid when testing). The honest protocol.
+* **sampled** — rank each user's held-out items against the N fixed negatives stored with the
+  split (N = 100 as in NCF and CMN). The protocol most memory-network papers report.
+* **session** — for each (history → next item) case, rank every item; nothing is excluded
+  (sessions may repeat items).
+
+All three are batched: one ``score_all`` / ``score_items`` call per batch of requests, metrics
+from :mod:`memrec.metrics` (exact under ties), never a Python loop per user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .data.interactions import Interactions
+from .data.splits import Candidates, NextItemCases, Split
+from .metrics import metric_values, rank_counts
+from .models.base import Query, Recommender
+
+KS = (5, 10, 20)
+PROTOCOLS = ("full", "sampled", "session")
+
+
+def _concat(parts: list[Interactions]) -> Interactions:
+    """Row-wise union of split parts (same id maps), keeping time order information."""
+    first = parts[0]
+    cat = lambda name: None if getattr(first, name) is None else np.concatenate(  # noqa: E731
+        [getattr(p, name) for p in parts])
+    return Interactions(np.concatenate([p.user for p in parts]),
+                        np.concatenate([p.item for p in parts]), first.users, first.items,
+                        timestamp=cat("timestamp"), rating=cat("rating"), session=cat("session"))
+
+
+def known_interactions(split: Split, part: str) -> Interactions:
+    """What a model may know when evaluated on ``part``: train for valid, train + valid for test."""
+    if part == "test" and split.valid is not None and len(split.valid):
+        return _concat([split.train, split.valid])
+    return split.train
+
+
+@dataclass(frozen=True, eq=False)
+class _Targets:
+    users: np.ndarray         # int64 [U] users with at least one held-out item
+    indptr: np.ndarray        # CSR of their distinct held-out items
+    items: np.ndarray
+
+
+def _targets(heldout: Interactions) -> _Targets:
+    matrix = heldout.user_items()
+    users = np.flatnonzero(np.diff(matrix.indptr))
+    rows = matrix[users]
+    return _Targets(users.astype(np.int64), rows.indptr.astype(np.int64),
+                    rows.indices.astype(np.int64))
+
+
+def _padded(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of a CSR list as a right-padded long [B, W] tensor and its mask."""
+    q = Query.from_csr(rows, rows, indptr, items)
+    return q.history, q.mask
+
+
+def _csr_rows_dense(matrix: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
+    """bool [len(rows), n_cols] indicator of a CSR matrix's rows."""
+    sub = matrix[rows].tocoo()
+    out = torch.zeros(len(rows), matrix.shape[1], dtype=torch.bool)
+    out[torch.as_tensor(sub.row, dtype=torch.long), torch.as_tensor(sub.col, dtype=torch.long)] = True
+    return out
+
+
+class _Accumulator:
+    """Sums per-request metric values over batches; ``mean()`` averages over requests."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for name, v in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(torch.nan_to_num(v, nan=0.0).sum())
+        self.count += len(next(iter(values.values())))
+
+    def mean(self) -> dict[str, float]:
+        return {name: s / max(self.count, 1) for name, s in self.sums.items()}
+
+
+class Evaluator:
+    """Evaluate models on one part (``"valid"`` or ``"test"``) of a split.
+
+    Precomputes targets, exclusions and histories once, so early stopping can call
+    :meth:`evaluate` every epoch cheaply.
+
+    Parameters
+    ----------
+    split : Split
+    part : "valid" | "test"
+    protocols : protocols to run; those the split cannot support are skipped (``sampled``
+        without stored negatives, ``full``/``sampled`` for a session split).
+    ks : cutoffs.
+    batch_size : requests per scoring call.
+    """
+
+    def __init__(self, split: Split, part: str = "test", *, protocols=("full", "sampled"),
+                 ks=KS, batch_size: int = 1024):
+        if part not in ("valid", "test"):
+            raise ValueError(f"part must be valid or test, not {part!r}")
+        for p in protocols:
+            if p not in PROTOCOLS:
+                raise ValueError(f"unknown protocol {p!r} (choose from {', '.join(PROTOCOLS)})")
+        self.split, self.part, self.ks, self.batch_size = split, part, tuple(ks), batch_size
+        cases: NextItemCases | None = getattr(split, f"{part}_cases")
+        heldout: Interactions | None = getattr(split, part)
+        negatives: Candidates | None = getattr(split, f"{part}_negatives")
+        self.cases = cases
+        self.negatives = negatives
+        self.protocols = self._supported(protocols, cases, heldout, negatives)
+        if cases is None and heldout is not None and len(heldout):
+            known = known_interactions(split, part)
+            self.targets = _targets(heldout)
+            self.seen = known.user_items()
+            self.history_indptr, self.history_items = known.sequences()
+
+    @staticmethod
+    def _supported(protocols, cases, heldout, negatives) -> tuple[str, ...]:
+        if cases is not None:
+            return ("session",)
+        if heldout is None or not len(heldout):
+            return ()
+        return tuple(p for p in protocols if p == "full" or (p == "sampled" and negatives is not None))
+
+    # -- queries ------------------------------------------------------------------------------
+    def _query(self, model: Recommender, users: np.ndarray) -> Query:
+        if not model.needs_history:
+            return Query.for_users(users)
+        return Query.from_csr(users, users, self.history_indptr, self.history_items,
+                              getattr(model, "max_history", None))
+
+    # -- protocols ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: Recommender) -> dict[str, dict[str, float]]:
+        """``{protocol: {"HR@10": ..., ...}}`` for every supported protocol."""
+        was_training = model.training
+        model.eval()
+        try:
+            return {p: getattr(self, f"_{p}")(model) for p in self.protocols}
+        finally:
+            model.train(was_training)
+
+    def _batches(self, n: int):
+        for start in range(0, n, self.batch_size):
+            yield np.arange(start, min(start + self.batch_size, n))
+
+    def _full(self, model: Recommender) -> dict[str, float]:
+        acc = _Accumulator()
+        t = self.targets
+        for rows in self._batches(len(t.users)):
+            users = t.users[rows]
+            relevant, mask = _padded(t.indptr, t.items, rows)
+            excluded = _csr_rows_dense(self.seen, users)
+            # a held-out item the user also has in train (a repeat) is still a target
+            excluded[torch.arange(len(rows))[:, None].expand_as(relevant)[mask], relevant[mask]] = False
+            scores = model.score_all(self._query(model, users))
+            acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
+        return acc.mean()
+
+    def _sampled(self, model: Recommender) -> dict[str, float]:
+        acc = _Accumulator()
+        t, neg = self.targets, self.negatives
+        row_of_user = np.full(self.split.train.n_users, -1, dtype=np.int64)
+        row_of_user[neg.users] = np.arange(len(neg.users))
+        for rows in self._batches(len(t.users)):
+            users = t.users[rows]
+            neg_rows = row_of_user[users]
+            if (neg_rows < 0).any():
+                raise ValueError("some evaluated users have no stored negatives")
+            relevant_items, mask = _padded(t.indptr, t.items, rows)
+            negatives = torch.as_tensor(neg.negatives[neg_rows], dtype=torch.long)
+            candidates = torch.cat([relevant_items, negatives], dim=1)
+            width = relevant_items.shape[1]
+            excluded = torch.cat([~mask, torch.zeros_like(negatives, dtype=torch.bool)], dim=1)
+            relevant = torch.arange(width).expand(len(rows), width)
+            scores = model.score_items(self._query(model, users), candidates)
+            acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
+        return acc.mean()
+
+    def _session(self, model: Recommender) -> dict[str, float]:
+        acc = _Accumulator()
+        c = self.cases
+        if model.needs_user and (c.users < 0).any():
+            raise ValueError(f"{type(model).__name__} scores known users only; the session "
+                             "protocol's requests are anonymous sessions")
+        max_len = getattr(model, "max_history", None)
+        for rows in self._batches(len(c)):
+            query = Query.from_csr(c.users[rows], rows, c.indptr, c.items, max_len)
+            scores = model.score_all(query)
+            relevant = torch.as_tensor(c.targets[rows], dtype=torch.long)[:, None]
+            mask = torch.ones_like(relevant, dtype=torch.bool)
+            acc.add(metric_values(rank_counts(scores, relevant, mask), self.ks))
+        return acc.mean()

@@ -1,0 +1,113 @@
+"""The estimator façade: ``fit`` / ``recommend`` / ``save`` / ``load``, scikit-learn style.
+
+>>> from memrec.recommender import Recommender
+>>> from memrec.data.synthetic import generate
+>>> rec = Recommender("bprmf", dim=32, train={"epochs": 5}).fit(generate())   # doctest: +SKIP
+>>> ids, scores = rec.recommend(["3", "7"], k=10)                              # doctest: +SKIP
+
+Fitted attributes end in ``_``. Ids in and out are the dataset's raw ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import SavedModel, load_model, save_model
+from .data.interactions import Interactions
+from .data.splits import Split
+from .evaluation import known_interactions
+from .models import base, build
+from .training.config import RunConfig, TrainConfig, load_config
+from .training.trainer import Trainer, TrainResult, seed_everything
+
+
+class Recommender:
+    """Train a registered model and serve top-k recommendations.
+
+    Parameters
+    ----------
+    model : registry name (``memrec models`` lists them)
+    train : TrainConfig fields overriding the model's defaults
+    **params : the model's hyper-parameters
+    """
+
+    def __init__(self, model: str, *, train: dict | None = None, **params):
+        overrides = [f"model.{k}={_toml(v)}" for k, v in params.items()]
+        overrides += [f"train.{k}={_toml(v)}" for k, v in (train or {}).items()]
+        self.config: RunConfig = load_config(model, overrides=overrides)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, train: Interactions, valid: Interactions | None = None, *,
+            run_dir: str | Path | None = None, progress: bool | None = False) -> "Recommender":
+        split = Split(kind="given", train=train, valid=valid, test=train.take(np.arange(0)))
+        return self.fit_split(split, run_dir=run_dir, progress=progress)
+
+    def fit_split(self, split: Split, *, run_dir=None, resume: bool = False,
+                  progress: bool | None = None, echo=None) -> "Recommender":
+        seed_everything(self.config.train.seed)
+        model = build(self.config.model, split.train.n_users, split.train.n_items,
+                      self.config.model_params)
+        trainer = Trainer(self.config.train, run_dir=run_dir, progress=progress, echo=echo)
+        self.result_: TrainResult = trainer.fit(model, split, resume=resume)
+        known = known_interactions(split, "test")
+        indptr, items = known.sequences()
+        self.saved_ = SavedModel(self.config.model, self.config.model_params, model,
+                                 split.train.users, split.train.items, indptr, items)
+        return self
+
+    # -- serving ------------------------------------------------------------------------------
+    @property
+    def model_(self) -> base.Recommender:
+        return self.saved_.model
+
+    def query(self, users: np.ndarray) -> base.Query:
+        """Queries for user indices, with their known histories when the model reads them."""
+        if not self.model_.needs_history:
+            return base.Query.for_users(users)
+        return base.Query.from_csr(users, users, self.saved_.seen_indptr, self.saved_.seen_items,
+                                   getattr(self.model_, "max_history", None))
+
+    @torch.no_grad()
+    def recommend(self, user_ids, k: int = 10, *, exclude_seen: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k raw item ids and scores for each raw user id: arrays [U, k]."""
+        s = self.saved_
+        users = s.users.to_index(user_ids, what="user")
+        self.model_.eval()
+        scores = self.model_.score_all(self.query(users)).float().clone()
+        if exclude_seen:
+            seen = base.Query.from_csr(users, users, s.seen_indptr, s.seen_items)
+            rows = torch.arange(len(users))[:, None].expand_as(seen.history)
+            scores[rows[seen.mask], seen.history[seen.mask]] = float("-inf")
+        k = min(k, len(s.items))
+        top = scores.topk(k, dim=1)
+        return s.items.to_raw(top.indices.numpy()), top.values.numpy()
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> None:
+        s = self.saved_
+        save_model(folder, name=s.name, params=s.params, model=s.model, users=s.users,
+                   items=s.items, seen_indptr=s.seen_indptr, seen_items=s.seen_items)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Recommender":
+        saved = load_model(folder)
+        rec = cls.__new__(cls)
+        rec.config = RunConfig(model=saved.name, model_params=saved.params, train=TrainConfig())
+        rec.saved_ = saved
+        return rec
+
+
+def _toml(value) -> str:
+    """A Python value as a TOML literal for an override string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+__all__ = ["Recommender"]

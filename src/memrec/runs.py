@@ -1,0 +1,117 @@
+"""Run folders: what ``memrec train`` and ``memrec evaluate`` do, end to end.
+
+A run folder holds ``run.json`` (config, data source), ``split.npz`` (the exact split, with its
+fixed negatives), the saved model (``model.json``, ``model.pt``, ``ids.json``), ``checkpoint.pt``
+and ``log.jsonl`` from the trainer, and ``results.json``. A new run refuses an existing folder
+(nothing a user had is overwritten); ``resume=True`` continues one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .checkpoint import load_model
+from .data.interactions import DataError, IdMap
+from .data.preprocess import preprocess
+from .data.readers import load as load_dataset
+from .data.split_io import load_split, save_split
+from .data.splits import Split, make_split
+from .evaluation import Evaluator
+from .fileio import CheckpointError, atomic_write_json
+from .recommender import Recommender
+from .training.config import DataConfig, RunConfig
+
+SPLIT_OPTIONS = {"loo": (), "temporal": ("test_frac", "valid_frac"),
+                 "random": ("test_frac", "valid_frac"), "session": ("test_frac", "valid_frac")}
+
+
+def prepare_split(data_path: str | Path, cfg: DataConfig) -> tuple[str, Split]:
+    """Read, filter and split a dataset as the ``[data]`` config says. Returns (name, split)."""
+    dataset = load_dataset(data_path, cfg.format or None)
+    wants_given = cfg.split in ("auto", "given")
+    if dataset.given_split is not None and wants_given:
+        if cfg.threshold or cfg.user_k or cfg.item_k or cfg.duplicates != "keep":
+            raise DataError("this dataset ships its own split; filtering options would change "
+                            "it (drop them, or choose another --split)")
+        return dataset.name, dataset.given_split
+    if cfg.split == "given":
+        raise DataError(f"{data_path} carries no split of its own; choose loo, temporal, random or session")
+    data = preprocess(dataset.interactions, threshold=cfg.threshold or None, user_k=cfg.user_k,
+                      item_k=cfg.item_k, duplicates=cfg.duplicates)
+    kind = "loo" if cfg.split == "auto" else cfg.split
+    options = {k: getattr(cfg, k) for k in SPLIT_OPTIONS.get(kind, ())}
+    return dataset.name, make_split(data, kind, seed=cfg.seed, n_negatives=cfg.n_negatives, **options)
+
+
+def _check_new_run_dir(out: Path, resume: bool) -> None:
+    if resume:
+        if not (out / "run.json").is_file():
+            raise CheckpointError(f"{out}: nothing to resume (no run.json)")
+    elif out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} already exists and is not empty; choose another --out, "
+                        "or --resume to continue that run")
+
+
+def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resume: bool = False,
+              progress: bool | None = None, echo=None) -> dict:
+    """Train, save, test; returns the ``results.json`` content."""
+    out = Path(out)
+    _check_new_run_dir(out, resume)
+    if resume:
+        ids = load_ids(out)
+        split = load_split(out / "split.npz", *ids)
+        data_name = _read_run(out)["data"]
+    else:
+        data_name, split = prepare_split(data_path, config.data)
+        out.mkdir(parents=True, exist_ok=True)
+        save_split(out / "split.npz", split)
+        atomic_write_json(out / "ids.json", {"users": split.train.users.to_json(),
+                                             "items": split.train.items.to_json()})
+        atomic_write_json(out / "run.json", {"data": data_name, "data_path": str(Path(data_path).resolve()),
+                                             "config": config.to_json()})
+    rec = Recommender.__new__(Recommender)
+    rec.config = config
+    rec.fit_split(split, run_dir=out, resume=resume, progress=progress, echo=echo)
+    rec.save(out)
+    metrics, eval_seconds = evaluate_split(rec.model_, split)
+    results = {"model": config.model, "data": data_name, "split": split.kind,
+               "params": config.model_params, "best_epoch": rec.result_.best_epoch,
+               "train_seconds": rec.result_.train_seconds, "eval_seconds": eval_seconds,
+               "metrics": metrics}
+    atomic_write_json(out / "results.json", results)
+    return results
+
+
+def evaluate_split(model, split: Split, protocols=("full", "sampled")) -> tuple[dict, float]:
+    start = time.perf_counter()
+    metrics = Evaluator(split, "test", protocols=protocols).evaluate(model)
+    return metrics, time.perf_counter() - start
+
+
+def _read_run(out: Path) -> dict:
+    try:
+        return json.loads((out / "run.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{out / 'run.json'}: unreadable ({e})") from None
+
+
+def load_ids(out: Path) -> tuple[IdMap, IdMap]:
+    path = out / "ids.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    ids = json.loads(path.read_text())
+    return IdMap.from_json(ids["users"]), IdMap.from_json(ids["items"])
+
+
+def evaluate_run(run_dir: str | Path, protocols=("full", "sampled")) -> dict:
+    """Re-evaluate a finished run on its stored split's test part."""
+    run_dir = Path(run_dir)
+    saved = load_model(run_dir)
+    split = load_split(run_dir / "split.npz", saved.users, saved.items)
+    metrics, _ = evaluate_split(saved.model, split, protocols)
+    return metrics
+
+
+__all__ = ["prepare_split", "train_run", "evaluate_run", "evaluate_split"]

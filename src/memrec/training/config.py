@@ -1,0 +1,177 @@
+"""Run configuration: typed dataclasses, loaded from TOML with ``--set`` overrides.
+
+A config file has three tables; every key is checked, an unknown one is an error::
+
+    [model]           # name + the model's constructor keyword arguments
+    name = "bprmf"
+    dim = 64
+
+    [train]           # TrainConfig fields
+    epochs = 50
+    lr = 0.001
+
+    [data]            # DataConfig fields
+    split = "loo"
+
+TOML lives here and in the CLI only; models and the trainer see plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from ..models import ConfigError, check_params, spec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Every field can be set in ``[train]`` or with ``--set train.KEY=VALUE``."""
+
+    epochs: int = 20
+    batch_size: int = 1024
+    optimizer: str = "adam"            # adam | rmsprop | adagrad | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_grad_norm: float = 0.0        # 0 = no clipping; else max global L2 norm
+    clip_grad_value: float = 0.0       # 0 = no clipping; else per-element clamp
+    loss: str = "bpr"                  # bpr | bce | hinge | sampled_softmax
+    margin: float = 1.0                # hinge margin
+    n_negatives: int = 1
+    sampler: str = "uniform"           # uniform | popularity
+    sampler_alpha: float = 1.0         # popularity exponent
+    sample_only_seen_items: bool = False
+    patience: int = 5                  # epochs without improvement before stopping; 0 = never stop
+    valid_metric: str = "NDCG@10"
+    valid_protocol: str = "full"
+    eval_every: int = 1
+    eval_batch_size: int = 1024
+    seed: int = 0
+
+    def __post_init__(self):
+        choices = {"optimizer": ("adam", "rmsprop", "adagrad", "sgd"),
+                   "loss": ("bpr", "bce", "hinge", "sampled_softmax"),
+                   "sampler": ("uniform", "popularity"),
+                   "valid_protocol": ("full", "sampled", "session")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"train.{name} = {getattr(self, name)!r}; choose from {', '.join(allowed)}")
+        for name in ("epochs", "batch_size", "n_negatives", "eval_every", "eval_batch_size"):
+            if getattr(self, name) < (0 if name == "epochs" else 1):
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How to read, filter and split the data (``[data]`` table)."""
+
+    format: str = ""                   # "" = auto-detect
+    split: str = "auto"                # auto (the file's own split, else loo) | loo | temporal | random | session | given
+    n_negatives: int = 100             # sampled-protocol negatives per user; 0 = none
+    threshold: float = 0.0             # keep ratings >= threshold (0 = keep all)
+    user_k: int = 0                    # k-core filtering
+    item_k: int = 0
+    duplicates: str = "keep"           # keep | first | last | error
+    test_frac: float = 0.1
+    valid_frac: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    model_params: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_json(self) -> dict:
+        return {"model": {"name": self.model, **self.model_params},
+                "train": asdict(self.train), "data": asdict(self.data)}
+
+
+def _typed(cls, section: str, values: dict):
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types."""
+    allowed = {f.name: f for f in fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key not in allowed:
+            raise ConfigError(f"unknown key {section}.{key}; known: {', '.join(allowed)}")
+        out[key] = _coerce(f"{section}.{key}", getattr(cls(), key), value)
+    return cls(**out)
+
+
+def _coerce(name: str, default, value):
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    """``"train.lr=0.01"`` → ``("train", "lr", 0.01)``; the value is read as a TOML value,
+    falling back to a plain string (so ``--set data.split=loo`` needs no quotes)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set expects SECTION.KEY=VALUE (e.g. train.lr=0.01), got {text!r}")
+    key, raw = text.split("=", 1)
+    section, name = key.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, name, value
+
+
+def load_config(model: str | None = None, path: str | Path | None = None,
+                overrides: list[str] = (), **train_overrides) -> RunConfig:
+    """Merge (model's training defaults) ← config file ← ``--set`` overrides ← explicit flags.
+
+    ``model`` (from the command line) must agree with the file's ``[model] name`` if both exist.
+    """
+    tables: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            loaded = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        for section, values in loaded.items():
+            if section not in tables or not isinstance(values, dict):
+                raise ConfigError(f"{path}: unknown table [{section}]; use [model], [train], [data]")
+            tables[section].update(values)
+    for text in overrides:
+        section, name, value = parse_override(text)
+        if section not in tables:
+            raise ConfigError(f"--set {text}: unknown section {section!r}; use model, train or data")
+        tables[section][name] = value
+    file_model = tables["model"].pop("name", None)
+    if model and file_model and model != file_model:
+        raise ConfigError(f"the command line says model {model!r} but the config says {file_model!r}")
+    name = model or file_model
+    if not name:
+        raise ConfigError("no model given (name it on the command line or as [model] name)")
+    model_spec = spec(name)
+    train_values = {**model_spec.train_defaults, **tables["train"],
+                    **{k: v for k, v in train_overrides.items() if v is not None}}
+    return RunConfig(model=name, model_params=check_params(name, tables["model"]),
+                     train=_typed(TrainConfig, "train", train_values),
+                     data=_typed(DataConfig, "data", tables["data"]))
+
+
+def with_seed(config: RunConfig, seed: int) -> RunConfig:
+    return replace(config, train=replace(config.train, seed=seed))

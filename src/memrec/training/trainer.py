@@ -1,0 +1,220 @@
+"""One training loop for every model.
+
+Closed-form models are fitted once; gradient models run epochs of their task's batches with the
+configured optimizer, optional gradient clipping, validation every ``eval_every`` epochs, early
+stopping with patience and best-weights restore, a per-epoch JSONL log, and an atomic
+checkpoint after every epoch from which ``resume=True`` continues to the same final weights as
+an uninterrupted run (all randomness flows from one saved ``torch.Generator`` plus the saved
+global RNG state).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..fileio import CheckpointError, atomic_torch_save, atomic_write_bytes, safe_torch_load
+from ..data.splits import Split
+from ..evaluation import Evaluator
+from ..models.base import Recommender
+from .config import TrainConfig
+from .tasks import make_task
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop,
+              "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    train_seconds: float
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global RNG (model initialisation, dropout). Data order and negatives use the
+    trainer's own generator."""
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Fit a model on a split's training part, validating on its validation part.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    run_dir : folder for ``checkpoint.pt`` and ``log.jsonl`` (None: keep nothing on disk)
+    progress : show a progress bar; None = only when stderr is a terminal
+    echo : where per-epoch log lines go (stderr by default)
+    """
+
+    def __init__(self, config: TrainConfig, *, run_dir: str | Path | None = None,
+                 progress: bool | None = None, echo=None):
+        self.config = config
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    # -- public -------------------------------------------------------------------------------
+    def fit(self, model: Recommender, split: Split, *, resume: bool = False) -> TrainResult:
+        split.train.require_nonempty("training data")
+        if not model.trainable:
+            return self._fit_closed_form(model, split)
+        return self._fit_gradient(model, split, resume)
+
+    # -- closed form --------------------------------------------------------------------------
+    def _fit_closed_form(self, model: Recommender, split: Split) -> TrainResult:
+        start = time.perf_counter()
+        model.fit_closed_form(split.train)
+        seconds = time.perf_counter() - start
+        record = {"epoch": 0, "seconds": seconds}
+        evaluator = self._validator(split)
+        if evaluator is not None:
+            record["valid"] = evaluator.evaluate(model)
+        self._write_log([record])
+        self.echo(f"fitted {type(model).__name__} in {seconds:.2f}s" + self._valid_text(record))
+        return TrainResult(best_epoch=0, train_seconds=seconds, history=[record])
+
+    # -- gradient -----------------------------------------------------------------------------
+    def _fit_gradient(self, model: Recommender, split: Split, resume: bool) -> TrainResult:
+        cfg = self.config
+        task = make_task(model, split.train, cfg)
+        optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr,
+                                              weight_decay=cfg.weight_decay)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        evaluator = self._validator(split)
+        state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "best_state": None,
+                 "bad_epochs": 0, "history": [], "seconds": 0.0}
+        if resume:
+            state = self._restore(model, optimizer, generator)
+        stopped = False
+        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+            record = self._train_epoch(model, task, optimizer, generator, epoch)
+            state["seconds"] += record["seconds"]
+            if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+                record["valid"] = evaluator.evaluate(model)
+                score = self._valid_score(record["valid"], evaluator)
+                if score > state["best_score"]:
+                    state.update(best_score=score, best_epoch=epoch, bad_epochs=0,
+                                 best_state=copy.deepcopy(model.state_dict()))
+                    record["best"] = True
+                else:
+                    state["bad_epochs"] += 1
+            elif evaluator is None:
+                state["best_epoch"] = epoch
+            state["history"].append(record)
+            state["epoch"] = epoch
+            self.echo(self._epoch_text(record, cfg.epochs))
+            stopped = cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
+            self._checkpoint(model, optimizer, generator, state)
+            self._write_log(state["history"])
+            if stopped:
+                self.echo(f"early stop: no {cfg.valid_metric} improvement for {cfg.patience} evaluations; "
+                          f"best epoch {state['best_epoch']}")
+                break
+        if state["best_state"] is not None:
+            model.load_state_dict(state["best_state"])
+        return TrainResult(state["best_epoch"], state["seconds"], state["history"], stopped)
+
+    def _train_epoch(self, model, task, optimizer, generator, epoch) -> dict:
+        cfg = self.config
+        model.train()
+        start = time.perf_counter()
+        total, seen = 0.0, 0
+        bar = tqdm(total=task.n_examples, desc=f"epoch {epoch}", unit="ex", leave=False,
+                   disable=not self.progress, dynamic_ncols=True)
+        for batch in task.batches(generator):
+            loss = task.loss(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; "
+                                         "lower train.lr or enable gradient clipping")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_grad_value > 0:
+                torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_grad_value)
+            if cfg.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            optimizer.step()
+            n = len(batch.users) if hasattr(batch, "users") else 1
+            total += loss.item() * n
+            seen += n
+            bar.update(n)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        bar.close()
+        seconds = time.perf_counter() - start
+        return {"epoch": epoch, "loss": total / max(seen, 1), "seconds": seconds,
+                "examples_per_s": seen / max(seconds, 1e-9)}
+
+    # -- validation ---------------------------------------------------------------------------
+    def _validator(self, split: Split) -> Evaluator | None:
+        has_valid = (split.valid is not None and len(split.valid)) or split.valid_cases is not None
+        if not has_valid:
+            return None
+        ev = Evaluator(split, "valid", protocols=(self.config.valid_protocol,),
+                       batch_size=self.config.eval_batch_size)
+        if not ev.protocols:  # e.g. sampled asked but the split stores no validation negatives
+            ev = Evaluator(split, "valid", protocols=("full",), batch_size=self.config.eval_batch_size)
+        return ev if ev.protocols else None
+
+    def _valid_score(self, metrics: dict, evaluator: Evaluator) -> float:
+        values = metrics[evaluator.protocols[0]]
+        if self.config.valid_metric not in values:
+            raise ValueError(f"train.valid_metric {self.config.valid_metric!r} is not reported; "
+                             f"choose from {', '.join(values)}")
+        return values[self.config.valid_metric]
+
+    # -- persistence --------------------------------------------------------------------------
+    def _checkpoint(self, model, optimizer, generator, state) -> None:
+        if self.run_dir is None:
+            return
+        atomic_torch_save({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "best_state": state["best_state"] or {},
+            "counters": json.dumps({k: state[k] for k in
+                                    ("epoch", "best_score", "best_epoch", "bad_epochs", "history", "seconds")}),
+        }, self.run_dir / "checkpoint.pt")
+
+    def _restore(self, model, optimizer, generator) -> dict:
+        if self.run_dir is None:
+            raise CheckpointError("--resume needs a run folder")
+        blob = safe_torch_load(self.run_dir / "checkpoint.pt")
+        try:
+            model.load_state_dict(blob["model"])
+            optimizer.load_state_dict(blob["optimizer"])
+            generator.set_state(blob["generator"])
+            torch.set_rng_state(blob["torch_rng"])
+            state = json.loads(blob["counters"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{self.run_dir / 'checkpoint.pt'}: does not match this model "
+                                  f"and config ({e})") from None
+        state["best_state"] = blob["best_state"] or None
+        self.echo(f"resuming after epoch {state['epoch']}")
+        return state
+
+    def _write_log(self, history: list[dict]) -> None:
+        if self.run_dir is not None:
+            text = "".join(json.dumps(r) + "\n" for r in history)
+            atomic_write_bytes(self.run_dir / "log.jsonl", text.encode())
+
+    # -- text ---------------------------------------------------------------------------------
+    def _valid_text(self, record: dict) -> str:
+        if "valid" not in record:
+            return ""
+        protocol, values = next(iter(record["valid"].items()))
+        metric = self.config.valid_metric
+        return f"  valid {protocol} {metric} {values.get(metric, float('nan')):.4f}"
+
+    def _epoch_text(self, record: dict, epochs: int) -> str:
+        return (f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  "
+                f"{record['examples_per_s']:,.0f} ex/s  {record['seconds']:.1f}s"
+                + self._valid_text(record) + ("  *best" if record.get("best") else ""))

@@ -1,0 +1,155 @@
+"""Evaluation protocols on hand-checked splits, and Popularity on ml-100k against an
+independent NumPy computation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from memrec.data.interactions import IdMap, Interactions
+from memrec.data.splits import Candidates, NextItemCases, Split
+from memrec.evaluation import Evaluator
+from memrec.models.baselines.pop import Popularity
+from memrec.models.base import Query, Recommender
+
+from .conftest import shared_path
+
+
+def table(users, items, n_users=3, n_items=5):
+    return Interactions(np.array(users, np.int32), np.array(items, np.int32),
+                        IdMap.range(n_users), IdMap.range(n_items))
+
+
+@pytest.fixture
+def split():
+    # train: u0 {0, 1}, u1 {0, 2}, u2 {1}; test: u0 → 2, u1 → 3, u2 → 0
+    train = table([0, 0, 1, 1, 2], [0, 1, 0, 2, 1])
+    test = table([0, 1, 2], [2, 3, 0])
+    negatives = Candidates(np.array([0, 1, 2]), np.array([[3, 4], [1, 4], [3, 4]]))
+    return Split("loo", train, test, test_negatives=negatives)
+
+
+def fitted_pop(split):
+    model = Popularity(3, 5)
+    model.fit_closed_form(split.train)  # counts: item0 2, item1 2, item2 1, item3 0, item4 0
+    return model
+
+
+def test_full_ranking_popularity_hand_values(split):
+    result = Evaluator(split, "test", protocols=("full",), ks=(1, 5)).evaluate(fitted_pop(split))
+    full = result["full"]
+    # u0: candidates {2,3,4} scores (1,0,0): target 2 rank 1
+    # u1: candidates {1,3,4} scores (2,0,0): target 3 ties item 4 below item 1 → rank 2 or 3
+    # u2: candidates {0,2,3,4} scores (2,1,0,0): target 0 rank 1
+    assert full["HR@1"] == pytest.approx(2 / 3)
+    assert full["MRR@5"] == pytest.approx((1 + (1 / 2 + 1 / 3) / 2 + 1) / 3)
+    u1_ndcg = (1 / math.log2(3) + 1 / math.log2(4)) / 2
+    assert full["NDCG@5"] == pytest.approx((1 + u1_ndcg + 1) / 3)
+    # AUC: u0 beats 2/2, u1 beats 0.5/2 (one tie, one above), u2 beats 3/3
+    assert full["AUC"] == pytest.approx((1 + 0.25 + 1) / 3)
+
+
+def test_sampled_ranking_uses_stored_negatives(split):
+    result = Evaluator(split, "test", protocols=("sampled",), ks=(1,)).evaluate(fitted_pop(split))
+    # u0: {2:1, 3:0, 4:0} → rank 1; u1: {3:0, 1:2, 4:0} → rank 2..3; u2: {0:2, 3:0, 4:0} → 1
+    assert result["sampled"]["HR@1"] == pytest.approx(2 / 3)
+
+
+def test_valid_items_are_excluded_when_testing():
+    train = table([0, 0], [0, 1])
+    valid = table([0], [2])
+    test = table([0], [3])
+    split = Split("loo", train, test, valid=valid)
+    model = Popularity(3, 5)
+    model.fit_closed_form(table([1, 1, 1, 2, 2, 2], [2, 2, 3, 2, 3, 4]))  # counts 2:3, 3:2, 4:1
+    full = Evaluator(split, "test", protocols=("full",), ks=(1,)).evaluate(model)["full"]
+    assert full["HR@1"] == 1.0  # item 2 (valid) is excluded, so item 3 ranks first
+
+
+def test_a_repeated_test_item_is_still_a_target():
+    train = table([0, 0], [0, 1])
+    test = table([0], [1])  # the user consumes item 1 again
+    split = Split("loo", train, test)
+    model = Popularity(3, 5)
+    model.fit_closed_form(train)
+    full = Evaluator(split, "test", protocols=("full",), ks=(1,)).evaluate(model)["full"]
+    assert full["HR@1"] == 1.0  # item 0 excluded, item 1 ranked and first
+
+
+class LastItemEcho(Recommender):
+    """Scores 1 for the request's last history item: a probe for the session protocol."""
+    needs_history = True
+    needs_user = False
+    trainable = False
+
+    def score_all(self, query: Query) -> torch.Tensor:
+        scores = torch.zeros(len(query), self.n_items)
+        last = query.history.gather(1, (query.mask.sum(1, keepdim=True) - 1).clamp(min=0))
+        return scores.scatter(1, last, 1.0)
+
+
+def test_session_protocol_reads_case_histories():
+    train = table([0, 0], [0, 1])
+    cases = NextItemCases(indptr=np.array([0, 1, 3]), items=np.array([3, 0, 2]),
+                          targets=np.array([3, 4]), users=np.array([-1, -1]))
+    split = Split("session", train, train.take(np.arange(0)), test_cases=cases)
+    result = Evaluator(split, "test", ks=(1, 5)).evaluate(LastItemEcho(3, 5))
+    # case 0: last item 3 = target → hit; case 1: last item 2, target 4 ties with 3 others at 0
+    assert result["session"]["HR@1"] == pytest.approx((1 + 0) / 2)
+    assert result["session"]["MRR@5"] == pytest.approx((1 + (1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 4) / 2)
+
+
+def test_session_protocol_refuses_user_models():
+    from memrec.models.baselines.bprmf import BPRMF
+    train = table([0], [0])
+    cases = NextItemCases(np.array([0, 1]), np.array([0]), np.array([1]), np.array([-1]))
+    split = Split("session", train, train.take(np.arange(0)), test_cases=cases)
+    with pytest.raises(ValueError, match="anonymous"):
+        Evaluator(split, "test").evaluate(BPRMF(1, 5, dim=2))
+
+
+def test_popularity_on_ml100k_matches_independent_numpy():
+    """Issue 2's acceptance check: Pop, leave-one-out, full protocol, on raw u.data."""
+    from memrec.data.readers import load
+    from memrec.data.splits import leave_one_out
+    path = shared_path("ml-100k", "raw", "u.data")
+    split = leave_one_out(load(path).interactions)
+    got = Evaluator(split, "test", protocols=("full",), ks=(10,)).evaluate(
+        fitted_pop_on(split))["full"]
+
+    raw = np.loadtxt(path, dtype=np.int64)  # user item rating timestamp, file order
+    users, items, ts = raw[:, 0], raw[:, 1], raw[:, 3]
+    order = np.lexsort((np.arange(len(raw)), ts, users))
+    hr, ndcg = [], []
+    train_rows, test_of, known_of = [], {}, {}
+    starts = np.flatnonzero(np.r_[True, users[order][1:] != users[order][:-1]])
+    bounds = list(starts) + [len(order)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        rows = order[a:b]
+        u = users[rows[0]]
+        if len(rows) >= 3:
+            train_rows.extend(rows[:-2])
+            test_of[u] = items[rows[-1]]
+            known_of[u] = set(items[rows[:-1]])
+        else:
+            train_rows.extend(rows)
+    counts = np.bincount(items[train_rows], minlength=items.max() + 1).astype(float)
+    all_items = np.unique(items)
+    for u, target in test_of.items():
+        candidates = np.array([i for i in all_items if i not in known_of[u] or i == target])
+        s = counts[candidates]
+        t = counts[target]
+        p = int((s > t).sum())
+        g = int((s == t).sum())
+        ranks = np.arange(p + 1, p + g + 1)
+        hr.append(np.mean(ranks <= 10))
+        ndcg.append(np.mean(np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0)))
+    assert got["HR@10"] == pytest.approx(np.mean(hr), abs=1e-12)
+    assert got["NDCG@10"] == pytest.approx(np.mean(ndcg), abs=1e-12)
+
+
+def fitted_pop_on(split):
+    model = Popularity(split.train.n_users, split.train.n_items)
+    model.fit_closed_form(split.train)
+    return model
