@@ -172,6 +172,12 @@ def sniff_layout(path: Path, *, columns=None, sep: str | None = None,
                             f"has {len(first)} per line")
     else:
         roles = (roles_from_header(first) if header else None) or default_roles(len(first))
+        named = [f for f in first if normalize_name(f) in ALIASES] if header else []
+        if named and roles != roles_from_header(first):
+            # the header names its columns but not an item and a user: guessing by position
+            # would silently read, say, a rating column as items
+            raise DataError(f"{path.name}: the header ({', '.join(first)}) has no item and user "
+                            "(or session) column; pass --columns, e.g. user,item,rating,timestamp")
     check_roles(roles, path.name)
     data_line = second if header else first
     date_timestamp = False

@@ -1,0 +1,150 @@
+"""The command line: the happy path end to end, and every bad input → exit 2, one line."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from memrec.cli import main
+from memrec.data.synthetic import SynthConfig, generate, write_csv
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "synth.csv"
+    write_csv(generate(SynthConfig(n_users=80, n_items=300, mean_length=15, seed=2)), path)
+    return path
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def assert_user_error(result, fragment):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memrec: error:"), result.stderr
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_file):
+    out = tmp_path_factory.mktemp("runs") / "bprmf"
+    result = run("train", "bprmf", "--data", data_file, "--out", out, "--epochs", 2,
+                 "--set", "model.dim=8", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_train_writes_results_json_with_the_documented_keys(trained):
+    out, result = trained
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) >= {"model", "data", "split", "params", "best_epoch", "train_seconds", "metrics"}
+    assert results["model"] == "bprmf" and results["split"] == "loo"
+    assert results["params"] == {"dim": 8}
+    for protocol in ("full", "sampled"):
+        names = set(results["metrics"][protocol])
+        assert {f"{m}@{k}" for m in ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP")
+                for k in (5, 10, 20)} | {"AUC"} == names
+    assert "HR" in result.output  # the printed table
+
+
+def test_evaluate_reproduces_the_run_metrics(trained):
+    out, _ = trained
+    result = run("evaluate", out, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    saved = json.loads((out / "results.json").read_text())["metrics"]
+    assert metrics["full"]["NDCG@10"] == pytest.approx(saved["full"]["NDCG@10"])
+    assert metrics["sampled"]["HR@10"] == pytest.approx(saved["sampled"]["HR@10"])
+
+
+def test_recommend_prints_k_items(trained):
+    out, _ = trained
+    result = run("recommend", out, "--user", "3", "-k", "4")
+    assert result.exit_code == 0, result.output
+    assert len([line for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]) == 4
+
+
+def test_models_lists_the_registry():
+    result = run("models")
+    assert result.exit_code == 0
+    assert {line.split()[0] for line in result.stdout.splitlines()} >= {"pop", "itemknn", "rp3beta", "ease", "bprmf"}
+
+
+def test_data_info_and_synth(tmp_path):
+    out = tmp_path / "s.csv"
+    assert run("data", "synth", out, "--users", 50, "--items", 60, "--seed", 1).exit_code == 0
+    result = run("data", "info", out)
+    assert result.exit_code == 0, result.output
+    assert "users         50" in result.stdout and "items" in result.stdout and "density" in result.stdout
+
+
+def test_existing_run_dir_is_never_overwritten(trained, data_file):
+    out, _ = trained
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = run("train", "pop", "--data", data_file, "--out", out)
+    assert_user_error(result, "already exists")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_resume_of_a_finished_run_gives_the_same_results(trained, data_file, tmp_path):
+    import shutil
+    out, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    result = run("train", "bprmf", "--data", data_file, "--out", copy, "--epochs", 2,
+                 "--set", "model.dim=8", "--resume", "--no-progress")
+    assert result.exit_code == 0, result.output
+    a = json.loads((out / "results.json").read_text())["metrics"]
+    b = json.loads((copy / "results.json").read_text())["metrics"]
+    assert a == b
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "nosuchmodel", "--data", "{data}", "--out", "{tmp}/r"], "unknown model 'nosuchmodel'"),
+    (["train", "pop", "--data", "{tmp}/missing.csv", "--out", "{tmp}/r"], "no such file or directory"),
+    (["train", "bprmf", "--data", "{data}", "--out", "{tmp}/r", "--set", "model.size=3"], "has no parameter 'size'"),
+    (["train", "bprmf", "--data", "{data}", "--out", "{tmp}/r", "--set", "train.lrate=3"], "unknown key train.lrate"),
+    (["train", "pop", "--data", "{data}", "--out", "{tmp}/r", "--set", "data.user_k=1000"], "empty"),
+    (["train", "pop", "--data", "{data}", "--out", "{tmp}/r", "--split", "given"], "no split of its own"),
+    (["train", "pop", "--data", "{data}", "--out", "{tmp}/r", "--config", "{tmp}/nope.toml"], "no such config file"),
+    (["evaluate", "{tmp}/no-run"], "no such run folder"),
+    (["recommend", "{tmp}/no-run", "--user", "1"], "no such run folder"),
+    (["data", "info", "{tmp}/missing.csv"], "no such file or directory"),
+    (["data", "fetch", "no-such-dataset", "--dest", "{tmp}/d"], "no-such-dataset"),
+])
+def test_bad_input_exits_2_with_one_line(args, fragment, data_file, tmp_path):
+    args = [a.format(data=data_file, tmp=tmp_path) for a in args]
+    assert_user_error(run(*args), fragment)
+    assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "results.json").exists()
+
+
+def test_malformed_row_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,rating,timestamp\n1,2,5,100\n1,3,x,101\n")
+    assert_user_error(run("train", "pop", "--data", bad, "--out", tmp_path / "r"), "bad.csv line 3")
+
+
+def test_missing_column_is_reported(tmp_path):
+    bad = tmp_path / "one.csv"
+    bad.write_text("user_id,rating\n1,3\n2,4\n")
+    assert_user_error(run("train", "pop", "--data", bad, "--out", tmp_path / "r"), "no item and user")
+
+
+def test_corrupt_checkpoint_is_reported(trained, tmp_path):
+    import shutil
+    out, _ = trained
+    copy = tmp_path / "corrupt"
+    shutil.copytree(out, copy)
+    (copy / "model.pt").write_bytes(b"garbage")
+    assert_user_error(run("recommend", copy, "--user", "3"), "corrupt")
+    (copy / "model.json").write_text("{not json")
+    assert_user_error(run("evaluate", copy), "corrupt JSON")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run("--debug", "evaluate", tmp_path / "no-run")
+    assert result.exit_code != 0 and result.exception is not None
