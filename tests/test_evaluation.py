@@ -11,7 +11,7 @@ from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import Candidates, NextItemCases, Split
 from memrec.evaluation import Evaluator
 from memrec.models.baselines.pop import Popularity
-from memrec.models.base import Query, Recommender
+from memrec.models.base import Query, Model
 
 from .conftest import shared_path
 
@@ -77,7 +77,7 @@ def test_a_repeated_test_item_is_still_a_target():
     assert full["HR@1"] == 1.0  # item 0 excluded, item 1 ranked and first
 
 
-class LastItemEcho(Recommender):
+class LastItemEcho(Model):
     """Scores 1 for the request's last history item: a probe for the session protocol."""
     needs_history = True
     needs_user = False

@@ -25,7 +25,7 @@ import torch
 
 from .data.interactions import IdMap
 from .fileio import CheckpointError, atomic_torch_save, atomic_write_json, safe_torch_load
-from .models import Recommender, build
+from .models import Model, build
 
 FORMAT_VERSION = 1
 
@@ -42,14 +42,14 @@ class SavedModel:
 
     name: str
     params: dict
-    model: Recommender
+    model: Model
     users: IdMap
     items: IdMap
     seen_indptr: np.ndarray
     seen_items: np.ndarray
 
 
-def save_model(folder: str | Path, *, name: str, params: dict, model: Recommender,
+def save_model(folder: str | Path, *, name: str, params: dict, model: Model,
                users: IdMap, items: IdMap, seen_indptr: np.ndarray, seen_items: np.ndarray) -> None:
     folder = Path(folder)
     atomic_write_json(folder / "ids.json", {"users": users.to_json(), "items": items.to_json()})

@@ -22,7 +22,7 @@ import torch
 from .data.interactions import Interactions
 from .data.splits import Candidates, NextItemCases, Split
 from .metrics import metric_values, rank_counts
-from .models.base import Query, Recommender
+from .models.base import Query, Model
 
 KS = (5, 10, 20)
 PROTOCOLS = ("full", "sampled", "session")
@@ -135,7 +135,7 @@ class Evaluator:
         return tuple(p for p in protocols if p == "full" or (p == "sampled" and negatives is not None))
 
     # -- queries ------------------------------------------------------------------------------
-    def _query(self, model: Recommender, users: np.ndarray) -> Query:
+    def _query(self, model: Model, users: np.ndarray) -> Query:
         if not model.needs_history:
             return Query.for_users(users)
         return Query.from_csr(users, users, self.history_indptr, self.history_items,
@@ -143,7 +143,7 @@ class Evaluator:
 
     # -- protocols ----------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, model: Recommender) -> dict[str, dict[str, float]]:
+    def evaluate(self, model: Model) -> dict[str, dict[str, float]]:
         """``{protocol: {"HR@10": ..., ...}}`` for every supported protocol."""
         was_training = model.training
         model.eval()
@@ -156,7 +156,7 @@ class Evaluator:
         for start in range(0, n, self.batch_size):
             yield np.arange(start, min(start + self.batch_size, n))
 
-    def _full(self, model: Recommender) -> dict[str, float]:
+    def _full(self, model: Model) -> dict[str, float]:
         acc = _Accumulator()
         t = self.targets
         for rows in self._batches(len(t.users)):
@@ -169,7 +169,7 @@ class Evaluator:
             acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
         return acc.mean()
 
-    def _sampled(self, model: Recommender) -> dict[str, float]:
+    def _sampled(self, model: Model) -> dict[str, float]:
         acc = _Accumulator()
         t, neg = self.targets, self.negatives
         row_of_user = np.full(self.split.train.n_users, -1, dtype=np.int64)
@@ -189,7 +189,7 @@ class Evaluator:
             acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
         return acc.mean()
 
-    def _session(self, model: Recommender) -> dict[str, float]:
+    def _session(self, model: Model) -> dict[str, float]:
         acc = _Accumulator()
         c = self.cases
         if model.needs_user and (c.users < 0).any():

@@ -60,7 +60,7 @@ class Recommender:
 
     # -- serving ------------------------------------------------------------------------------
     @property
-    def model_(self) -> base.Recommender:
+    def model_(self) -> base.Model:
         return self.saved_.model
 
     def query(self, users: np.ndarray) -> base.Query:

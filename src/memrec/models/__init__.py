@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from .base import Query, Recommender
+from .base import Query, Model
 from .baselines.bprmf import BPRMF
 from .baselines.ease import EASE
 from .baselines.itemknn import ItemKNN
@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    cls: type[Recommender]
+    cls: type[Model]
     summary: str
     #: training settings this model needs unless the user overrides them (``[train]`` keys)
     train_defaults: dict = field(default_factory=dict)
@@ -74,11 +74,11 @@ def check_params(name: str, params: dict) -> dict:
     return params
 
 
-def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> Recommender:
+def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> Model:
     """Construct a registered model for a dataset's sizes."""
     params = check_params(name, dict(params or {}))
     return spec(name).cls(n_users, n_items, **params)
 
 
-__all__ = ["REGISTRY", "ModelSpec", "ConfigError", "Query", "Recommender", "build", "spec",
+__all__ = ["REGISTRY", "ModelSpec", "ConfigError", "Query", "Model", "build", "spec",
            "hyperparameters", "check_params"]

@@ -66,7 +66,7 @@ class Query:
                    torch.as_tensor(history, dtype=torch.long), torch.as_tensor(mask))
 
 
-class Recommender(nn.Module):
+class Model(nn.Module):
     """Base class of every model: the scoring contract plus a default ``score_items``.
 
     Subclasses set the class attributes and implement :meth:`score_all`. Closed-form models

@@ -17,7 +17,7 @@ import torch
 
 from ..data.interactions import Interactions
 from ..losses import PAIRWISE_LOSSES
-from ..models.base import Query, Recommender
+from ..models.base import Query, Model
 from ..sampling import NegativeSampler
 from .config import TrainConfig
 
@@ -27,7 +27,7 @@ class Task(Protocol):
 
     def batches(self, generator: torch.Generator) -> Iterator[object]: ...
 
-    def loss(self, model: Recommender, batch) -> torch.Tensor: ...
+    def loss(self, model: Model, batch) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,12 @@ class PairwiseTask:
             yield PairBatch(users, self.items[rows],
                             self.sampler.sample(users, self.n_negatives, generator))
 
-    def loss(self, model: Recommender, batch: PairBatch) -> torch.Tensor:
+    def loss(self, model: Model, batch: PairBatch) -> torch.Tensor:
         candidates = torch.cat([batch.positives[:, None], batch.negatives], dim=1)
         scores = model.score_items(Query.for_users(batch.users), candidates)
         return self.loss_fn(scores[:, 0], scores[:, 1:])
 
 
-def make_task(model: Recommender, train: Interactions, config: TrainConfig) -> Task:
+def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
     """The task a model trains with. Sequence and session models add their tasks here."""
     return PairwiseTask(train, config)

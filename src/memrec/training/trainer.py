@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..fileio import CheckpointError, atomic_torch_save, atomic_write_bytes, safe_torch_load
 from ..data.splits import Split
 from ..evaluation import Evaluator
-from ..models.base import Recommender
+from ..models.base import Model
 from .config import TrainConfig
 from .tasks import make_task
 
@@ -65,14 +65,14 @@ class Trainer:
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
 
     # -- public -------------------------------------------------------------------------------
-    def fit(self, model: Recommender, split: Split, *, resume: bool = False) -> TrainResult:
+    def fit(self, model: Model, split: Split, *, resume: bool = False) -> TrainResult:
         split.train.require_nonempty("training data")
         if not model.trainable:
             return self._fit_closed_form(model, split)
         return self._fit_gradient(model, split, resume)
 
     # -- closed form --------------------------------------------------------------------------
-    def _fit_closed_form(self, model: Recommender, split: Split) -> TrainResult:
+    def _fit_closed_form(self, model: Model, split: Split) -> TrainResult:
         start = time.perf_counter()
         model.fit_closed_form(split.train)
         seconds = time.perf_counter() - start
@@ -85,7 +85,7 @@ class Trainer:
         return TrainResult(best_epoch=0, train_seconds=seconds, history=[record])
 
     # -- gradient -----------------------------------------------------------------------------
-    def _fit_gradient(self, model: Recommender, split: Split, resume: bool) -> TrainResult:
+    def _fit_gradient(self, model: Model, split: Split, resume: bool) -> TrainResult:
         cfg = self.config
         task = make_task(model, split.train, cfg)
         optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr,

@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..base import Query, Recommender
+from ..base import Query, Model
 
 
-class BPRMF(Recommender):
+class BPRMF(Model):
     """Matrix factorisation scorer.
 
     Parameters

@@ -40,11 +40,11 @@ import torch
 from scipy.linalg import lapack
 
 from ...data.interactions import Interactions
-from ..base import Query, Recommender
+from ..base import Query, Model
 from .itemknn import row_blocks, sparse_history
 
 
-class EASE(Recommender):
+class EASE(Model):
     """EASE^R: dense item-item weights with zero diagonal, fitted in closed form.
 
     Parameters

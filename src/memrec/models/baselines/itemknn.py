@@ -42,7 +42,7 @@ import scipy.sparse as sp
 import torch
 
 from ...data.interactions import Interactions
-from ..base import Query, Recommender
+from ..base import Query, Model
 
 #: dense float64 elements per similarity block during fit (2**23 ≈ 64 MiB)
 FIT_BLOCK_ELEMENTS = 2**23
@@ -115,7 +115,7 @@ def row_blocks(n_rows: int, n_cols: int):
         yield start, min(n_rows, start + step)
 
 
-class ItemKNN(Recommender):
+class ItemKNN(Model):
     """Item-based k-nearest-neighbours with shrunk cosine similarity.
 
     Parameters

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from ...data.interactions import Interactions
-from ..base import Query, Recommender
+from ..base import Query, Model
 
 
-class Popularity(Recommender):
+class Popularity(Model):
     """Score of item j = number of training interactions with j (duplicates counted once per
     user when ``distinct_users``).
 

@@ -55,7 +55,7 @@ import scipy.sparse as sp
 import torch
 
 from ...data.interactions import Interactions
-from ..base import Query, Recommender
+from ..base import Query, Model
 from .itemknn import neighbour_scores, row_blocks, topk_rows
 
 
@@ -66,7 +66,7 @@ def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv) @ m)
 
 
-class RP3Beta(Recommender):
+class RP3Beta(Model):
     """Popularity-penalised three-step random walk (RP3β), as an item-item top-k model.
 
     Parameters
