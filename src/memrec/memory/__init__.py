@@ -1,0 +1,1 @@
+"""The shared memory vocabulary: state, reads, writes, learned slots (DESIGN.md)."""

@@ -1,0 +1,212 @@
+"""Attention reads: address slots by similarity to a query, softmax, weighted sum of values.
+
+Two layouts, one meaning:
+
+* **padded** — a :class:`MemoryState` [B, M, D] with a mask; reads are two batched matrix
+  products. Right for fixed-size memories (RUM, KSR, NMRN) and short histories.
+* **ragged** — :class:`RaggedMemory`: every request's slots laid end to end ([S, D] with a
+  segment id per slot), softmax per segment. Cost is proportional to the total number of slots,
+  not batch × longest memory: for CMN's item neighbourhoods (mean 23, batch max ~200 on
+  citeulike-a) that is an order of magnitude less work and memory.
+
+Both give the same numbers (tested to 1e-6); :func:`ragged_to_padded` converts.
+
+Similarities (``similarity=``): ``dot`` ⟨q, k⟩, ``scaled_dot`` ⟨q, k⟩/√d, ``euclidean``
+−‖q − k‖ (NMRN's addressing), and ``additive`` — a learned :class:`AdditiveScore`
+w·tanh(W_q q + W_k k + b) (Bahdanau; STAMP's and MARS's attention networks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .state import MemoryState
+
+SIMILARITIES = ("dot", "scaled_dot", "euclidean", "additive")
+
+
+class AdditiveScore(nn.Module):
+    """Additive (MLP) attention score w·tanh(W_q q + W_k k + b).
+
+    Shapes: query [..., Dq], keys [..., Dk] (broadcastable) → scores [...].
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, hidden: int):
+        super().__init__()
+        self.query_proj = nn.Linear(query_dim, hidden, bias=False)
+        self.key_proj = nn.Linear(key_dim, hidden, bias=True)
+        self.out = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.query_proj(query) + self.key_proj(keys))).squeeze(-1)
+
+
+def _check_similarity(similarity: str, scorer: nn.Module | None) -> None:
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"unknown similarity {similarity!r}; choose from {', '.join(SIMILARITIES)}")
+    if similarity == "additive" and scorer is None:
+        raise ValueError("additive similarity needs an AdditiveScore module (scorer=...)")
+
+
+# -- padded -------------------------------------------------------------------------------------
+def similarity_scores(query: torch.Tensor, keys: torch.Tensor, similarity: str = "dot",
+                      scorer: nn.Module | None = None) -> torch.Tensor:
+    """Score every slot against the query. query [B, Dk], keys [B, M, Dk] → [B, M]."""
+    _check_similarity(similarity, scorer)
+    if similarity == "additive":
+        return scorer(query[:, None, :], keys)
+    if similarity == "euclidean":
+        return -(keys - query[:, None, :]).norm(dim=-1)
+    scores = torch.bmm(keys, query[:, :, None]).squeeze(-1)
+    return scores / math.sqrt(keys.shape[-1]) if similarity == "scaled_dot" else scores
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Softmax over the valid slots of each row; invalid slots get exactly 0.
+
+    A row with no valid slot gets all-zero weights (an *empty read* returns the zero vector)
+    rather than NaN. scores [B, M], mask bool [B, M] → weights [B, M].
+    """
+    scores = (scores / temperature).masked_fill(~mask, float("-inf"))
+    any_valid = mask.any(dim=-1, keepdim=True)
+    weights = torch.softmax(scores.masked_fill(~any_valid, 0.0), dim=-1)
+    return weights.masked_fill(~mask, 0.0)
+
+
+def attention_read(query: torch.Tensor, state: MemoryState, *, similarity: str = "dot",
+                   scorer: nn.Module | None = None, temperature: float = 1.0
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content-addressed read: p = softmax(sim(q, k) / τ) over valid slots, r = Σ p_m v_m.
+
+    query [B, Dk], state [B, M, ·] → (read [B, Dv], weights [B, M]).
+    """
+    scores = similarity_scores(query, state.addressing_keys, similarity, scorer)
+    weights = masked_softmax(scores, state.mask, temperature)
+    read = torch.bmm(weights[:, None, :], state.values).squeeze(1)
+    return read, weights
+
+
+def multi_hop_read(query: torch.Tensor, state: MemoryState, hops: int,
+                   next_query: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+                   read: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+                   **read_options) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """H reads of the same memory; between reads the query is updated from the last read.
+
+    ``next_query(z, o, h)`` maps the query of hop h and its read to the query of hop h+1
+    (MemN2N: z + o; CMN: ReLU(W z + o + b)). ``read`` defaults to :func:`attention_read`
+    on ``state``. Returns the last read and every hop's weights.
+    """
+    if hops < 1:
+        raise ValueError(f"hops must be at least 1, got {hops}")
+    read = read or (lambda z, **kw: attention_read(z, state, **kw))
+    o, weights = read(query, **read_options)
+    all_weights = [weights]
+    z = query
+    for h in range(1, hops):
+        z = next_query(z, o, h)
+        o, weights = read(z, **read_options)
+        all_weights.append(weights)
+    return o, all_weights
+
+
+# -- ragged -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RaggedMemory:
+    """Variable-size memories laid end to end.
+
+    Shapes
+    ------
+    values : [S, Dv]; keys : [S, Dk] or None (values are their own keys)
+    segment : long [S] — which request each slot belongs to, non-decreasing
+    n_segments : B (requests with no slot get an empty read)
+    """
+
+    values: torch.Tensor
+    segment: torch.Tensor
+    n_segments: int
+    keys: torch.Tensor | None = None
+
+    @property
+    def addressing_keys(self) -> torch.Tensor:
+        return self.values if self.keys is None else self.keys
+
+    def sizes(self) -> torch.Tensor:
+        return torch.bincount(self.segment, minlength=self.n_segments)
+
+
+def csr_segments(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather CSR rows for a batch: (flat column ids [S], segment [S]) for rows long [B].
+
+    Vectorised: ``repeat_interleave`` for segment ids, one arange offset trick for positions.
+    """
+    starts, ends = indptr[rows], indptr[rows + 1]
+    sizes = ends - starts
+    segment = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), sizes)
+    first_slot = torch.cumsum(sizes, 0) - sizes                      # where each row begins in S
+    offsets = torch.arange(int(sizes.sum()), device=rows.device) - first_slot[segment]
+    return indices[starts[segment] + offsets], segment
+
+
+def segment_softmax(scores: torch.Tensor, segment: torch.Tensor, n_segments: int,
+                    temperature: float = 1.0) -> torch.Tensor:
+    """Softmax within each segment. scores [S], segment [S] → weights [S].
+
+    The per-segment max is subtracted for stability (detached: softmax is shift-invariant, so
+    the gradient does not need it).
+    """
+    scores = scores / temperature
+    top = torch.full((n_segments,), float("-inf"), dtype=scores.dtype, device=scores.device)
+    top = top.scatter_reduce(0, segment, scores.detach(), reduce="amax", include_self=True)
+    exp = torch.exp(scores - top[segment])
+    total = torch.zeros(n_segments, dtype=scores.dtype, device=scores.device).index_add(0, segment, exp)
+    return exp / total[segment]
+
+
+def ragged_attention_read(query: torch.Tensor, memory: RaggedMemory, *, similarity: str = "dot",
+                          scorer: nn.Module | None = None, temperature: float = 1.0
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`attention_read` on a ragged memory. query [B, Dk] → (read [B, Dv], weights [S])."""
+    _check_similarity(similarity, scorer)
+    keys = memory.addressing_keys
+    q = query[memory.segment]                                          # [S, Dk]
+    if similarity == "additive":
+        scores = scorer(q, keys)
+    elif similarity == "euclidean":
+        scores = -(keys - q).norm(dim=-1)
+    else:
+        scores = (q * keys).sum(-1)
+        if similarity == "scaled_dot":
+            scores = scores / math.sqrt(keys.shape[-1])
+    weights = segment_softmax(scores, memory.segment, memory.n_segments, temperature)
+    read = torch.zeros(memory.n_segments, memory.values.shape[-1], dtype=memory.values.dtype,
+                       device=memory.values.device)
+    read = read.index_add(0, memory.segment, weights[:, None] * memory.values)
+    return read, weights
+
+
+def ragged_to_padded(memory: RaggedMemory) -> MemoryState:
+    """The same memories as a padded [B, max size, D] state with a mask."""
+    sizes = memory.sizes()
+    width = int(sizes.max()) if len(sizes) and memory.segment.numel() else 0
+    first_slot = torch.cumsum(sizes, 0) - sizes
+    position = torch.arange(memory.segment.numel(), device=memory.segment.device) - first_slot[memory.segment]
+
+    def pad(flat: torch.Tensor) -> torch.Tensor:
+        out = flat.new_zeros(memory.n_segments, width, flat.shape[-1])
+        out[memory.segment, position] = flat
+        return out
+
+    mask = torch.zeros(memory.n_segments, width, dtype=torch.bool, device=memory.segment.device)
+    mask[memory.segment, position] = True
+    return MemoryState(pad(memory.values), mask, None if memory.keys is None else pad(memory.keys))
+
+
+__all__ = ["SIMILARITIES", "AdditiveScore", "similarity_scores", "masked_softmax", "attention_read",
+           "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax",
+           "ragged_attention_read", "ragged_to_padded"]

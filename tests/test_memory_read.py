@@ -1,0 +1,146 @@
+"""Attention reads: hand oracles, properties, and ragged == padded."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memrec.memory.read import (AdditiveScore, RaggedMemory, attention_read, csr_segments,
+                                masked_softmax, multi_hop_read, ragged_attention_read,
+                                ragged_to_padded, segment_softmax)
+from memrec.memory.state import MemoryState
+
+
+def test_single_read_hand_oracle():
+    # CMN spec §1(i).1: keys (1,0),(0,2); values (1,0),(0,2); query (1,1)
+    keys = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    values = keys.clone()
+    state = MemoryState(values, torch.ones(1, 2, dtype=torch.bool), keys)
+    read, weights = attention_read(torch.tensor([[1.0, 1.0]]), state)
+    # scores (1, 2) → softmax (e/(e+e²), e²/(e+e²)) = (0.268941, 0.731059)
+    assert weights[0].tolist() == pytest.approx([0.268941, 0.731059], abs=1e-6)
+    assert read[0].tolist() == pytest.approx([0.268941, 1.462117], abs=1e-6)
+
+
+def test_two_hop_hand_oracle():
+    # CMN spec §1(i).2 with the hop map z ← ReLU(z + o)
+    keys = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    state = MemoryState(keys.clone(), torch.ones(1, 2, dtype=torch.bool), keys)
+    read, weights = multi_hop_read(torch.tensor([[1.0, 1.0]]), state, 2,
+                                   lambda z, o, h: torch.relu(z + o))
+    assert weights[1][0].tolist() == pytest.approx([0.025202, 0.974798], abs=1e-6)
+    assert read[0].tolist() == pytest.approx([0.025202, 1.949595], abs=1e-6)
+
+
+def test_scaled_dot_and_euclidean_hand_values():
+    keys = torch.tensor([[[3.0, 4.0], [0.0, 0.0]]])
+    state = MemoryState(keys, torch.ones(1, 2, dtype=torch.bool))
+    _, w = attention_read(torch.tensor([[0.0, 0.0]]), state, similarity="euclidean")
+    # distances 5 and 0 → softmax(-5, 0)
+    assert w[0].tolist() == pytest.approx([math.exp(-5) / (1 + math.exp(-5)), 1 / (1 + math.exp(-5))])
+    _, w = attention_read(torch.tensor([[2.0, 0.0]]), state, similarity="scaled_dot")
+    # scores 6/√2 and 0
+    s = 6 / math.sqrt(2)
+    assert w[0, 0].item() == pytest.approx(math.exp(s) / (math.exp(s) + 1))
+
+
+def test_temperature_sharpens():
+    state = MemoryState(torch.tensor([[[1.0], [2.0]]]), torch.ones(1, 2, dtype=torch.bool))
+    _, soft = attention_read(torch.tensor([[1.0]]), state, temperature=10.0)
+    _, sharp = attention_read(torch.tensor([[1.0]]), state, temperature=0.1)
+    assert sharp[0, 1] > soft[0, 1] > 0.5
+
+
+def test_empty_memory_reads_zero():
+    weights = masked_softmax(torch.randn(2, 3), torch.tensor([[False] * 3, [True, False, True]]))
+    assert weights[0].tolist() == [0.0, 0.0, 0.0]
+    assert weights[1].sum().item() == pytest.approx(1.0) and weights[1, 1] == 0
+
+
+def test_equal_keys_give_the_mean_of_values():
+    keys = torch.ones(1, 4, 3)
+    values = torch.randn(1, 4, 5)
+    read, _ = attention_read(torch.randn(1, 3), MemoryState(values, torch.ones(1, 4, dtype=torch.bool), keys))
+    assert torch.allclose(read[0], values[0].mean(0), atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(0, 10_000))
+def test_weights_sum_to_one_over_valid_slots_and_padding_is_inert(batch, slots, seed):
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randn(batch, slots, 3, generator=g)
+    keys = torch.randn(batch, slots, 3, generator=g)
+    mask = torch.rand(batch, slots, generator=g) > 0.3
+    mask[:, 0] = True
+    query = torch.randn(batch, 3, generator=g)
+    read, weights = attention_read(query, MemoryState(values, mask, keys))
+    assert torch.allclose(weights.sum(1), torch.ones(batch), atol=1e-6)
+    assert (weights[~mask] == 0).all()
+    garbage = torch.randn(batch, slots, 3, generator=g) * 100
+    noisy = MemoryState(torch.where(mask[..., None], values, garbage), mask,
+                        torch.where(mask[..., None], keys, garbage))
+    assert torch.allclose(attention_read(query, noisy)[0], read, atol=1e-5)
+
+
+def test_read_is_permutation_invariant():
+    g = torch.Generator().manual_seed(0)
+    values, keys, query = torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g), torch.randn(2, 4, generator=g)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    perm = torch.randperm(5, generator=g)
+    a, _ = attention_read(query, MemoryState(values, mask, keys))
+    b, _ = attention_read(query, MemoryState(values[:, perm], mask, keys[:, perm]))
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_csr_segments_gathers_rows():
+    indptr = torch.tensor([0, 2, 2, 5])
+    indices = torch.tensor([7, 8, 1, 2, 3])
+    flat, segment = csr_segments(indptr, indices, torch.tensor([2, 1, 0, 2]))
+    assert flat.tolist() == [1, 2, 3, 7, 8, 1, 2, 3]
+    assert segment.tolist() == [0, 0, 0, 2, 2, 3, 3, 3]
+
+
+def test_segment_softmax_hand_values():
+    w = segment_softmax(torch.tensor([0.0, 0.0, 1.0, 5.0]), torch.tensor([0, 0, 1, 2]), 4)
+    assert w.tolist() == pytest.approx([0.5, 0.5, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("similarity", ["dot", "scaled_dot", "euclidean", "additive"])
+def test_ragged_equals_padded_on_random_inputs(similarity):
+    g = torch.Generator().manual_seed(1)
+    sizes = torch.tensor([3, 0, 1, 7, 2])
+    segment = torch.repeat_interleave(torch.arange(5), sizes)
+    memory = RaggedMemory(torch.randn(len(segment), 6, generator=g, dtype=torch.float64), segment, 5,
+                          keys=torch.randn(len(segment), 4, generator=g, dtype=torch.float64))
+    query = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    scorer = AdditiveScore(4, 4, 8).double() if similarity == "additive" else None
+    ragged, ragged_w = ragged_attention_read(query, memory, similarity=similarity, scorer=scorer)
+    state = ragged_to_padded(memory)
+    padded, padded_w = attention_read(query, state, similarity=similarity, scorer=scorer)
+    assert torch.allclose(ragged, padded, atol=1e-6)
+    assert torch.allclose(ragged_w, padded_w[state.mask], atol=1e-6)
+    assert ragged[1].abs().sum() == 0  # the empty memory reads zero
+
+
+def test_ragged_gradients_match_padded():
+    g = torch.Generator().manual_seed(2)
+    segment = torch.tensor([0, 0, 1, 1, 1])
+    values = torch.randn(5, 3, generator=g, requires_grad=True)
+    query = torch.randn(2, 3, generator=g, requires_grad=True)
+    ragged, _ = ragged_attention_read(query, RaggedMemory(values, segment, 2))
+    grads_r = torch.autograd.grad(ragged.square().sum(), (values, query))
+    state = ragged_to_padded(RaggedMemory(values, segment, 2))
+    padded, _ = attention_read(query, state)
+    grads_p = torch.autograd.grad(padded.square().sum(), (values, query))
+    for a, b in zip(grads_r, grads_p):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_bad_similarity_is_rejected():
+    state = MemoryState(torch.zeros(1, 1, 1), torch.ones(1, 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="unknown similarity"):
+        attention_read(torch.zeros(1, 1), state, similarity="cosine")
+    with pytest.raises(ValueError, match="AdditiveScore"):
+        attention_read(torch.zeros(1, 1), state, similarity="additive")
