@@ -1,0 +1,354 @@
+"""Memory writes: pure functions ``MemoryState -> MemoryState``, batched and autograd-friendly.
+
+Every write returns a new state and never mutates its inputs, so the same function serves two
+paths that must agree (DESIGN.md, "streaming == batch"):
+
+* training unrolls a write over a padded ``[B, T]`` sequence with :func:`unroll`;
+* serving calls the write once per arriving event on a stored state.
+
+The primitives and the models built from them (spec ``rum-ksr-stamp-nmrn.md``):
+
+==========================  =====================================================  ============
+write                       update                                                 used by
+==========================  =====================================================  ============
+:func:`fifo_append`         queue of the last M items, oldest evicted              RUM-I, STAMP
+:func:`erase_add_write`     v_m ← v_m ⊙ (1 − w_m·e) + w_m·a   (NTM / DKVMN)        RUM-F, NMRN
+:func:`gated_write`         v_m ← (1 − z_m)·v_m + z_m·u_m,  z_m = σ(⟨v_m, u_m⟩)    KSR
+==========================  =====================================================  ============
+
+The parameters that produce the write's inputs (RUM-F's ``E, A``, KSR's relation embeddings, the
+addressing softmax) belong to the models; these functions only apply the update equations.
+
+FIFO layout (one convention everywhere): slots are ordered oldest → newest and the newest item
+is always in the **last** slot (index M − 1). Older items shift one slot left on each push; a
+memory holding n < M items has its M − n *leading* slots empty (mask False), so a right-aligned
+mask ``[F, F, T, T]`` means "two items, the older in slot 2". This is the layout of a
+left-padded history window, which is what RUM-I reads.
+
+Masks of fixed-slot memories (RUM-F, KSR, NMRN): :func:`erase_add_write` and :func:`gated_write`
+never change ``mask``. Those memories have every slot real from the start, so build their initial
+state with the mask all True (``MemoryState.empty`` gives mask all False, which suits the FIFO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from .state import MemoryState
+
+__all__ = [
+    "fifo_append", "fifo_window", "erase_add_write", "gated_write",
+    "select_rows", "unroll", "UnrolledStates",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# FIFO
+# --------------------------------------------------------------------------------------------
+
+def fifo_append(state: MemoryState, item_values: torch.Tensor, item_keys: torch.Tensor | None = None,
+                *, active: torch.Tensor | None = None) -> MemoryState:
+    """Push one item per row into a fixed-capacity queue (capacity M), evicting the oldest.
+
+    Slot order is oldest → newest, the newest item lands in slot M − 1 and the others shift one
+    slot left; the item in slot 0 is evicted (whether or not it was filled). After pushing a, b, c
+    into an empty M = 2 memory the slots hold [b, c]; after pushing only a they hold [∅, a] with
+    mask [False, True].
+
+    Parameters
+    ----------
+    state : MemoryState
+        The memory before the push.
+    item_values : [B, Dv]
+        The value of the pushed item (RUM-I: the item embedding q_{i_t}).
+    item_keys : [B, Dk], optional
+        Its key; required exactly when ``state.keys`` is not None.
+    active : bool [B], optional
+        Rows with False are returned unchanged (no push, no eviction). Default: all rows push.
+
+    Returns
+    -------
+    MemoryState
+        values [B, M, Dv], mask [B, M], keys [B, M, Dk] | None.
+    """
+    B, M, Dv = state.values.shape
+    _check_shape("item_values", item_values, (B, Dv))
+    if (state.keys is None) != (item_keys is None):
+        raise ValueError("item_keys must be given exactly when the state has keys "
+                         f"(state.keys is {'None' if state.keys is None else 'set'})")
+    filled = torch.ones(B, 1, dtype=torch.bool, device=state.mask.device)
+    values = torch.cat([state.values[:, 1:], item_values.unsqueeze(1)], dim=1)  # [v_1..v_{M-1}, x]
+    mask = torch.cat([state.mask[:, 1:], filled], dim=1)                        # [m_1..m_{M-1}, 1]
+    keys = None
+    if state.keys is not None:
+        _check_shape("item_keys", item_keys, (B, state.keys.shape[2]))
+        keys = torch.cat([state.keys[:, 1:], item_keys.unsqueeze(1)], dim=1)    # [k_1..k_{M-1}, x_k]
+    new = MemoryState(values, mask, keys)
+    return new if active is None else select_rows(active, new, state)
+
+
+def fifo_window(values: torch.Tensor, mask: torch.Tensor, capacity: int,
+                keys: torch.Tensor | None = None) -> MemoryState:
+    """The FIFO memory after pushing a whole padded sequence, without a loop over time.
+
+    Equals ``unroll(fifo_append, MemoryState.empty(B, capacity, Dv), (values,), mask)`` (and with
+    keys likewise): the last ``capacity`` valid items of each row, oldest → newest, right-aligned
+    in the slots (see the module docstring). Works for any padding: left, right or holes.
+    This is RUM-I's "sliding window" write (spec §1.3, §1.9) in one gather.
+
+    Parameters
+    ----------
+    values : [B, T, Dv]
+    mask : bool [B, T]
+        True where the position holds a real item.
+    capacity : int
+        M, the number of slots.
+    keys : [B, T, Dk], optional
+
+    Returns
+    -------
+    MemoryState
+        values [B, M, Dv] (zeros in empty slots), mask [B, M], keys [B, M, Dk] | None.
+    """
+    if values.dim() != 3 or mask.shape != values.shape[:2]:
+        raise ValueError(f"values must be [B, T, D] and mask [B, T], got {tuple(values.shape)} "
+                         f"and {tuple(mask.shape)}")
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    mask = mask.to(torch.bool)
+    B, T, _ = values.shape
+    # r_t = number of valid items at positions ≥ t: 1 for the newest valid item, 2 for the one before
+    newer = mask.flip(1).long().cumsum(1).flip(1)                               # [B, T]
+    keep = mask & (newer <= capacity)                                           # the last M valid items
+    slot = torch.where(keep, capacity - newer, torch.full_like(newer, capacity))  # newest → slot M-1; dropped → spill slot M
+
+    def place(x: torch.Tensor) -> torch.Tensor:                                 # [B, T, D] → [B, M, D]
+        out = x.new_zeros(B, capacity + 1, x.shape[2])
+        out = out.scatter(1, slot.unsqueeze(-1).expand(-1, -1, x.shape[2]), x)  # out[b, slot[b,t]] = x[b, t]
+        return out[:, :capacity]                                                # drop the spill slot
+
+    slot_mask = mask.new_zeros(B, capacity + 1).scatter(1, slot, keep)[:, :capacity]
+    return MemoryState(place(values), slot_mask, None if keys is None else place(keys))
+
+
+# --------------------------------------------------------------------------------------------
+# Soft writes on fixed-slot memories
+# --------------------------------------------------------------------------------------------
+
+def erase_add_write(state: MemoryState, weights: torch.Tensor, erase: torch.Tensor,
+                    add: torch.Tensor) -> MemoryState:
+    """NTM / DKVMN soft write: erase, then add, each slot in proportion to its weight.
+
+        v_m ← v_m ⊙ (1 − w_m·e)      (erase; RUM eq. 14, spec §1.3)
+        v_m ← v_m + w_m·a            (add)
+
+    The caller computes the inputs: typically ``w = softmax(β·q Fᵀ)`` over the slots,
+    ``e = σ(E q + b_e)`` and ``a = tanh(A q + b_a)``. ``erase`` should lie in [0, 1] and the
+    weights in [0, 1] (a softmax) so that the erase only shrinks slots; nothing is clamped.
+    A slot with weight 0 is returned unchanged (exactly, for finite inputs), so masked or
+    unaddressed slots stay put when their weight is 0 (mask the address logits before the softmax). ``mask`` and ``keys`` are not changed.
+
+    Parameters
+    ----------
+    state : MemoryState
+        values [B, M, Dv].
+    weights : [B, M]
+        Write address w.
+    erase : [B, Dv] or [B, M, Dv]
+        Erase vector e (one per row, or one per slot).
+    add : [B, Dv] or [B, M, Dv]
+        Add vector a.
+
+    Returns
+    -------
+    MemoryState
+        Same mask and keys, new values [B, M, Dv].
+    """
+    B, M, Dv = state.values.shape
+    _check_shape("weights", weights, (B, M))
+    e = _per_slot("erase", erase, B, M, Dv)                                     # [B, 1|M, Dv]
+    a = _per_slot("add", add, B, M, Dv)                                         # [B, 1|M, Dv]
+    w = weights.unsqueeze(-1)                                                   # [B, M, 1]
+    values = state.values * (1 - w * e) + w * a                                 # v ⊙ (1 − w·e) + w·a
+    return state.with_values(values)
+
+
+def gated_write(state: MemoryState, update: torch.Tensor, gate: torch.Tensor | None = None) -> MemoryState:
+    """Per-slot gated interpolation towards an update (KSR's write, spec §2.3).
+
+        z_m = σ(⟨v_m, u_m⟩)           when ``gate`` is None (KSR: paper and official code)
+        v_m ← (1 − z_m)·v_m + z_m·u_m
+
+    For KSR, slot a is relation a's value and the update for item i is the TransE-predicted tail
+    ``u_a = e_i + r_a`` (paper, RecBole) or ``u_a = tanh(W e_i + b) + r_a`` (official Theano
+    code); both gate by the dot product between the current slot and its update, so both are
+    this function with ``gate=None`` and the caller choosing ``update``. Note that a zero memory
+    gives z = σ(0) = 1/2 on the first write. ``mask`` and ``keys`` are not changed.
+
+    Parameters
+    ----------
+    state : MemoryState
+        values [B, M, Dv].
+    update : [B, M, Dv]
+        The candidate content u_m for every slot.
+    gate : [B, M] or [B, M, Dv], optional
+        A given gate z in [0, 1] (a learned gate, or a per-dimension one). Default: σ(⟨v_m, u_m⟩).
+
+    Returns
+    -------
+    MemoryState
+        Same mask and keys, new values [B, M, Dv].
+    """
+    B, M, Dv = state.values.shape
+    _check_shape("update", update, (B, M, Dv))
+    if gate is None:
+        z = torch.sigmoid((state.values * update).sum(-1, keepdim=True))       # z_m = σ(⟨v_m, u_m⟩), [B, M, 1]
+    elif gate.shape == (B, M):
+        z = gate.unsqueeze(-1)                                                  # [B, M, 1]
+    elif gate.shape == (B, M, Dv):
+        z = gate
+    else:
+        raise ValueError(f"gate must be [B, M] or [B, M, Dv] = {(B, M)} or {(B, M, Dv)}, "
+                         f"got {tuple(gate.shape)}")
+    values = (1 - z) * state.values + z * update                                # (1 − z)·v + z·u
+    return state.with_values(values)
+
+
+# --------------------------------------------------------------------------------------------
+# Unrolling a write over a padded sequence
+# --------------------------------------------------------------------------------------------
+
+def select_rows(condition: torch.Tensor, new: MemoryState, old: MemoryState) -> MemoryState:
+    """Per-row choice between two states of the same shape: row b is ``new``'s where
+    ``condition[b]`` is True, else ``old``'s (values, mask and keys alike).
+
+    Parameters
+    ----------
+    condition : bool [B]
+    new, old : MemoryState with equal shapes (and keys on both or on neither).
+    """
+    B = old.values.shape[0]
+    _check_shape("condition", condition, (B,))
+    if new.values.shape != old.values.shape or (new.keys is None) != (old.keys is None):
+        raise ValueError("a write must keep the state's shapes (and keep keys present or absent)")
+    c = condition.to(torch.bool)
+    values = torch.where(c[:, None, None], new.values, old.values)
+    mask = torch.where(c[:, None], new.mask, old.mask)
+    keys = None if old.keys is None else torch.where(c[:, None, None], new.keys, old.keys)
+    return MemoryState(values, mask, keys)
+
+
+@dataclass(frozen=True)
+class UnrolledStates:
+    """Every state of an unroll, stacked over time: index t is the state *after* event t.
+
+    Shapes
+    ------
+    values : [B, T, M, Dv]
+    mask : bool [B, T, M]
+    keys : [B, T, M, Dk], optional
+    """
+
+    values: torch.Tensor
+    mask: torch.Tensor
+    keys: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.values.shape[1]
+
+    def at(self, t: int) -> MemoryState:
+        """The state after event t (what a read at step t sees when the model writes first)."""
+        return MemoryState(self.values[:, t], self.mask[:, t], None if self.keys is None else self.keys[:, t])
+
+    @property
+    def final(self) -> MemoryState:
+        return self.at(-1)
+
+    def before(self, initial: MemoryState) -> "UnrolledStates":
+        """The states *before* each event: index 0 is ``initial``, index t the state after event
+        t − 1. Use it when a model predicts item t from the memory without item t (RUM-F)."""
+        def shift(stacked: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+            return torch.cat([first.unsqueeze(1), stacked[:, :-1]], dim=1)
+        keys = None if self.keys is None else shift(self.keys, initial.keys)
+        return UnrolledStates(shift(self.values, initial.values), shift(self.mask, initial.mask), keys)
+
+
+Events = Mapping[str, torch.Tensor] | Sequence[torch.Tensor]
+
+
+def unroll(write_fn: Callable[..., MemoryState], state: MemoryState, events: Events,
+           mask: torch.Tensor, *, return_all: bool = False) -> MemoryState | UnrolledStates:
+    """Apply ``write_fn`` over a padded sequence of events, leaving padded steps without effect.
+
+    At each step t, ``new = write_fn(state, *events[:, t])`` (or ``**events[:, t]`` for a dict)
+    is computed for the whole batch and kept only in rows where ``mask[:, t]`` is True:
+    ``state_t = where(mask[:, t], new, state_{t-1})``. So any write works, padding may sit
+    anywhere (left, right, holes), and the result equals calling the write once per real event
+    in a Python loop (the serving path). Forward values at masked steps may hold anything, even
+    NaN; keep them finite if you back-propagate (a NaN times the zero gradient is still NaN).
+
+    Parameters
+    ----------
+    write_fn : callable(state, *event_t) -> MemoryState
+        E.g. ``fifo_append``, ``erase_add_write``, ``gated_write``, or a model's step; bind extra
+        arguments with ``functools.partial`` or a lambda.
+    state : MemoryState
+        The initial memory: values [B, M, Dv].
+    events : dict of name → [B, T, ...], or a tuple of [B, T, ...]
+        Sliced at ``[:, t]`` and passed by keyword (dict) or position (tuple) after the state.
+    mask : bool [B, T]
+        True where step t of row b is a real event.
+    return_all : bool
+        Return every state (:class:`UnrolledStates`, index t = after event t) instead of the last.
+
+    Returns
+    -------
+    MemoryState, or UnrolledStates with values [B, T, M, Dv] and mask [B, T, M].
+    """
+    B = state.values.shape[0]
+    if mask.dim() != 2 or mask.shape[0] != B:
+        raise ValueError(f"mask must be [B, T] with B = {B}, got {tuple(mask.shape)}")
+    T = mask.shape[1]
+    named = isinstance(events, Mapping)
+    tensors = list(events.values()) if named else list(events)
+    for x in tensors:
+        if x.shape[:2] != (B, T):
+            raise ValueError(f"every event tensor must start with [B, T] = {(B, T)}, got {tuple(x.shape)}")
+    mask = mask.to(torch.bool)
+    history: list[MemoryState] = []
+    for t in range(T):
+        if named:
+            new = write_fn(state, **{k: x[:, t] for k, x in events.items()})  # write event t
+        else:
+            new = write_fn(state, *(x[:, t] for x in tensors))
+        state = select_rows(mask[:, t], new, state)                             # s_t = m_t ? new : s_{t-1}
+        if return_all:
+            history.append(state)
+    if not return_all:
+        return state
+    def stack(field: str) -> torch.Tensor:                                      # [B, T, M, ...]
+        if not history:                                                         # T == 0: empty time axis
+            return getattr(state, field).unsqueeze(1)[:, :0]
+        return torch.stack([getattr(s, field) for s in history], dim=1)
+    return UnrolledStates(stack("values"), stack("mask"), None if state.keys is None else stack("keys"))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+def _check_shape(name: str, x: torch.Tensor, shape: tuple[int, ...]) -> None:
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+def _per_slot(name: str, x: torch.Tensor, B: int, M: int, D: int) -> torch.Tensor:
+    """[B, D] → [B, 1, D] (broadcast over slots); [B, M, D] passes through."""
+    if tuple(x.shape) == (B, D):
+        return x.unsqueeze(1)
+    if tuple(x.shape) == (B, M, D):
+        return x
+    raise ValueError(f"{name} must be [B, Dv] = {(B, D)} or [B, M, Dv] = {(B, M, D)}, got {tuple(x.shape)}")
