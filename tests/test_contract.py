@@ -15,6 +15,8 @@ from memrec.models import REGISTRY, build
 from memrec.recommender import Recommender
 
 FAST_TRAIN = {"epochs": 8, "batch_size": 512, "lr": 0.01, "patience": 0}
+# small settings for the heavier memory models: the contract is the same, the test stays quick
+LIGHT = {"cmn": ({"dim": 16, "hops": 2}, {"epochs": 4})}
 NAMES = sorted(REGISTRY)
 
 
@@ -25,7 +27,8 @@ def split():
 
 
 def fitted(name, split, seed=0):
-    rec = Recommender(name, train={**FAST_TRAIN, "seed": seed})
+    params, train = LIGHT.get(name, ({}, {}))
+    rec = Recommender(name, train={**FAST_TRAIN, **train, "seed": seed}, **params)
     return rec.fit(split.train, split.valid)
 
 

@@ -144,3 +144,16 @@ def test_bad_similarity_is_rejected():
         attention_read(torch.zeros(1, 1), state, similarity="cosine")
     with pytest.raises(ValueError, match="AdditiveScore"):
         attention_read(torch.zeros(1, 1), state, similarity="additive")
+
+
+def test_weighted_segment_sum_gradcheck_and_order_check():
+    from memrec.memory.read import weighted_segment_sum
+    segment = torch.tensor([0, 0, 2, 2, 2, 3])
+    w = torch.rand(6, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: weighted_segment_sum(a, b, segment, 5), (w, v))
+    out = weighted_segment_sum(w, v, segment, 5)
+    assert torch.allclose(out[2], (w[2:5, None] * v[2:5]).sum(0))
+    assert out[1].abs().sum() == 0 and out[4].abs().sum() == 0
+    with pytest.raises(ValueError, match="non-decreasing"):
+        weighted_segment_sum(w, v, torch.tensor([1, 0, 2, 2, 2, 3]), 5)

@@ -19,8 +19,9 @@ from .checkpoint import SavedModel, load_model, save_model
 from .data.interactions import Interactions
 from .data.splits import Split
 from .evaluation import known_interactions
-from .models import base, build
+from .models import ConfigError, base, build
 from .training.config import RunConfig, TrainConfig, load_config
+from .training.pretrain import PRETRAINERS
 from .training.trainer import Trainer, TrainResult, seed_everything
 
 
@@ -50,6 +51,12 @@ class Recommender:
         seed_everything(self.config.train.seed)
         model = build(self.config.model, split.train.n_users, split.train.n_items,
                       self.config.model_params)
+        if self.config.train.pretrain_epochs > 0 and not resume:
+            pretrain = PRETRAINERS.get(self.config.model)
+            if pretrain is None:
+                raise ConfigError(f"train.pretrain_epochs: model {self.config.model!r} has no "
+                                  f"pretraining recipe (models with one: {', '.join(PRETRAINERS)})")
+            pretrain(model, split, self.config.train, echo)
         trainer = Trainer(self.config.train, run_dir=run_dir, progress=progress, echo=echo)
         self.result_: TrainResult = trainer.fit(model, split, resume=resume)
         known = known_interactions(split, "test")

@@ -153,6 +153,23 @@ def csr_segments(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor
     return indices[starts[segment] + offsets], segment
 
 
+def weighted_segment_sum(weights: torch.Tensor, values: torch.Tensor, segment: torch.Tensor,
+                         n_segments: int) -> torch.Tensor:
+    """Σ of weighted slots per segment. weights [S], values [S, D], segment [S] sorted → [B, D].
+
+    ``torch.segment_reduce`` over contiguous segments: deterministic, and several times faster
+    on CPU than ``index_add`` of [S, D] rows (and than MKL's sparse product, whose rounding
+    varies with memory alignment, which broke seeded reproducibility).
+    """
+    if segment.numel() > 1 and bool((segment[1:] < segment[:-1]).any()):
+        raise ValueError("ragged memory segments must be non-decreasing")
+    sizes = torch.bincount(segment, minlength=n_segments)
+    weighted = weights.to(values.dtype)[:, None] * values
+    if segment.numel() == 0:
+        return values.new_zeros(n_segments, values.shape[-1])
+    return torch.segment_reduce(weighted, "sum", lengths=sizes, axis=0)
+
+
 def segment_softmax(scores: torch.Tensor, segment: torch.Tensor, n_segments: int,
                     temperature: float = 1.0) -> torch.Tensor:
     """Softmax within each segment. scores [S], segment [S] → weights [S].
@@ -184,10 +201,7 @@ def ragged_attention_read(query: torch.Tensor, memory: RaggedMemory, *, similari
         if similarity == "scaled_dot":
             scores = scores / math.sqrt(keys.shape[-1])
     weights = segment_softmax(scores, memory.segment, memory.n_segments, temperature)
-    read = torch.zeros(memory.n_segments, memory.values.shape[-1], dtype=memory.values.dtype,
-                       device=memory.values.device)
-    read = read.index_add(0, memory.segment, weights[:, None] * memory.values)
-    return read, weights
+    return weighted_segment_sum(weights, memory.values, memory.segment, memory.n_segments), weights
 
 
 def ragged_to_padded(memory: RaggedMemory) -> MemoryState:
@@ -208,5 +222,5 @@ def ragged_to_padded(memory: RaggedMemory) -> MemoryState:
 
 
 __all__ = ["SIMILARITIES", "AdditiveScore", "similarity_scores", "masked_softmax", "attention_read",
-           "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax",
+           "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax", "weighted_segment_sum",
            "ragged_attention_read", "ragged_to_padded"]

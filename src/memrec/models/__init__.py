@@ -15,6 +15,8 @@ from .baselines.ease import EASE
 from .baselines.itemknn import ItemKNN
 from .baselines.pop import Popularity
 from .baselines.rp3beta import RP3Beta
+from .cmn import CMN
+from .gmf import GMF
 
 
 class ConfigError(ValueError):
@@ -36,6 +38,13 @@ REGISTRY: dict[str, ModelSpec] = {
     "ease": ModelSpec(EASE, "EASE^R: closed-form shallow item autoencoder (Steck 2019)"),
     "bprmf": ModelSpec(BPRMF, "BPR-MF: matrix factorisation with BPR loss (Rendle 2009)",
                        {"loss": "bpr", "n_negatives": 1, "lr": 1e-3, "epochs": 50}),
+    "gmf": ModelSpec(GMF, "GMF: pairwise generalised MF, ReLU output (NCF 2017; CMN's pretraining)",
+                     {"loss": "bpr", "n_negatives": 4, "lr": 1e-3, "batch_size": 128, "epochs": 15}),
+    "cmn": ModelSpec(CMN, "CMN: collaborative memory network, multi-hop over item neighbourhoods (Ebesu 2018)",
+                     {"loss": "bpr", "n_negatives": 4, "batch_size": 128, "optimizer": "rmsprop",
+                      "lr": 1e-3, "momentum": 0.9, "rmsprop_decay": 0.9, "weight_decay": 0.1,
+                      "clip_grad_norm": 5.0, "clip_per_tensor": True,
+                      "sample_only_seen_items": True, "epochs": 30}),
 }
 
 

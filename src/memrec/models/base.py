@@ -97,6 +97,25 @@ class Model(nn.Module):
         """
         return self.score_all(query).gather(1, items)
 
+    #: buffers whose size depends on the data (e.g. CMN's neighbourhood lists); loading a
+    #: checkpoint resizes them before copying
+    data_buffers: ClassVar[tuple[str, ...]] = ()
+
+    def prepare(self, train: Interactions) -> None:
+        """Take data-derived, non-learned state from the training data before training
+        (neighbourhoods, histories). Default: nothing."""
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer parameter groups. Default: L2 ``weight_decay`` on every parameter; models
+        whose paper regularises only some weights override this."""
+        return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        for name in self.data_buffers:
+            if name in state_dict and getattr(self, name).shape != state_dict[name].shape:
+                setattr(self, name, torch.empty_like(state_dict[name]))
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def fit_closed_form(self, train: Interactions) -> None:
         """Fit a model that has no gradient training (popularity, neighbourhood, EASE^R)."""
         raise NotImplementedError(f"{type(self).__name__} is trained by gradient descent")

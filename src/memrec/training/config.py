@@ -33,8 +33,12 @@ class TrainConfig:
     batch_size: int = 1024
     optimizer: str = "adam"            # adam | rmsprop | adagrad | sgd
     lr: float = 1e-3
-    weight_decay: float = 0.0
-    clip_grad_norm: float = 0.0        # 0 = no clipping; else max global L2 norm
+    weight_decay: float = 0.0          # L2, on the parameters the model's parameter_groups name
+    momentum: float = 0.0              # sgd / rmsprop
+    rmsprop_decay: float = 0.99        # rmsprop's moving-average factor (TF calls it decay)
+    eps: float = 1e-8
+    clip_grad_norm: float = 0.0        # 0 = no clipping; else max L2 norm (global or per tensor)
+    clip_per_tensor: bool = False      # clip each parameter's gradient norm on its own
     clip_grad_value: float = 0.0       # 0 = no clipping; else per-element clamp
     loss: str = "bpr"                  # bpr | bce | hinge | sampled_softmax
     margin: float = 1.0                # hinge margin
@@ -47,6 +51,9 @@ class TrainConfig:
     valid_protocol: str = "full"
     eval_every: int = 1
     eval_batch_size: int = 1024
+    deterministic: bool = True         # PyTorch deterministic kernels (bitwise-reproducible runs)
+    pretrain_epochs: int = 0           # two-stage recipes (CMN: GMF pretraining); 0 = none
+    pretrain_weight_decay: float = 1e-4
     seed: int = 0
 
     def __post_init__(self):

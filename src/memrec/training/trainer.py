@@ -10,6 +10,7 @@ global RNG state).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -32,12 +33,41 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop,
               "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
 
 
+def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    """The configured optimizer over the model's parameter groups (each with its own L2)."""
+    options = {"lr": cfg.lr}
+    if cfg.optimizer in ("rmsprop", "sgd"):
+        options["momentum"] = cfg.momentum
+    if cfg.optimizer == "rmsprop":
+        options.update(alpha=cfg.rmsprop_decay, eps=cfg.eps)
+    if cfg.optimizer in ("adam", "adagrad"):
+        options["eps"] = cfg.eps
+    return OPTIMIZERS[cfg.optimizer](groups, **options)
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
     train_seconds: float
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool):
+    """Use PyTorch's deterministic kernels while training, then restore the caller's setting.
+
+    On CPU the default backward of a gather with repeated indices (``x[index]``, embedding
+    lookups of the same row) accumulates in a thread-dependent order; seeded runs then differ
+    in the last bits, and early stopping can amplify that into a different best epoch.
+    """
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
 def seed_everything(seed: int) -> None:
@@ -69,7 +99,8 @@ class Trainer:
         split.train.require_nonempty("training data")
         if not model.trainable:
             return self._fit_closed_form(model, split)
-        return self._fit_gradient(model, split, resume)
+        with deterministic_algorithms(self.config.deterministic):
+            return self._fit_gradient(model, split, resume)
 
     # -- closed form --------------------------------------------------------------------------
     def _fit_closed_form(self, model: Model, split: Split) -> TrainResult:
@@ -87,9 +118,9 @@ class Trainer:
     # -- gradient -----------------------------------------------------------------------------
     def _fit_gradient(self, model: Model, split: Split, resume: bool) -> TrainResult:
         cfg = self.config
+        model.prepare(split.train)
         task = make_task(model, split.train, cfg)
-        optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr,
-                                              weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(cfg, model.parameter_groups(cfg.weight_decay))
         generator = torch.Generator().manual_seed(cfg.seed)
         evaluator = self._validator(split)
         state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "best_state": None,
@@ -141,7 +172,11 @@ class Trainer:
             loss.backward()
             if cfg.clip_grad_value > 0:
                 torch.nn.utils.clip_grad_value_(model.parameters(), cfg.clip_grad_value)
-            if cfg.clip_grad_norm > 0:
+            if cfg.clip_grad_norm > 0 and cfg.clip_per_tensor:
+                for p in model.parameters():  # TF's clip_by_norm per variable (CMN's recipe)
+                    if p.grad is not None:
+                        torch.nn.utils.clip_grad_norm_(p, cfg.clip_grad_norm)
+            elif cfg.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
             n = len(batch.users) if hasattr(batch, "users") else 1
