@@ -148,3 +148,21 @@ def test_corrupt_checkpoint_is_reported(trained, tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = run("--debug", "evaluate", tmp_path / "no-run")
     assert result.exit_code != 0 and result.exception is not None
+
+
+def test_recommend_explain_for_cmn(data_file, tmp_path):
+    out = tmp_path / "cmn"
+    result = run("train", "cmn", "--data", data_file, "--out", out, "--epochs", 1,
+                 "--set", "model.dim=8", "--set", "model.hops=2", "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = run("recommend", out, "--user", "3", "-k", "2", "--explain")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "attended:" in line]
+    assert len(lines) == 2 and "user " in lines[0]
+    weights = [float(part.split("(")[1].rstrip(")")) for part in lines[0].split("attended:")[1].split(",")]
+    assert weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1.0 + 1e-6
+
+
+def test_explain_on_a_model_without_attention_is_a_clear_error(trained):
+    out, _ = trained
+    assert_user_error(run("recommend", out, "--user", "3", "--explain"), "no attention to explain")

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memrec.data.interactions import DataError, Interactions
-from memrec.data.preprocess import (binarize, compact, deduplicate, k_core, preprocess,
-                                    stable_argsort, time_order)
+from memrec.data.preprocess import binarize, compact, deduplicate, k_core, preprocess
+from memrec.data.sorting import stable_argsort
 
 
 def pairs(data: Interactions) -> list[tuple]:
@@ -196,9 +196,11 @@ def test_stable_argsort_matches_numpy(key):
 
 
 @pytest.mark.parametrize("with_time", [True, False])
-def test_time_order_matches_interactions_time_order(with_time):
+def test_time_order_matches_lexsort(with_time):
     rng = np.random.default_rng(0)
     n = 5000
     data = Interactions.from_raw(rng.integers(0, 50, n), rng.integers(0, 30, n),
                                  timestamp=rng.integers(0, 20, n) * 0.5 if with_time else None)
-    assert time_order(data).tolist() == data.time_order().tolist()
+    expected = (np.lexsort((np.arange(n), data.timestamp, data.user)) if with_time
+                else np.argsort(data.user, kind="stable"))
+    assert data.time_order().tolist() == expected.tolist()

@@ -361,3 +361,24 @@ def test_negatives_complete_short_rows_exactly():
     out = sample_negatives(split, 4, seed=3).test_negatives
     assert sorted(out.negatives[50].tolist()) == [196, 197, 198, 199]
     assert all(not {0, 1} & set(row) and len(set(row)) == 4 for row in out.negatives[:50].tolist())
+
+
+def test_carve_validation_moves_one_random_train_row_per_user():
+    from memrec.data.interactions import IdMap
+    from memrec.data.splits import Candidates, carve_validation
+    train = Interactions(np.array([0, 0, 0, 1, 2, 2], np.int32), np.array([0, 1, 2, 3, 4, 5], np.int32),
+                         IdMap.range(3), IdMap.range(120))
+    test = Interactions(np.array([0, 1, 2], np.int32), np.array([6, 7, 8], np.int32),
+                        IdMap.range(3), IdMap.range(120))
+    given = Split("given", train, test, test_negatives=Candidates(np.arange(3), np.zeros((3, 2), np.int64)))
+    carved = carve_validation(given, seed=1, n_negatives=10)
+    assert sorted(carved.valid.user.tolist()) == [0, 2]          # user 1 has a single train row
+    assert len(carved.train) == 4 and carved.test is test
+    moved = set(zip(carved.valid.user.tolist(), carved.valid.item.tolist()))
+    kept = set(zip(carved.train.user.tolist(), carved.train.item.tolist()))
+    assert not moved & kept and moved | kept == set(zip(train.user.tolist(), train.item.tolist()))
+    assert carved.valid_negatives.negatives.shape == (2, 10)
+    again = carve_validation(given, seed=1, n_negatives=10)
+    assert again.valid.item.tolist() == carved.valid.item.tolist()
+    picks = {tuple(carve_validation(given, seed=s, n_negatives=0).valid.item.tolist()) for s in range(20)}
+    assert len(picks) > 1                                          # the choice is random

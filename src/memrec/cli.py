@@ -109,15 +109,20 @@ def evaluate(run_dir, protocols, as_json):
 @click.option("--user", "users", required=True, multiple=True, help="Raw user id (repeatable).")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--include-seen", is_flag=True, help="Do not filter the user's known items.")
-def recommend(run_dir, users, k, include_seen):
+@click.option("--explain", is_flag=True, help="Show what the memory attended to for each item.")
+def recommend(run_dir, users, k, include_seen, explain):
     """Top-k items for users of a trained run."""
     from .recommender import Recommender
     rec = Recommender.load(run_dir)
     ids, scores = rec.recommend(list(users), k, exclude_seen=not include_seen)
     for user, row_ids, row_scores in zip(users, ids, scores):
         click.echo(f"user {user}")
-        for rank, (item, score) in enumerate(zip(row_ids, row_scores), 1):
+        reasons = rec.explain(user, row_ids) if explain else [None] * len(row_ids)
+        for rank, (item, score, why) in enumerate(zip(row_ids, row_scores, reasons), 1):
             click.echo(f"  {rank:>3}. {item}\t{score:.4f}")
+            if why:
+                kind = rec.model_.explains.rstrip("s")
+                click.echo("       attended: " + ", ".join(f"{kind} {i} ({w:.2f})" for i, w in why))
 
 
 @main.command()

@@ -93,6 +93,21 @@ class Recommender:
         top = scores.topk(k, dim=1)
         return s.items.to_raw(top.indices.numpy()), top.values.numpy()
 
+    @torch.no_grad()
+    def explain(self, user_id, item_ids, top: int = 5) -> list[list[tuple[str, float]]]:
+        """What the model attended to when scoring each item for the user: per item, the top
+        memory entries (raw ids of users / items, or slot numbers) with attention weights."""
+        kind = self.model_.explains
+        if kind is None:
+            raise ConfigError(f"model {self.saved_.name!r} has no attention to explain")
+        s = self.saved_
+        user = int(s.users.to_index([user_id], what="user")[0])
+        items = torch.as_tensor(s.items.to_index(item_ids, what="item"))
+        self.model_.eval()
+        raw = {"users": s.users.to_raw, "items": s.items.to_raw}.get(kind, lambda ids: ids)
+        return [[(str(raw([i])[0]) if kind != "slots" else str(i), w) for i, w in entries[:top]]
+                for entries in self.model_.explain(user, items)]
+
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         s = self.saved_

@@ -17,7 +17,7 @@ from .data.interactions import DataError, IdMap
 from .data.preprocess import preprocess
 from .data.readers import load as load_dataset
 from .data.split_io import load_split, save_split
-from .data.splits import Split, make_split
+from .data.splits import Split, carve_validation, make_split
 from .evaluation import Evaluator
 from .fileio import CheckpointError, atomic_write_json
 from .recommender import Recommender
@@ -35,7 +35,10 @@ def prepare_split(data_path: str | Path, cfg: DataConfig) -> tuple[str, Split]:
         if cfg.threshold or cfg.user_k or cfg.item_k or cfg.duplicates != "keep":
             raise DataError("this dataset ships its own split; filtering options would change "
                             "it (drop them, or choose another --split)")
-        return dataset.name, dataset.given_split
+        split = dataset.given_split
+        if cfg.valid_from_train and split.valid is None and split.test_cases is None:
+            split = carve_validation(split, seed=cfg.seed, n_negatives=cfg.n_negatives)
+        return dataset.name, split
     if cfg.split == "given":
         raise DataError(f"{data_path} carries no split of its own; choose loo, temporal, random or session")
     data = preprocess(dataset.interactions, threshold=cfg.threshold or None, user_k=cfg.user_k,
@@ -75,7 +78,9 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     rec.config = config
     rec.fit_split(split, run_dir=out, resume=resume, progress=progress, echo=echo)
     rec.save(out)
-    metrics, eval_seconds = evaluate_split(rec.model_, split)
+    protocols = tuple(p.strip() for p in config.train.test_protocols.split(","))
+    metrics, eval_seconds = evaluate_split(rec.model_, split, protocols + ("session",),
+                                           config.train.eval_batch_size)
     results = {"model": config.model, "data": data_name, "split": split.kind,
                "params": config.model_params, "best_epoch": rec.result_.best_epoch,
                "train_seconds": rec.result_.train_seconds, "eval_seconds": eval_seconds,
@@ -84,9 +89,10 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     return results
 
 
-def evaluate_split(model, split: Split, protocols=("full", "sampled")) -> tuple[dict, float]:
+def evaluate_split(model, split: Split, protocols=("full", "sampled", "session"),
+                   batch_size: int = 1024) -> tuple[dict, float]:
     start = time.perf_counter()
-    metrics = Evaluator(split, "test", protocols=protocols).evaluate(model)
+    metrics = Evaluator(split, "test", protocols=protocols, batch_size=batch_size).evaluate(model)
     return metrics, time.perf_counter() - start
 
 

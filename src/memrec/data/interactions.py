@@ -164,9 +164,11 @@ class Interactions:
 
     def time_order(self) -> np.ndarray:
         """Row positions sorted by (user, time), stable: ties keep file order."""
+        from .sorting import stable_argsort  # (sorting is a leaf module; imported lazily)
         if self.timestamp is None:
-            return np.argsort(self.user, kind="stable")
-        return np.lexsort((np.arange(len(self)), self.timestamp, self.user))
+            return stable_argsort(self.user)
+        by_time = stable_argsort(self.timestamp)
+        return by_time[stable_argsort(self.user[by_time])]
 
     def user_items(self) -> sp.csr_matrix:
         """Binary CSR [n_users, n_items]; duplicates collapse to 1."""

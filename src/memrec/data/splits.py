@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .interactions import DataError, Interactions
-from .preprocess import stable_argsort
+from .sorting import stable_argsort
 
 
 @dataclass(frozen=True, eq=False)
@@ -471,3 +471,29 @@ def make_split(data: Interactions, kind: str, *, seed: int = 0, n_negatives: int
     if kind != "session" and n_negatives > 0:
         split = sample_negatives(split, n_negatives, seed=seed)
     return split
+
+
+def carve_validation(split: Split, *, seed: int = 0, n_negatives: int = 100) -> Split:
+    """Give a split without a validation part one: per user with at least 2 training rows,
+    one training row chosen uniformly at random (seeded) moves to ``valid``; then
+    ``n_negatives`` validation negatives are fixed (none when 0).
+
+    For pre-split files (CMN's npz, NCF) that ship only train and test: epochs and
+    hyper-parameters are then chosen on validation, never on test (the reproducibility
+    studies' protocol). The test part and its negatives are unchanged.
+    """
+    if split.valid is not None and len(split.valid):
+        return split
+    train = split.train
+    rng = np.random.default_rng(seed)
+    key = rng.random(len(train))
+    order = np.lexsort((key, train.user))             # per user, random order
+    user_sorted = train.user[order]
+    last_of_user = np.flatnonzero(np.r_[user_sorted[1:] != user_sorted[:-1], True])
+    eligible = np.bincount(train.user, minlength=train.n_users)[user_sorted[last_of_user]] >= 2
+    chosen = np.zeros(len(train), bool)
+    chosen[order[last_of_user[eligible]]] = True
+    carved = replace(split, train=train.take(~chosen), valid=train.take(chosen))
+    if n_negatives > 0:
+        carved = sample_negatives(carved, n_negatives, seed=seed, parts=("valid",))
+    return carved

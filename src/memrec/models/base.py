@@ -97,6 +97,9 @@ class Model(nn.Module):
         """
         return self.score_all(query).gather(1, items)
 
+    #: what ``explain`` returns ids of ("users", "items" or "slots"); None: no explanations
+    explains: ClassVar[str | None] = None
+
     #: buffers whose size depends on the data (e.g. CMN's neighbourhood lists); loading a
     #: checkpoint resizes them before copying
     data_buffers: ClassVar[tuple[str, ...]] = ()

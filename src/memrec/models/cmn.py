@@ -86,6 +86,7 @@ class CMN(Model):
     """
 
     data_buffers = ("neighbour_users",)
+    explains = "users"  # explain() names neighbour users
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 50, hops: int = 2,
                  exclude_self: bool = False, empty_neighbourhood: str = "self",

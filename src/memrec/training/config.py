@@ -51,6 +51,7 @@ class TrainConfig:
     valid_protocol: str = "full"
     eval_every: int = 1
     eval_batch_size: int = 1024
+    test_protocols: str = "full,sampled"  # protocols of the final test evaluation (comma list)
     deterministic: bool = True         # PyTorch deterministic kernels (bitwise-reproducible runs)
     pretrain_epochs: int = 0           # two-stage recipes (CMN: GMF pretraining); 0 = none
     pretrain_weight_decay: float = 1e-4
@@ -67,6 +68,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "n_negatives", "eval_every", "eval_batch_size"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        for protocol in self.test_protocols.split(","):
+            if protocol.strip() not in ("full", "sampled", "session"):
+                raise ConfigError(f"train.test_protocols: unknown protocol {protocol!r}; "
+                                  "choose from full, sampled, session")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
 
@@ -82,6 +87,7 @@ class DataConfig:
     user_k: int = 0                    # k-core filtering
     item_k: int = 0
     duplicates: str = "keep"           # keep | first | last | error
+    valid_from_train: bool = True     # a given split without validation: carve one from train
     test_frac: float = 0.1
     valid_frac: float = 0.1
     seed: int = 0
