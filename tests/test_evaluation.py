@@ -153,3 +153,15 @@ def fitted_pop_on(split):
     model = Popularity(split.train.n_users, split.train.n_items)
     model.fit_closed_form(split.train)
     return model
+
+
+def test_sampled_negatives_the_user_already_has_are_not_ranked():
+    # u0 has item 0 in train; the file's negatives for u0 include it (CMN's npz does this)
+    train = table([0, 0, 1], [0, 1, 1])
+    test = table([0], [2])
+    split = Split("given", train, test,
+                  test_negatives=Candidates(np.array([0]), np.array([[0, 3]])))
+    model = Popularity(3, 5)
+    model.fit_closed_form(table([1, 1, 1, 2], [0, 0, 0, 2]))  # item 0 outscores the target 2
+    sampled = Evaluator(split, "test", protocols=("sampled",), ks=(1,)).evaluate(model)["sampled"]
+    assert sampled["HR@1"] == 1.0  # item 0 is known to u0, so only item 3 competes

@@ -183,11 +183,20 @@ class Evaluator:
             negatives = torch.as_tensor(neg.negatives[neg_rows], dtype=torch.long)
             candidates = torch.cat([relevant_items, negatives], dim=1)
             width = relevant_items.shape[1]
-            excluded = torch.cat([~mask, torch.zeros_like(negatives, dtype=torch.bool)], dim=1)
+            # a stored negative the user already has (files like CMN's npz were not filtered)
+            # is not ranked, exactly as in the full protocol
+            known = torch.as_tensor(self._is_known(users, neg.negatives[neg_rows]))
+            excluded = torch.cat([~mask, known], dim=1)
             relevant = torch.arange(width).expand(len(rows), width)
             scores = model.score_items(self._query(model, users), candidates)
             acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
         return acc.mean()
+
+    def _is_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """bool [B, N]: whether items[b, n] is among users[b]'s known (train/valid) items."""
+        rows = self.seen[users]
+        present = np.asarray(rows[np.arange(len(users))[:, None], items].todense()) > 0
+        return present
 
     def _session(self, model: Model) -> dict[str, float]:
         acc = _Accumulator()
