@@ -32,8 +32,10 @@ Deviations from the paper (and from the authors' code)
   that is our default (``empty_neighbourhood="self"``); ``"zero"`` reads the zero vector.
 * Batches are (positive, N negatives) groups sharing one positive read (the code draws
   independent triples); the BPR gradient per triple is the same.
-* PyTorch's RMSprop (zero-initialised mean square, ε outside the root) stands in for TF1's
-  (ones-initialised, ε inside, sparse row updates for embeddings).
+* The optimizer: ``train.optimizer = "tf_rmsprop"`` with ``sparse_gradients=True`` (the
+  shipped config) reproduces TF1's RMSProp (ones-initialised mean square, ε inside the root,
+  updates of looked-up embedding rows only); PyTorch's ``rmsprop`` (dense, zero-initialised) is
+  the registry default for other uses.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class CMN(Model):
         (cost ∝ batch × largest neighbourhood). Same numbers.
     init_std : float
         Normal initialisation of the memories (the code: truncated normal, σ = 0.01).
+    sparse_gradients : bool
+        Row-sparse gradients for M, C, E, so a lazy optimizer (``tf_rmsprop``) updates only the
+        rows a batch looked up, as TF1 did for the authors.
     score_chunk_slots : int
         Upper bound on neighbourhood slots per chunk in ``score_all`` (memory knob).
 
@@ -91,7 +96,7 @@ class CMN(Model):
     def __init__(self, n_users: int, n_items: int, *, dim: int = 50, hops: int = 2,
                  exclude_self: bool = False, empty_neighbourhood: str = "self",
                  attention: str = "ragged", init_std: float = 0.01,
-                 score_chunk_slots: int = 2_000_000):
+                 sparse_gradients: bool = False, score_chunk_slots: int = 2_000_000):
         super().__init__(n_users, n_items)
         if hops < 1:
             raise ValueError(f"hops must be at least 1, got {hops}")
@@ -102,9 +107,11 @@ class CMN(Model):
         self.hops, self.exclude_self = hops, exclude_self
         self.empty_neighbourhood, self.attention = empty_neighbourhood, attention
         self.score_chunk_slots = score_chunk_slots
-        self.user_memory = nn.Embedding(n_users, dim)      # M: keys, and m_u for the query
-        self.user_output = nn.Embedding(n_users, dim)      # C: values of the neighbour slots
-        self.item_memory = nn.Embedding(n_items, dim)      # E
+        # sparse gradients: only looked-up rows get an update (TF's IndexedSlices; needs an
+        # optimizer that accepts them, e.g. train.optimizer = "tf_rmsprop")
+        self.user_memory = nn.Embedding(n_users, dim, sparse=sparse_gradients)  # M: keys; m_u
+        self.user_output = nn.Embedding(n_users, dim, sparse=sparse_gradients)  # C: values
+        self.item_memory = nn.Embedding(n_items, dim, sparse=sparse_gradients)  # E
         for table in (self.user_memory, self.user_output, self.item_memory):
             nn.init.trunc_normal_(table.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
         self.hop_maps = nn.ModuleList(nn.Linear(dim, dim) for _ in range(hops - 1))

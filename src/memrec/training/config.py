@@ -31,7 +31,7 @@ class TrainConfig:
 
     epochs: int = 20
     batch_size: int = 1024
-    optimizer: str = "adam"            # adam | rmsprop | adagrad | sgd
+    optimizer: str = "adam"            # adam | rmsprop | adagrad | sgd | tf_rmsprop
     lr: float = 1e-3
     weight_decay: float = 0.0          # L2, on the parameters the model's parameter_groups name
     momentum: float = 0.0              # sgd / rmsprop
@@ -55,10 +55,11 @@ class TrainConfig:
     deterministic: bool = True         # PyTorch deterministic kernels (bitwise-reproducible runs)
     pretrain_epochs: int = 0           # two-stage recipes (CMN: GMF pretraining); 0 = none
     pretrain_weight_decay: float = 1e-4
+    pretrain_batch_size: int = 0       # 0 = batch_size
     seed: int = 0
 
     def __post_init__(self):
-        choices = {"optimizer": ("adam", "rmsprop", "adagrad", "sgd"),
+        choices = {"optimizer": ("adam", "rmsprop", "adagrad", "sgd", "tf_rmsprop"),
                    "loss": ("bpr", "bce", "hinge", "sampled_softmax"),
                    "sampler": ("uniform", "popularity"),
                    "valid_protocol": ("full", "sampled", "session")}

@@ -23,7 +23,8 @@ def pretrain_cmn_with_gmf(model: Model, split: Split, cfg: TrainConfig, echo=Non
     """GMF with BPR (Adam, lr 1e-3, L2 ``pretrain_weight_decay`` on w only, the same batch size
     and negatives as CMN) for ``pretrain_epochs``; then M ← 0.5·P, E ← 0.5·Q (authors' code)."""
     gmf = GMF(model.n_users, model.n_items, dim=model.item_memory.embedding_dim)
-    gmf_cfg = replace(cfg, epochs=cfg.pretrain_epochs, optimizer="adam", lr=1e-3,
+    gmf_cfg = replace(cfg, epochs=cfg.pretrain_epochs, optimizer="adam", lr=1e-3, eps=1e-8,
+                      batch_size=cfg.pretrain_batch_size or cfg.batch_size,
                       weight_decay=cfg.pretrain_weight_decay, loss="bpr", patience=0,
                       clip_grad_norm=0.0, pretrain_epochs=0)
     no_validation = replace(split, valid=None, valid_cases=None, valid_negatives=None)

@@ -27,19 +27,22 @@ from ..data.splits import Split
 from ..evaluation import Evaluator
 from ..models.base import Model
 from .config import TrainConfig
+from .optim import TFRMSprop
 from .tasks import make_task
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop,
-              "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+              "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD, "tf_rmsprop": TFRMSprop}
 
 
 def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
     """The configured optimizer over the model's parameter groups (each with its own L2)."""
     options = {"lr": cfg.lr}
-    if cfg.optimizer in ("rmsprop", "sgd"):
+    if cfg.optimizer in ("rmsprop", "sgd", "tf_rmsprop"):
         options["momentum"] = cfg.momentum
     if cfg.optimizer == "rmsprop":
         options.update(alpha=cfg.rmsprop_decay, eps=cfg.eps)
+    if cfg.optimizer == "tf_rmsprop":
+        options.update(decay=cfg.rmsprop_decay, eps=cfg.eps)
     if cfg.optimizer in ("adam", "adagrad"):
         options["eps"] = cfg.eps
     return OPTIMIZERS[cfg.optimizer](groups, **options)
@@ -68,6 +71,19 @@ def deterministic_algorithms(enabled: bool):
         yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+def clip_tensor_norm_(p: torch.Tensor, max_norm: float) -> None:
+    """Scale one parameter's gradient to norm ≤ max_norm; a sparse gradient is clipped on the
+    norm of its (summed) rows, as TF's clip_by_norm does for IndexedSlices."""
+    if p.grad.is_sparse:
+        p.grad = p.grad.coalesce()
+        values = p.grad._values()
+        norm = values.norm()
+        if norm > max_norm:
+            values.mul_(max_norm / norm)
+    else:
+        torch.nn.utils.clip_grad_norm_(p, max_norm)
 
 
 def seed_everything(seed: int) -> None:
@@ -175,7 +191,7 @@ class Trainer:
             if cfg.clip_grad_norm > 0 and cfg.clip_per_tensor:
                 for p in model.parameters():  # TF's clip_by_norm per variable (CMN's recipe)
                     if p.grad is not None:
-                        torch.nn.utils.clip_grad_norm_(p, cfg.clip_grad_norm)
+                        clip_tensor_norm_(p, cfg.clip_grad_norm)
             elif cfg.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
