@@ -119,3 +119,19 @@ def test_padding_slots_are_ignored():
 def test_nan_scores_are_an_error():
     with pytest.raises(ValueError, match="NaN"):
         counts([0.1, float("nan")], [0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 12))
+def test_comparison_and_sort_paths_agree(seed, n_relevant):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 6, (3, 20), generator=g).float()   # many ties
+    relevant = torch.stack([torch.randperm(20, generator=g)[:n_relevant] for _ in range(3)])
+    mask = torch.rand(3, n_relevant, generator=g) > 0.2
+    excluded = torch.rand(3, 20, generator=g) > 0.7
+    excluded[torch.arange(3)[:, None].expand_as(relevant), relevant] = False
+    a = M.rank_counts(scores, relevant, mask, excluded, method="compare")
+    b = M.rank_counts(scores, relevant, mask, excluded, method="sort")
+    for field in ("above", "tied", "rel_above", "rel_tied", "n_candidates"):
+        assert torch.equal(getattr(a, field)[mask] if getattr(a, field).dim() == 2 else getattr(a, field),
+                           getattr(b, field)[mask] if getattr(b, field).dim() == 2 else getattr(b, field)), field

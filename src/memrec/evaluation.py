@@ -66,12 +66,22 @@ def _padded(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> tuple[to
     return q.history, q.mask
 
 
-def _csr_rows_dense(matrix: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
-    """bool [len(rows), n_cols] indicator of a CSR matrix's rows."""
-    sub = matrix[rows].tocoo()
-    out = torch.zeros(len(rows), matrix.shape[1], dtype=torch.bool)
-    out[torch.as_tensor(sub.row, dtype=torch.long), torch.as_tensor(sub.col, dtype=torch.long)] = True
-    return out
+def _mask_known_items(scores: torch.Tensor, matrix: sp.csr_matrix, rows: np.ndarray,
+                      relevant: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Set the scores of each request's known items to −inf (they are not ranked), except its
+    relevant items (a repeat consumption is still a target). Returns the number of ranked
+    candidates per request. Touches only the known entries: no dense [B, n_items] mask."""
+    known = matrix[rows]                                                # CSR [B, n_items]
+    coo = known.tocoo()
+    batch = torch.arange(len(rows))[:, None].expand_as(relevant)
+    b, items = batch[mask], relevant[mask]
+    kept = scores[b, items]
+    scores[torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long)] = float("-inf")
+    scores[b, items] = kept
+    known_target = np.asarray(known[b.numpy().copy(), items.numpy().copy()]).ravel() > 0
+    repeats = torch.zeros(len(rows), dtype=torch.float64).index_add_(
+        0, b, torch.as_tensor(known_target, dtype=torch.float64))
+    return scores.shape[1] - torch.as_tensor(np.diff(known.indptr), dtype=torch.float64) + repeats
 
 
 class _Accumulator:
@@ -162,11 +172,10 @@ class Evaluator:
         for rows in self._batches(len(t.users)):
             users = t.users[rows]
             relevant, mask = _padded(t.indptr, t.items, rows)
-            excluded = _csr_rows_dense(self.seen, users)
-            # a held-out item the user also has in train (a repeat) is still a target
-            excluded[torch.arange(len(rows))[:, None].expand_as(relevant)[mask], relevant[mask]] = False
-            scores = model.score_all(self._query(model, users))
-            acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
+            scores = model.score_all(self._query(model, users)).detach().float().clone()
+            n_candidates = _mask_known_items(scores, self.seen, users, relevant, mask)
+            counts = rank_counts(scores, relevant, mask, n_candidates=n_candidates)
+            acc.add(metric_values(counts, self.ks))
         return acc.mean()
 
     def _sampled(self, model: Model) -> dict[str, float]:

@@ -51,7 +51,8 @@ class RankCounts:
 
 
 def rank_counts(scores: torch.Tensor, relevant: torch.Tensor, relevant_mask: torch.Tensor,
-                excluded: torch.Tensor | None = None) -> RankCounts:
+                excluded: torch.Tensor | None = None, *, n_candidates: torch.Tensor | None = None,
+                method: str = "auto") -> RankCounts:
     """Count, for each relevant candidate, how many valid candidates outscore or tie it.
 
     Parameters
@@ -65,26 +66,35 @@ def rank_counts(scores: torch.Tensor, relevant: torch.Tensor, relevant_mask: tor
     excluded : bool [B, C], optional
         Candidates that are not ranked at all (the user's training items in full ranking, padding
         in a sampled candidate list). A relevant candidate must not be excluded.
-
-    Cost: one sort of ``scores`` per row and a binary search per relevant item,
-    O(B·C·log C + B·T·log C), plus O(B·T²) for the relevant-vs-relevant comparisons.
+    n_candidates : float [B], optional
+        Number of ranked candidates when the caller has already set unranked candidates to
+        −inf (then ``excluded`` is not needed; the full-ranking protocol does this).
+    method : "auto" | "compare" | "sort"
+        ``compare`` counts with one pass over the scores per relevant slot, O(B·C·T): the fast
+        path for few relevant items (leave-one-out: T = 1). ``sort`` sorts each row once and
+        binary-searches, O(B·C·log C + B·T·log C): better for many relevant items per request.
+        ``auto`` compares when T ≤ 8. Both give identical counts.
     """
     if torch.isnan(scores).any():
         raise ValueError("the model produced NaN scores")
-    scores = scores.double()
-    if excluded is not None:
-        scores = scores.masked_fill(excluded, float("-inf"))
-        n_candidates = (~excluded).sum(1).double()
-    else:
-        n_candidates = torch.full((scores.shape[0],), float(scores.shape[1]), dtype=torch.float64)
-    target = scores.gather(1, relevant)
     if excluded is not None and (excluded.gather(1, relevant) & relevant_mask).any():
         raise ValueError("a relevant candidate is also marked excluded")
-    ascending = scores.sort(dim=1).values
     width = scores.shape[1]
-    not_below = width - torch.searchsorted(ascending, target, right=False)  # score >= target
-    above = width - torch.searchsorted(ascending, target, right=True)       # score >  target
-    tied = not_below - above
+    if n_candidates is not None:
+        n_candidates = n_candidates.double()
+    elif excluded is not None:
+        n_candidates = (width - excluded.sum(1)).double()
+    else:
+        n_candidates = torch.full((scores.shape[0],), float(width), dtype=torch.float64)
+    target = scores.gather(1, relevant)
+    if method == "auto":
+        method = "compare" if relevant.shape[1] <= 8 else "sort"
+    if method == "compare":
+        above, tied = _counts_by_comparison(scores, target, excluded)
+    elif method == "sort":
+        above, tied = _counts_by_sorting(scores, target, excluded)
+    else:
+        raise ValueError(f"unknown method {method!r}")
     real = relevant_mask
     # relevant-vs-relevant comparisons; padding slots neither count nor are counted
     pair_real = real[:, None, :]
@@ -92,6 +102,33 @@ def rank_counts(scores: torch.Tensor, relevant: torch.Tensor, relevant_mask: tor
     rel_tied = ((target[:, None, :] == target[:, :, None]) & pair_real).sum(-1)
     return RankCounts(above.double(), tied.double(), rel_above.double(), rel_tied.double(), real,
                       n_candidates, real.sum(1).double())
+
+
+def _counts_by_comparison(scores, target, excluded) -> tuple[torch.Tensor, torch.Tensor]:
+    """(#valid candidates scored >, #valid candidates scored ==) per relevant slot, one pass of
+    exact comparisons in the scores' own dtype per slot (no sort, no float64 copy)."""
+    valid = None if excluded is None else ~excluded
+    above = torch.empty(target.shape, dtype=torch.long)
+    tied = torch.empty(target.shape, dtype=torch.long)
+    for t in range(target.shape[1]):
+        column = target[:, t:t + 1]
+        greater, equal = scores > column, scores == column
+        if valid is not None:
+            greater, equal = greater & valid, equal & valid
+        above[:, t] = greater.sum(1, dtype=torch.int32)
+        tied[:, t] = equal.sum(1, dtype=torch.int32)
+    return above, tied
+
+
+def _counts_by_sorting(scores, target, excluded) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same counts from one sort per row and two binary searches per relevant slot."""
+    if excluded is not None:
+        scores = scores.masked_fill(excluded, float("-inf"))
+    ascending = scores.sort(dim=1).values
+    width = scores.shape[1]
+    not_below = width - torch.searchsorted(ascending, target, right=False)  # score >= target
+    above = width - torch.searchsorted(ascending, target, right=True)       # score >  target
+    return above, not_below - above
 
 
 def _discount_prefix(n: int) -> torch.Tensor:
