@@ -27,7 +27,7 @@ import torch
 
 from memrec.data.interactions import IdMap, Interactions
 from memrec.models.base import Query
-from memrec.models.baselines import itemknn as itemknn_module
+from memrec.nn import item_item
 from memrec.models.baselines.ease import EASE
 from memrec.models.baselines.itemknn import ItemKNN
 from memrec.models.baselines.rp3beta import RP3Beta
@@ -269,7 +269,7 @@ def test_ease_is_the_constrained_ridge_minimiser():
 def test_ease_blocked_symmetrisation_matches_closed_form(monkeypatch):
     rng = np.random.default_rng(2)
     x = (rng.random((30, 23)) < 0.3).astype(np.float64)
-    monkeypatch.setattr(itemknn_module, "FIT_BLOCK_ELEMENTS", 50)      # bands of 2 rows
+    monkeypatch.setattr(item_item, "FIT_BLOCK_ELEMENTS", 50)      # bands of 2 rows
     b = fitted(EASE, x, l2=3.0).weights.numpy().astype(np.float64)
     np.testing.assert_allclose(b, ease_closed_form(x, 3.0), rtol=1e-5, atol=1e-7)
 
@@ -345,8 +345,8 @@ def test_blocked_fit_and_chunked_scoring_equal_one_shot(cls, monkeypatch):
     one_shot = fitted(cls, x, neighbours=5)
     histories = [list(np.flatnonzero(row)) or [0] for row in x[:10]]
     expected = scores(one_shot, histories)
-    monkeypatch.setattr(itemknn_module, "FIT_BLOCK_ELEMENTS", 50)      # 2 rows per block
-    monkeypatch.setattr(itemknn_module, "SCORE_CHUNK_ELEMENTS", 1)     # 1 position per chunk
+    monkeypatch.setattr(item_item, "FIT_BLOCK_ELEMENTS", 50)      # 2 rows per block
+    monkeypatch.setattr(item_item, "SCORE_CHUNK_ELEMENTS", 1)     # 1 position per chunk
     blocked = fitted(cls, x, neighbours=5)
     np.testing.assert_array_equal(blocked.neighbour_weights.numpy(),
                                   one_shot.neighbour_weights.numpy())

@@ -40,8 +40,8 @@ import torch
 from scipy.linalg import lapack
 
 from ...data.interactions import Interactions
-from ..base import Query, Model
-from .itemknn import row_blocks, sparse_history
+from ..base import Model, Query
+from ...nn.item_item import row_blocks, sparse_history
 
 
 class EASE(Model):

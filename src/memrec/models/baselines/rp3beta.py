@@ -55,8 +55,8 @@ import scipy.sparse as sp
 import torch
 
 from ...data.interactions import Interactions
-from ..base import Query, Model
-from .itemknn import neighbour_scores, row_blocks, topk_rows
+from ..base import Model, Query
+from ...nn.item_item import neighbour_scores, row_blocks, topk_rows
 
 
 def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
