@@ -198,6 +198,11 @@ def data_fetch(name, dest, url):
 
 
 # -- demo ---------------------------------------------------------------------------------------
+#: settings that keep the demo to a minute or two on a laptop (the small synthetic data
+#: converges fast at a larger learning rate)
+DEMO_OVERRIDES = {"bprmf": ["train.epochs=20", "train.lr=0.01"]}
+
+
 @main.command()
 @click.option("--out", default=Path("runs/demo"), type=click.Path(path_type=Path), show_default=True)
 @click.option("--models", "names", default="pop,itemknn,rp3beta,ease,bprmf", show_default=True)
@@ -221,8 +226,8 @@ def demo(out, names):
                 import shutil
                 shutil.rmtree(run)
             click.echo(f"training {name} ...", err=True)
-            results = train_run(load_config(name), data_file, run, progress=False,
-                                echo=lambda line: None)
+            config = load_config(name, overrides=DEMO_OVERRIDES.get(name, []))
+            results = train_run(config, data_file, run, progress=False, echo=lambda line: None)
         full = results["metrics"].get("full", {})
         sampled = results["metrics"].get("sampled", {})
         rows.append({"model": name, "HR@10": full.get("HR@10"), "NDCG@10": full.get("NDCG@10"),
