@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data/ml-100k/raw/u.data")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k" / "raw" / "u.data"
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ("pop", "itemknn", "rp3beta", "ease", "bprmf")
 GRADIENT_MODELS = {"bprmf"}
