@@ -25,12 +25,13 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k" / "raw" / "u.data"
@@ -62,16 +63,6 @@ def split_fingerprint(path: Path) -> str:
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(z[name]).tobytes())
     return digest.hexdigest()[:16]
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. ``VmHWM`` where there is /proc: on Linux ``ru_maxrss`` carries
-    the parent's peak over ``fork``/``exec``, so a child started by a big parent would report it."""
-    try:
-        with open("/proc/self/status") as fh:
-            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(spec: dict) -> dict:
@@ -126,7 +117,7 @@ def spawn(model: str, overrides: list[str], workdir: Path, data: Path, threads: 
 def import_rss_mb() -> float:
     """Peak RSS of a child that only imports memrec and torch: the floor under every run."""
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import torch, memrec.runs; "
-            "from baselines_ml100k import peak_rss_mb; print(peak_rss_mb())")
+            "from common import peak_rss_mb; print(peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", code], env=child_env(None), capture_output=True,
                          text=True, check=True)
     return float(out.stdout.strip())
@@ -158,7 +149,8 @@ def mean_std(values: list[float]) -> dict:
 
 
 def summarise(model: str, runs: list[dict]) -> dict:
-    out = {"model": model, "config": str(config_path(model).relative_to(ROOT)) if config_path(model) else None,
+    cfg = config_path(model)
+    out = {"model": model, "config": str(cfg.relative_to(ROOT)) if cfg else None,
            "seeds": [r["seed"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs]}
     for p in PROTOCOLS:
         for m in METRICS:
@@ -197,9 +189,10 @@ def markdown(report: dict) -> str:
               f"{s['test_users']:,} test users × {s['negatives_per_user']} negatives; "
               f"split fingerprint {report['split_fingerprint']} (identical for every run).", "",
               f"Machine: {m['nproc']} CPUs (nproc), torch {m['torch']} with {m['torch_threads']} "
-              f"threads, Python {m['python']}, {m['platform']}; run {report['date']}. 1-min load "
+              f"thread(s) per run, Python {m['python']}, {m['platform']}; run {report['date']}. 1-min load "
               f"average around the runs: {min(loads):.1f}–{max(loads):.1f} (≈1 = one core busy with "
-              "the benchmark; more means the machine was shared and times are inflated)."]
+              "the benchmark; more means the machine was shared and times are inflated). "
+              f"Command: `{report['command']}`."]
     if report.get("tuning"):
         lines += ["", "## Validation sanity check (validation item, full ranking; not test)", "",
                   "| model | setting | valid NDCG@10 | valid HR@10 | best epoch |",
@@ -236,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{model} seed {seed}: {runs[-1]['test']}", file=sys.stderr, flush=True)
         if args.tune:
             for model, grid in TUNING.items():
-                for overrides in grid:
+                for overrides in grid if model in args.models else []:
                     same = next((r for r in runs if r["model"] == model and r["seed"] == 0
                                  and same_config(model, overrides, r["overrides"])), None)
                     record = dict(same or spawn(model, overrides, Path(tmp) / "tune", args.data,
@@ -250,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         raise RuntimeError(f"runs saw different splits: {fingerprints}")
     report = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join(["benchmarks/baselines_ml100k.py", *sys.argv[1:]]),
         "data": str(args.data), "split": split_statistics(args.data),
         "split_fingerprint": fingerprints.pop(), "import_rss_mb": import_rss_mb(),
         "machine": {"nproc": os.cpu_count(), "torch_threads": runs[0]["torch_threads"],

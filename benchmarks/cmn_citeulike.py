@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import peak_rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "citeulike-a"
 RESULTS = ROOT / "benchmarks" / "results" / "cmn_citeulike.json"
@@ -29,11 +31,6 @@ BASELINES = ("pop", "itemknn", "rp3beta", "ease", "bprmf")
 PAPER = {"CMN (Dacrema et al. TOIS re-run)": {"HR@10": 0.8746, "NDCG@10": 0.6790},
          "CMN (Dacrema et al. RecSys'19 re-run)": {"HR@10": 0.8910, "NDCG@10": 0.6942},
          "RP3beta, tuned (same study)": {"HR@10": 0.9002, "NDCG@10": 0.7447}}
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
 
 
 def speed_child(attention: str, steps: int) -> dict:

@@ -30,12 +30,13 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -84,16 +85,6 @@ def generate(path: Path, n_rows: int, n_users: int, n_items: int, seed: int = 0)
 
 
 # -- children ---------------------------------------------------------------------------------
-def _rss_mb() -> float:
-    """This process's peak RSS. ``VmHWM`` where there is /proc: on Linux ``ru_maxrss`` carries
-    the parent's peak over ``fork``/``exec``, so a child started by a big parent would report it."""
-    try:
-        with open("/proc/self/status") as fh:
-            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _timed(fn, *args, **kwargs):
     start = time.perf_counter()
     value = fn(*args, **kwargs)
@@ -103,14 +94,14 @@ def _timed(fn, *args, **kwargs):
 def child_imports(path: str) -> dict:
     import memrec.evaluation  # noqa: F401
     import memrec.data.readers  # noqa: F401
-    return {"peak_rss_mb": _rss_mb()}
+    return {"peak_rss_mb": peak_rss_mb()}
 
 
 def child_load(path: str) -> dict:
     from memrec.data.readers import load
     dataset, seconds = _timed(load, path)
     data = dataset.interactions
-    return {"load_seconds": seconds, "peak_rss_mb": _rss_mb(), "rows": len(data),
+    return {"load_seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rows": len(data),
             "users": data.n_users, "items": data.n_items}
 
 
@@ -140,7 +131,7 @@ def child_eval(path: str, dim: int = 64) -> dict:
     return {"split_seconds": split_s, "evaluator_init_seconds": init_s, "evaluate_seconds": eval_s,
             "evaluated_users": int(len(evaluator.targets.users)), "batch_size": evaluator.batch_size,
             "n_items": split.train.n_items, "torch_threads": torch.get_num_threads(),
-            "peak_rss_mb": _rss_mb(), "metrics": {k: full[k] for k in ("HR@10", "NDCG@10", "MRR@10")}}
+            "peak_rss_mb": peak_rss_mb(), "metrics": {k: full[k] for k in ("HR@10", "NDCG@10", "MRR@10")}}
 
 
 def child_negatives(path: str) -> dict:
@@ -148,7 +139,7 @@ def child_negatives(path: str) -> dict:
     from memrec.data.splits import make_split
     data = load(path).interactions
     _, seconds = _timed(make_split, data, "loo", n_negatives=100)
-    return {"make_split_loo_100neg_seconds": seconds, "peak_rss_mb": _rss_mb()}
+    return {"make_split_loo_100neg_seconds": seconds, "peak_rss_mb": peak_rss_mb()}
 
 
 def child_profile(path: str, users: int = 20480, dim: int = 64) -> dict:
@@ -238,11 +229,12 @@ def markdown(r: dict) -> str:
                      f"{n['make_split_loo_100neg_seconds']:.1f} | |")
     lines += ["", f"Peak RSS of a child that only imports memrec + torch: {r['imports']['peak_rss_mb']:.0f} MB "
               "(included in every figure above).", "",
-              f"Machine: {m['nproc']} CPUs (nproc), torch {m['torch']} with {e['torch_threads']} threads, "
+              f"Machine: {m['nproc']} CPUs (nproc), torch {m['torch']} with {e['torch_threads']} thread(s), "
               f"Python {m['python']}, {m['platform']}; run {r['date']}. 1-min load average before/after "
               "each child: " + ", ".join(f"{k} {r[k]['loadavg_1min'][0]:.1f}/{r[k]['loadavg_1min'][1]:.1f}"
                                        for k in ("load", "eval", "negatives", "profile") if k in r)
-              + " (≈1–2 = the benchmark alone on 2 cores; more = a shared, busier machine)."]
+              + " (≈1–2 = the benchmark alone on 2 cores; more = a shared, busier machine). "
+              f"Command: `{r['command']}`."]
     if "profile" in r:
         p = r["profile"]
         lines += ["", f"## Profile of full-ranking evaluation (first {p['profiled_users']:,} users, "
@@ -276,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
     report = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+              "command": " ".join(["benchmarks/scale_ml20m.py", *sys.argv[1:]]),
               "machine": {"nproc": os.cpu_count(), "torch": torch.__version__,
                           "python": platform.python_version(), "platform": platform.platform()},
               "targets": TARGETS, "code_sha256": code_version()}
@@ -291,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
             report["negatives"] = spawn("negatives", path, args.threads)
         if args.profile or report["eval"]["evaluate_seconds"] >= TARGETS["evaluate_seconds"]:
             report["profile"] = spawn("profile", path, args.threads, users=args.profile_users)
-    suffix = ("" if args.rows == 20_000_000 else f"_{args.rows}") + (f"_threads{args.threads}" if args.threads else "")
+    suffix = "" if args.rows == 20_000_000 else f"_{args.rows}"
+    suffix += f"_threads{args.threads}" if args.threads else ""
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scale_ml20m{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"scale_ml20m{suffix}.md").write_text(markdown(report))
