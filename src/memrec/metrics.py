@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 METRICS = ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP")
@@ -75,7 +76,7 @@ def rank_counts(scores: torch.Tensor, relevant: torch.Tensor, relevant_mask: tor
         binary-searches, O(B·C·log C + B·T·log C): better for many relevant items per request.
         ``auto`` compares when T ≤ 8. Both give identical counts.
     """
-    if torch.isnan(scores).any():
+    if torch.isnan(scores.sum()) and torch.isnan(scores).any():  # the sum is one cheap pass
         raise ValueError("the model produced NaN scores")
     if excluded is not None and (excluded.gather(1, relevant) & relevant_mask).any():
         raise ValueError("a relevant candidate is also marked excluded")
@@ -115,9 +116,17 @@ def _counts_by_comparison(scores, target, excluded) -> tuple[torch.Tensor, torch
         greater, equal = scores > column, scores == column
         if valid is not None:
             greater, equal = greater & valid, equal & valid
-        above[:, t] = greater.sum(1, dtype=torch.int32)
-        tied[:, t] = equal.sum(1, dtype=torch.int32)
+        above[:, t] = _count_true(greater)
+        tied[:, t] = _count_true(equal)
     return above, tied
+
+
+def _count_true(flags: torch.Tensor) -> torch.Tensor:
+    """Row counts of a bool [B, C] tensor. On CPU NumPy's count_nonzero (a zero-copy view) is
+    several times faster than torch's bool sum."""
+    if flags.device.type == "cpu":
+        return torch.from_numpy(np.count_nonzero(flags.numpy(), axis=1))
+    return flags.sum(1)
 
 
 def _counts_by_sorting(scores, target, excluded) -> tuple[torch.Tensor, torch.Tensor]:
