@@ -40,6 +40,13 @@ class Recommender:
         overrides += [f"train.{k}={_toml(v)}" for k, v in (train or {}).items()]
         self.config: RunConfig = load_config(model, overrides=overrides)
 
+    @classmethod
+    def from_config(cls, config: RunConfig) -> "Recommender":
+        """An unfitted recommender for an already validated run configuration."""
+        rec = cls.__new__(cls)
+        rec.config = config
+        return rec
+
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, train: Interactions, valid: Interactions | None = None, *,
             run_dir: str | Path | None = None, progress: bool | None = False) -> "Recommender":
@@ -117,8 +124,7 @@ class Recommender:
     @classmethod
     def load(cls, folder: str | Path) -> "Recommender":
         saved = load_model(folder)
-        rec = cls.__new__(cls)
-        rec.config = RunConfig(model=saved.name, model_params=saved.params, train=TrainConfig())
+        rec = cls.from_config(RunConfig(model=saved.name, model_params=saved.params, train=TrainConfig()))
         rec.saved_ = saved
         return rec
 

@@ -74,8 +74,7 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
                                              "items": split.train.items.to_json()})
         atomic_write_json(out / "run.json", {"data": data_name, "data_path": str(Path(data_path).resolve()),
                                              "config": config.to_json()})
-    rec = Recommender.__new__(Recommender)
-    rec.config = config
+    rec = Recommender.from_config(config)
     rec.fit_split(split, run_dir=out, resume=resume, progress=progress, echo=echo)
     rec.save(out)
     protocols = tuple(p.strip() for p in config.train.test_protocols.split(","))

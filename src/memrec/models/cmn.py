@@ -40,8 +40,6 @@ Deviations from the paper (and from the authors' code)
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
@@ -205,11 +203,11 @@ class CMN(Model):
         return out
 
     def _chunk_bounds(self, cumulative: np.ndarray) -> list[tuple[int, int]]:
-        cuts = np.searchsorted(cumulative, np.arange(1, math.ceil(cumulative[-1] / self.score_chunk_slots) + 1)
-                               * self.score_chunk_slots, side="right") if len(cumulative) else []
-        edges = sorted(set([0, *[min(int(c), self.n_items) for c in cuts], self.n_items]))
-        edges = [e for e in edges if 0 <= e <= self.n_items]
-        return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a] or [(0, self.n_items)]
+        """Item ranges cut where the cumulative slot count crosses each multiple of the budget."""
+        budget = self.score_chunk_slots
+        cuts = np.searchsorted(cumulative, np.arange(budget, cumulative[-1], budget), side="right")
+        edges = np.unique(np.concatenate([[0], cuts, [self.n_items]]))
+        return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
     @torch.no_grad()
     def explain(self, user: int, items: torch.Tensor) -> list[list[tuple[int, float]]]:
