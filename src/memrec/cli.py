@@ -106,14 +106,21 @@ def evaluate(run_dir, protocols, as_json):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--user", "users", required=True, multiple=True, help="Raw user id (repeatable).")
+@click.option("--user", "users", multiple=True, help="Raw user id (repeatable).")
+@click.option("--session", default=None,
+              help="A live session's clicks, raw item ids oldest first: --session 214,88,31.")
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--include-seen", is_flag=True, help="Do not filter the user's known items.")
 @click.option("--explain", is_flag=True, help="Show what the memory attended to for each item.")
-def recommend(run_dir, users, k, include_seen, explain):
-    """Top-k items for users of a trained run."""
+def recommend(run_dir, users, session, k, include_seen, explain):
+    """Top-k items for users of a trained run, or for a live session."""
     from .recommender import Recommender
+    if bool(users) == (session is not None):
+        raise click.UsageError("give either --user (repeatable) or --session")
     rec = Recommender.load(run_dir)
+    if session is not None:
+        _recommend_session(rec, [c.strip() for c in session.split(",") if c.strip()], k, explain)
+        return
     ids, scores = rec.recommend(list(users), k, exclude_seen=not include_seen)
     for user, row_ids, row_scores in zip(users, ids, scores):
         click.echo(f"user {user}")
@@ -123,6 +130,17 @@ def recommend(run_dir, users, k, include_seen, explain):
             if why:
                 kind = rec.model_.explains.rstrip("s")
                 click.echo("       attended: " + ", ".join(f"{kind} {i} ({w:.2f})" for i, w in why))
+
+
+def _recommend_session(rec, clicks: list[str], k: int, explain: bool) -> None:
+    ids, scores = rec.recommend_session(clicks, k)
+    click.echo("session " + ",".join(clicks))
+    if explain:
+        # STAMP's attention depends on the session only, so it is the same for every item
+        click.echo("  attention per click: " + ", ".join(f"{i} ({w:.3f})"
+                                                       for i, w in rec.explain_session(clicks)))
+    for rank, (item, score) in enumerate(zip(ids, scores), 1):
+        click.echo(f"  {rank:>3}. {item}\t{score:.4f}")
 
 
 @main.command()

@@ -115,6 +115,41 @@ class Recommender:
         return [[(str(raw([i])[0]) if kind != "slots" else str(i), w) for i, w in entries[:top]]
                 for entries in self.model_.explain(user, items)]
 
+    @torch.no_grad()
+    def recommend_session(self, item_ids, k: int = 10, *, exclude_seen: bool = False
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k raw item ids and scores [k] for a live, anonymous session: its clicks' raw item
+        ids, oldest first. Session models only (``needs_user = False``); clicks already in the
+        session stay recommendable unless ``exclude_seen`` (re-clicks are common in sessions)."""
+        query = self._session_query(item_ids)
+        scores = self.model_.score_all(query).float()[0].clone()
+        if exclude_seen:
+            scores[query.history[query.mask]] = float("-inf")
+        top = scores.topk(min(k, len(self.saved_.items)))
+        return self.saved_.items.to_raw(top.indices.numpy()), top.values.numpy()
+
+    @torch.no_grad()
+    def explain_session(self, item_ids) -> list[tuple[str, float]]:
+        """The attention each click of the session got: [(raw item id, weight)] in click order
+        (the clicks the model's history window keeps)."""
+        if not hasattr(self.model_, "explain_history") or self.model_.explains is None:
+            raise ConfigError(f"model {self.saved_.name!r} has no attention over the session to explain")
+        query = self._session_query(item_ids)
+        weights = self.model_.explain_history(query)[0][query.mask[0]]
+        clicks = self.saved_.items.to_raw(query.history[0][query.mask[0]].numpy())
+        return [(str(i), float(w)) for i, w in zip(clicks, weights)]
+
+    def _session_query(self, item_ids) -> base.Query:
+        if self.model_.needs_user or not self.model_.needs_history:
+            raise ConfigError(f"model {self.saved_.name!r} recommends for known users, not for "
+                              "sessions; use --user")
+        items = self.saved_.items.to_index(item_ids, what="item")
+        if len(items) == 0:
+            raise ConfigError("a session needs at least one click")
+        self.model_.eval()
+        return base.Query.from_csr([-1], [0], np.array([0, len(items)]), items,
+                                   getattr(self.model_, "max_history", None))
+
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
         s = self.saved_

@@ -17,7 +17,7 @@ from .data.interactions import DataError, IdMap
 from .data.preprocess import preprocess
 from .data.readers import load as load_dataset
 from .data.split_io import load_split, save_split
-from .data.splits import Split, carve_validation, make_split
+from .data.splits import Split, carve_session_validation, carve_validation, make_split
 from .evaluation import Evaluator
 from .fileio import CheckpointError, atomic_write_json
 from .recommender import Recommender
@@ -36,7 +36,9 @@ def prepare_split(data_path: str | Path, cfg: DataConfig) -> tuple[str, Split]:
             raise DataError("this dataset ships its own split; filtering options would change "
                             "it (drop them, or choose another --split)")
         split = dataset.given_split
-        if cfg.valid_from_train and split.valid is None and split.test_cases is None:
+        if cfg.valid_from_train and split.test_cases is not None:
+            split = carve_session_validation(split, valid_frac=cfg.valid_frac)
+        elif cfg.valid_from_train and split.valid is None:
             split = carve_validation(split, seed=cfg.seed, n_negatives=cfg.n_negatives)
         return dataset.name, split
     if cfg.split == "given":

@@ -497,3 +497,18 @@ def carve_validation(split: Split, *, seed: int = 0, n_negatives: int = 100) -> 
     if n_negatives > 0:
         carved = sample_negatives(carved, n_negatives, seed=seed, parts=("valid",))
     return carved
+
+
+def carve_session_validation(split: Split, *, valid_frac: float = 0.1) -> Split:
+    """Give a session split without validation cases some: the most recent ``valid_frac`` of
+    the training sessions become validation cases (cleaned and expanded into prefixes as in
+    :func:`session_split`), the rest stay training. Test cases are unchanged.
+
+    For pre-split session files (SR-GNN/STAMP pickles), whose authors chose epochs on the test
+    set: here epochs are chosen on these validation sessions instead.
+    """
+    if split.valid_cases is not None:
+        return split
+    inner = session_split(split.train, test_frac=valid_frac)
+    return replace(split, train=inner.train, valid=inner.test, valid_cases=inner.test_cases)
+

@@ -31,19 +31,28 @@ SIMILARITIES = ("dot", "scaled_dot", "euclidean", "additive")
 
 
 class AdditiveScore(nn.Module):
-    """Additive (MLP) attention score w·tanh(W_q q + W_k k + b).
+    """Additive (MLP) attention score w·f(W_q q + W_k k + b).
+
+    ``activation`` f is ``tanh`` (Bahdanau; MARS) or ``sigmoid`` (STAMP's attention network,
+    eq. (7)); ``bias=False`` drops b (STAMP's official code has none).
 
     Shapes: query [..., Dq], keys [..., Dk] (broadcastable) → scores [...].
     """
 
-    def __init__(self, query_dim: int, key_dim: int, hidden: int):
+    ACTIVATIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid}
+
+    def __init__(self, query_dim: int, key_dim: int, hidden: int, *, activation: str = "tanh",
+                 bias: bool = True):
         super().__init__()
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose from tanh, sigmoid")
+        self.activation = self.ACTIVATIONS[activation]
         self.query_proj = nn.Linear(query_dim, hidden, bias=False)
-        self.key_proj = nn.Linear(key_dim, hidden, bias=True)
+        self.key_proj = nn.Linear(key_dim, hidden, bias=bias)
         self.out = nn.Linear(hidden, 1, bias=False)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.tanh(self.query_proj(query) + self.key_proj(keys))).squeeze(-1)
+        return self.out(self.activation(self.query_proj(query) + self.key_proj(keys))).squeeze(-1)
 
 
 def _check_similarity(similarity: str, scorer: nn.Module | None) -> None:
@@ -89,6 +98,23 @@ def attention_read(query: torch.Tensor, state: MemoryState, *, similarity: str =
     weights = masked_softmax(scores, state.mask, temperature)
     read = torch.bmm(weights[:, None, :], state.values).squeeze(1)
     return read, weights
+
+
+def prefix_mask(mask: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """Which slots each prefix may read: [b, k, i] is True when slot i is valid and i ≤ k
+    (the memory as it stood after event k), and, with ``window``, k − i < window (only the
+    most recent ``window`` events). mask bool [B, L] → bool [B, L, L]."""
+    length = mask.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    if window is not None:
+        causal = causal.triu(1 - window)
+    return causal[None] & mask[:, None, :] & mask[:, :, None]
+
+
+def weighted_read(weights: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ_i w_i v_i with weights used as given (no softmax: STAMP's attention is unnormalised),
+    zero on slots outside ``mask``. weights [B, P, M], values [B, M, D], mask [B, P, M] → [B, P, D]."""
+    return torch.bmm(weights * mask, values)
 
 
 def multi_hop_read(query: torch.Tensor, state: MemoryState, hops: int,
@@ -222,5 +248,6 @@ def ragged_to_padded(memory: RaggedMemory) -> MemoryState:
 
 
 __all__ = ["SIMILARITIES", "AdditiveScore", "similarity_scores", "masked_softmax", "attention_read",
+           "prefix_mask", "weighted_read",
            "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax", "weighted_segment_sum",
            "ragged_attention_read", "ragged_to_padded"]

@@ -17,6 +17,7 @@ from .baselines.pop import Popularity
 from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
 from .gmf import GMF
+from .stamp import STAMP, STMP
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,13 @@ class ModelSpec:
     #: training settings this model needs unless the user overrides them (``[train]`` keys)
     train_defaults: dict = field(default_factory=dict)
 
+
+#: STAMP's official training recipe (config/nn_param.conf): Adam 0.003, 512 prefixes per batch,
+#: per-tensor clipping at 150, full softmax; P@20 (= HR@20) chosen on validation sessions
+_SESSION_DEFAULTS = {"loss": "softmax", "optimizer": "adam", "lr": 3e-3, "batch_size": 512,
+                     "clip_grad_norm": 150.0, "clip_per_tensor": True, "epochs": 10,
+                     "valid_protocol": "session", "valid_metric": "HR@20",
+                     "test_protocols": "session", "eval_batch_size": 512}
 
 REGISTRY: dict[str, ModelSpec] = {
     "pop": ModelSpec(Popularity, "Popularity: items ranked by training interaction count"),
@@ -45,6 +53,10 @@ REGISTRY: dict[str, ModelSpec] = {
                       "lr": 1e-3, "momentum": 0.9, "rmsprop_decay": 0.9, "weight_decay": 0.1,
                       "clip_grad_norm": 5.0, "clip_per_tensor": True,
                       "sample_only_seen_items": True, "epochs": 30}),
+    "stamp": ModelSpec(STAMP, "STAMP: session clicks read by attention, last click + session mean (Liu 2018)",
+                       _SESSION_DEFAULTS),
+    "stmp": ModelSpec(STMP, "STMP: STAMP without attention, the paper's ablation (Liu 2018)",
+                      _SESSION_DEFAULTS),
 }
 
 

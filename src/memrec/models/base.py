@@ -79,6 +79,9 @@ class Model(nn.Module):
     trainable: ClassVar[bool] = True
     #: whether scores depend on a user index (False: the model can serve anonymous sessions)
     needs_user: ClassVar[bool] = True
+    #: how it trains: "pairwise" (a user's items against sampled negatives) or "next_item"
+    #: (every prefix of a sequence predicts its next item; the model has ``prefix_states``)
+    task: ClassVar[str] = "pairwise"
 
     def __init__(self, n_users: int, n_items: int):
         super().__init__()

@@ -40,7 +40,7 @@ class TrainConfig:
     clip_grad_norm: float = 0.0        # 0 = no clipping; else max L2 norm (global or per tensor)
     clip_per_tensor: bool = False      # clip each parameter's gradient norm on its own
     clip_grad_value: float = 0.0       # 0 = no clipping; else per-element clamp
-    loss: str = "bpr"                  # bpr | bce | hinge | sampled_softmax
+    loss: str = "bpr"                  # bpr | bce | hinge | sampled_softmax | softmax (next-item)
     margin: float = 1.0                # hinge margin
     n_negatives: int = 1
     sampler: str = "uniform"           # uniform | popularity
@@ -60,7 +60,7 @@ class TrainConfig:
 
     def __post_init__(self):
         choices = {"optimizer": ("adam", "rmsprop", "adagrad", "sgd", "tf_rmsprop"),
-                   "loss": ("bpr", "bce", "hinge", "sampled_softmax"),
+                   "loss": ("bpr", "bce", "hinge", "sampled_softmax", "softmax"),
                    "sampler": ("uniform", "popularity"),
                    "valid_protocol": ("full", "sampled", "session")}
         for name, allowed in choices.items():

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from ..data.interactions import Interactions
-from ..losses import PAIRWISE_LOSSES
+from ..losses import PAIRWISE_LOSSES, softmax_cross_entropy
+from ..models import ConfigError
 from ..models.base import Query, Model
 from ..sampling import NegativeSampler
 from .config import TrainConfig
@@ -37,6 +39,11 @@ class PairBatch:
     users: torch.Tensor
     positives: torch.Tensor
     negatives: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        """Training examples in the batch (for loss averaging and examples/s)."""
+        return len(self.users)
 
 
 class PairwiseTask:
@@ -69,6 +76,73 @@ class PairwiseTask:
         return self.loss_fn(scores[:, 0], scores[:, 1:])
 
 
+@dataclass(frozen=True)
+class SequenceBatch:
+    """Whole sequences, right-padded: history long [B, L], mask bool [B, L]; targets long [P],
+    the next item of every position that has one, in row-major order of ``mask[:, 1:]``."""
+
+    history: torch.Tensor
+    mask: torch.Tensor
+    targets: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return len(self.targets)
+
+
+class NextItemTask:
+    """Every prefix of every training sequence predicts its next item (SR-GNN/STAMP's prefix
+    augmentation), with a full softmax cross-entropy over all items.
+
+    A sequence is a user's chronological history (for session files every session is a
+    pseudo-user). Batches hold whole sequences and about ``batch_size`` prediction targets; the
+    model computes all prefixes of a sequence in one causal pass (``prefix_states``), so no future
+    item ever enters a prefix and no prefix costs a forward of its own. Sequences of similar
+    length share a batch (sorted by length inside random windows of ``BUCKET_BATCHES`` batches),
+    which keeps padding, and the O(L²) attention some models have, small.
+    """
+
+    BUCKET_BATCHES = 50
+
+    def __init__(self, train: Interactions, config: TrainConfig):
+        indptr, items = train.sequences()
+        lengths = np.diff(indptr)
+        self.rows = np.flatnonzero(lengths >= 2)
+        if len(self.rows) == 0:
+            raise ConfigError("next-item training needs sequences of at least 2 events; "
+                              "the training data has none")
+        self.indptr, self.items = indptr, items
+        self.n_targets = lengths[self.rows] - 1
+        self.n_examples = int(self.n_targets.sum())
+        self.batch_size = config.batch_size
+
+    def _batch_rows(self, generator: torch.Generator) -> list[np.ndarray]:
+        order = torch.randperm(len(self.rows), generator=generator).numpy()
+        window = max(1, int(self.BUCKET_BATCHES * self.batch_size / self.n_targets.mean()))
+        order = order[np.lexsort((self.n_targets[order], np.arange(len(order)) // window))]
+        batch_of = (np.cumsum(self.n_targets[order]) - 1) // self.batch_size
+        batches = np.split(order, np.flatnonzero(np.diff(batch_of)) + 1)
+        shuffle = torch.randperm(len(batches), generator=generator).tolist()
+        return [self.rows[batches[b]] for b in shuffle]
+
+    def batches(self, generator: torch.Generator) -> Iterator[SequenceBatch]:
+        for rows in self._batch_rows(generator):
+            q = Query.from_csr(np.full(len(rows), -1), rows, self.indptr, self.items)
+            yield SequenceBatch(q.history, q.mask, q.history[:, 1:][q.mask[:, 1:]])
+
+    def loss(self, model: Model, batch: SequenceBatch) -> torch.Tensor:
+        states = model.prefix_states(batch.history, batch.mask)[:, :-1][batch.mask[:, 1:]]
+        return softmax_cross_entropy(model.output(states), batch.targets)
+
+
 def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
-    """The task a model trains with. Sequence and session models add their tasks here."""
+    """The task a model trains with (its ``task`` attribute) and checks the loss fits it."""
+    if model.task == "next_item":
+        if config.loss != "softmax":
+            raise ConfigError(f"{type(model).__name__} trains on next items with "
+                              f"train.loss = \"softmax\", not {config.loss!r}")
+        return NextItemTask(train, config)
+    if config.loss not in PAIRWISE_LOSSES:
+        raise ConfigError(f"train.loss = {config.loss!r} needs a next-item model; "
+                          f"{type(model).__name__} trains on pairs ({', '.join(PAIRWISE_LOSSES)})")
     return PairwiseTask(train, config)

@@ -195,7 +195,7 @@ class Trainer:
             elif cfg.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
-            n = len(batch.users) if hasattr(batch, "users") else 1
+            n = batch.size
             total += loss.item() * n
             seen += n
             bar.update(n)

@@ -1,0 +1,191 @@
+"""STAMP and STMP: short-term attention/memory priority for session-based recommendation.
+
+Liu, Zeng, Mokhosi, Zhang. "STAMP: Short-Term Attention/Memory Priority Model for Session-based
+Recommendation." KDD 2018. Official TensorFlow code: ``uestcnlp/STAMP``.
+
+The session's clicks are the memory. Two summaries of it form the query: the session mean
+m_s (general interest) and the last click m_t (current interest). An attention network scores
+every click against both; the attention-weighted sum m_a is the long-term read. Two one-layer
+MLP cells turn m_a and m_t into h_s and h_t, and every item is scored by the trilinear product
+⟨h_s, h_t, x_i⟩. STMP drops the attention (m_a = m_s).
+
+Equation map (paper numbering):
+
+* eq. (7)  α_i = W_0 σ(W_1 x_i + W_2 x_t + W_3 m_s + b_a)   → ``AdditiveScore`` (sigmoid) over
+  the query concat(x_t, m_s): one Linear over the concatenation is W_2 x_t + W_3 m_s
+* eq. (8)  m_a = Σ_i α_i x_i                                 → ``weighted_read`` (unnormalised)
+* eq. (9)  h_s = tanh(W_s m_a + b_s), h_t = tanh(W_t m_t + b_t)
+* eq. (10) z_i = ⟨h_s, h_t, x_i⟩                            → ``(h_s * h_t) @ E.T``
+
+Every prefix of a session is a prediction point. :meth:`STAMP.prefix_states` computes them all in
+one causal pass: m_s for all prefixes by a cumulative sum, attention for all prefixes with a
+lower-triangular mask (O(L²d) per session), so training never runs one forward per prefix.
+
+Deviations from the paper
+-------------------------
+``variant="official"`` (default) follows the authors' code where it differs from the paper:
+m_a = Σ α_i x_i **+ m_s**; no biases (b_a, b_s, b_t); looked-up click embeddings are clipped to
+L2 norm ``max_norm`` (TF ``embedding_lookup(max_norm=...)``: the lookup, not the table; the
+output layer scores against the raw table). ``variant="paper"`` has the biases, no residual
+m_s and no clipping. Neither applies the sigmoid the paper writes before the softmax (its
+eq. (11) as summarised in the survey): the official code feeds z straight into the softmax
+cross-entropy, and so does RecBole. Padding is masked everywhere (RecBole's port sums and
+attends over padded positions); a padded position never changes a score.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..memory.read import AdditiveScore, prefix_mask, weighted_read
+from .base import Model, Query
+
+VARIANTS = ("official", "paper")
+
+
+def clip_norm(x: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Scale rows with L2 norm above ``max_norm`` down to it (a functional TF max_norm lookup)."""
+    norm = x.norm(dim=-1, keepdim=True)
+    return x * torch.clamp(max_norm / norm.clamp_min(1e-12), max=1.0)
+
+
+def _running_mean(x: torch.Tensor, mask: torch.Tensor, window: int | None) -> torch.Tensor:
+    """Mean of the valid rows of x up to each position (of the last ``window`` ones).
+    x [B, L, d] (zero where masked), mask [B, L] → [B, L, d]."""
+    total, count = x.cumsum(1), mask.cumsum(1)
+    if window is not None and window < x.shape[1]:
+        total = total - nn.functional.pad(total, (0, 0, window, 0))[:, :-window]
+        count = count - nn.functional.pad(count, (window, 0))[:, :-window]
+    return total / count.clamp_min(1)[..., None].to(x.dtype)
+
+
+class STAMP(Model):
+    """STAMP (``attention=True``) or STMP (``attention=False``) session scorer.
+
+    Parameters
+    ----------
+    n_users, n_items : int
+        ``n_users`` is unused: scores depend on the session's clicks only.
+    dim : int
+        Embedding and hidden size d (100 in the paper).
+    attention : bool
+        False gives STMP: m_a = m_s.
+    variant : "official" | "paper"
+        See "Deviations from the paper".
+    max_norm : float
+        Click-embedding norm clip of the official variant (1.0 for Yoochoose, 1.5 Diginetica).
+    embed_std, weight_std : float
+        Normal init std of the item table and of the dense weights (0.002 / 0.05, as the code).
+    max_history : int or None
+        Keep only the most recent clicks of a long session (None: the whole session, as STAMP).
+
+    Shapes
+    ------
+    score_all: history [B, L], mask [B, L] → [B, n_items]
+    prefix_states: history [B, L], mask [B, L] → [B, L, d] (the representation after each click)
+
+    Example
+    -------
+    >>> m = STAMP(1, 5, dim=4)
+    >>> q = Query(torch.tensor([-1]), torch.tensor([[1, 3]]), torch.tensor([[True, True]]))
+    >>> m.score_all(q).shape
+    torch.Size([1, 5])
+    """
+
+    needs_history = True
+    needs_user = False
+    explains = "items"
+    task = "next_item"
+
+    def __init__(self, n_users: int, n_items: int, *, dim: int = 100, attention: bool = True,
+                 variant: str = "official", max_norm: float = 1.0, embed_std: float = 0.002,
+                 weight_std: float = 0.05, max_history: int | None = None):
+        super().__init__(n_users, n_items)
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+        if max_history is not None and max_history < 1:
+            raise ValueError(f"max_history must be at least 1 (or None), got {max_history}")
+        self.attention, self.variant, self.max_norm = attention, variant, max_norm
+        self.max_history = max_history
+        biased = variant == "paper"
+        self.item_embedding = nn.Embedding(n_items, dim)
+        self.attend = AdditiveScore(2 * dim, dim, dim, activation="sigmoid", bias=biased)
+        self.session_cell = nn.Linear(dim, dim, bias=biased)   # W_s, b_s
+        self.current_cell = nn.Linear(dim, dim, bias=biased)   # W_t, b_t
+        nn.init.normal_(self.item_embedding.weight, std=embed_std)
+        for name, p in self.named_parameters():
+            if name != "item_embedding.weight":
+                nn.init.normal_(p, std=weight_std) if p.dim() > 1 else nn.init.zeros_(p)
+
+    # -- the model ----------------------------------------------------------------------------
+    def _clicks(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.item_embedding(history)
+        if self.variant == "official":
+            x = clip_norm(x, self.max_norm)
+        return x * mask[..., None]
+
+    def _represent(self, x: torch.Tensor, m_s: torch.Tensor, m_t: torch.Tensor,
+                   readable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_s ⊙ h_t for P query positions. x [B, L, d] clicks, m_s / m_t [B, P, d], readable
+        bool [B, P, L] (which clicks each position may attend to) → ([B, P, d], α [B, P, L])."""
+        if self.attention:
+            query = torch.cat([m_t, m_s], dim=-1)                                  # eq. (7)
+            alpha = self.attend(query[:, :, None, :], x[:, None, :, :]) * readable
+            m_a = weighted_read(alpha, x, readable)                                # eq. (8)
+            if self.variant == "official":
+                m_a = m_a + m_s
+        else:
+            alpha = torch.zeros(readable.shape, dtype=x.dtype, device=x.device)
+            m_a = m_s
+        h_s = torch.tanh(self.session_cell(m_a))                                   # eq. (9)
+        h_t = torch.tanh(self.current_cell(m_t))
+        return h_s * h_t, alpha
+
+    def prefix_states(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The representation after every click, all prefixes in one causal pass."""
+        x = self._clicks(history, mask)
+        m_s = _running_mean(x, mask, self.max_history)
+        return self._represent(x, m_s, x, prefix_mask(mask, self.max_history))[0]
+
+    def session_state(self, history: torch.Tensor, mask: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The representation after the last click of each row, and its attention:
+        ([B, d], α [B, L])."""
+        x = self._clicks(history, mask)
+        length = mask.sum(1)
+        if (length == 0).any():
+            raise ValueError("STAMP needs at least one click per session")
+        m_s = x.sum(1) / length[:, None].to(x.dtype)
+        m_t = x[torch.arange(len(x)), length - 1]
+        state, alpha = self._represent(x, m_s[:, None], m_t[:, None], mask[:, None, :])
+        return state[:, 0], alpha[:, 0]
+
+    def output(self, states: torch.Tensor) -> torch.Tensor:
+        """Trilinear scores of every item, eq. (10). states [..., d] → [..., n_items]."""
+        return states @ self.item_embedding.weight.T
+
+    # -- the contract -------------------------------------------------------------------------
+    def score_all(self, query: Query) -> torch.Tensor:
+        return self.output(self.session_state(query.history, query.mask)[0])
+
+    def explain_history(self, query: Query) -> torch.Tensor:
+        """Attention each past click got (α of eq. (7); zeros for STMP). → [B, L]."""
+        return self.session_state(query.history, query.mask)[1]
+
+
+
+class STMP(STAMP):
+    """STMP, the paper's ablation: STAMP without the attention network (m_a = m_s)."""
+
+    explains = None
+
+    def __init__(self, n_users: int, n_items: int, *, dim: int = 100, variant: str = "official",
+                 max_norm: float = 1.0, embed_std: float = 0.002, weight_std: float = 0.05,
+                 max_history: int | None = None):
+        super().__init__(n_users, n_items, dim=dim, attention=False, variant=variant,
+                         max_norm=max_norm, embed_std=embed_std, weight_std=weight_std,
+                         max_history=max_history)
+
+
+__all__ = ["STAMP", "STMP", "clip_norm"]

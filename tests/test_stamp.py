@@ -1,0 +1,193 @@
+"""STAMP / STMP: hand-computed oracles, padding invariance, the all-prefix pass, the next-item
+task, session validation and live-session recommendations."""
+
+import numpy as np
+import pytest
+import torch
+
+from memrec.data.interactions import IdMap, Interactions
+from memrec.data.splits import carve_session_validation, session_split
+from memrec.evaluation import Evaluator
+from memrec.models import ConfigError, build
+from memrec.models.base import Query
+from memrec.models.stamp import STAMP, STMP, clip_norm
+from memrec.training.config import TrainConfig
+from memrec.training.tasks import NextItemTask, make_task
+from memrec.training.trainer import Trainer
+
+
+def tiny(variant: str) -> STAMP:
+    """d = 2; items E = [(1,0), (0,1), (1,1)]; attention W_1 = I, W_2 = W_3 = 0, w_0 = (1, 0);
+    W_s = I, W_t = [[1,1],[0,1]], zero biases, no norm clip."""
+    m = STAMP(1, 3, dim=2, variant=variant, max_norm=10.0).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.item_embedding.weight.copy_(torch.tensor([[1., 0.], [0., 1.], [1., 1.]]))
+        m.attend.key_proj.weight.copy_(torch.eye(2))
+        m.attend.out.weight.copy_(torch.tensor([[1., 0.]]))
+        m.session_cell.weight.copy_(torch.eye(2))
+        m.current_cell.weight.copy_(torch.tensor([[1., 1.], [0., 1.]]))
+    return m
+
+
+def session(*items, width=None):
+    width = width or len(items)
+    history = torch.zeros(1, width, dtype=torch.long)
+    history[0, :len(items)] = torch.tensor(items)
+    mask = torch.arange(width)[None] < len(items)
+    return Query(torch.tensor([-1]), history, mask)
+
+
+@pytest.mark.parametrize("variant, expected", [
+    # session (item 0, item 1): α = (σ(1), σ(0)) = (0.731059, 0.5), m_a = (0.731059, 0.5),
+    # m_s = (0.5, 0.5), h_t = tanh(W_t x_2) = (tanh 1, tanh 1);
+    # official: h_s = tanh(m_a + m_s) = tanh(1.231059, 1.0); paper: h_s = tanh(m_a)
+    ("official", [0.641937, 0.580026, 1.221963]),
+    ("paper", [0.475016, 0.351946, 0.826962]),
+])
+def test_hand_computed_session(variant, expected):
+    m = tiny(variant)
+    q = session(0, 1)
+    np.testing.assert_allclose(m.score_all(q)[0].detach().numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(m.explain_history(q)[0].detach().numpy(), [0.731059, 0.5], atol=1e-6)
+
+
+def test_single_click_stmp_equals_stamp_without_attention():
+    """t = 1: m_s = m_t = x_1; with the attention output forced to 0, STAMP's code form
+    (m_a = Σα x + m_s) is STMP."""
+    stamp = tiny("official")
+    with torch.no_grad():
+        stamp.attend.out.weight.zero_()
+    stmp = STMP(1, 3, dim=2, max_norm=10.0).double()
+    stmp.load_state_dict(stamp.state_dict())
+    for q in (session(2), session(0, 2, 1)):
+        torch.testing.assert_close(stamp.score_all(q), stmp.score_all(q))
+
+
+def test_score_is_the_trilinear_product():
+    torch.manual_seed(0)
+    m = STAMP(1, 7, dim=5).double()
+    q = session(1, 4, 2)
+    state, _ = m.session_state(q.history, q.mask)
+    torch.testing.assert_close(m.score_all(q)[0], m.item_embedding.weight @ state[0])
+
+
+@pytest.mark.parametrize("variant", ["official", "paper"])
+def test_padding_never_changes_a_score(variant):
+    torch.manual_seed(1)
+    m = STAMP(1, 9, dim=6, variant=variant).double()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    base = m.score_all(session(3, 5, 1))
+    padded = session(3, 5, 1, width=7)
+    padded.history[0, 3:] = torch.tensor([8, 2, 6, 4])  # garbage ids under the mask
+    torch.testing.assert_close(m.score_all(padded), base)
+    states = m.prefix_states(padded.history, padded.mask)[:, :3]
+    plain = session(3, 5, 1)
+    torch.testing.assert_close(states, m.prefix_states(plain.history, plain.mask))
+
+
+@pytest.mark.parametrize("variant, window", [("official", None), ("paper", None), ("official", 2)])
+def test_all_prefix_pass_equals_per_prefix_forwards(variant, window):
+    torch.manual_seed(2)
+    m = STAMP(1, 12, dim=5, variant=variant, max_history=window).double()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    history = torch.randint(0, 12, (3, 6))
+    mask = torch.arange(6)[None] < torch.tensor([[6], [4], [1]])
+    states = m.prefix_states(history, mask)
+    for b in range(3):
+        for k in range(int(mask[b].sum())):
+            start = 0 if window is None else max(0, k + 1 - window)
+            one = history[b:b + 1, start:k + 1]
+            state, _ = m.session_state(one, torch.ones_like(one, dtype=torch.bool))
+            torch.testing.assert_close(states[b, k], state[0])
+
+
+def test_norm_clip_is_on_the_lookup_not_the_table():
+    x = torch.tensor([[3., 4.], [0.3, 0.4]])
+    torch.testing.assert_close(clip_norm(x, 1.0), torch.tensor([[0.6, 0.8], [0.3, 0.4]]))
+    m = STAMP(1, 2, dim=2, max_norm=1.0)
+    with torch.no_grad():
+        m.item_embedding.weight.copy_(torch.tensor([[3., 4.], [1., 0.]]))
+    m.score_all(session(0, 1))
+    assert m.item_embedding.weight[0].tolist() == [3.0, 4.0]
+
+
+def test_empty_session_is_a_clear_error():
+    m = STAMP(1, 3, dim=2)
+    with pytest.raises(ValueError, match="at least one click"):
+        m.session_state(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.bool))
+
+
+# -- training -------------------------------------------------------------------------------------
+def sessions(lengths, n_items=30, seed=0) -> Interactions:
+    """Sessions walking the item ring: start s, then s+1, s+2, … (mod n_items)."""
+    rng = np.random.default_rng(seed)
+    sess = np.repeat(np.arange(len(lengths)), lengths)
+    offset = np.arange(len(sess)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    item = (np.repeat(rng.integers(0, n_items, len(lengths)), lengths) + offset) % n_items
+    return Interactions(sess.astype(np.int32), item.astype(np.int32), IdMap.range(len(lengths)),
+                        IdMap.range(n_items), timestamp=np.arange(len(sess), dtype=np.float64),
+                        session=sess)
+
+
+def test_next_item_task_covers_every_prefix_once_per_epoch():
+    data = sessions([2, 5, 1, 3, 7, 4, 2] * 5)
+    task = NextItemTask(data, TrainConfig(batch_size=8, loss="softmax"))
+    indptr, items = data.sequences()
+    expected = sorted(t for u in range(data.n_users) for t in items[indptr[u] + 1:indptr[u + 1]])
+    batches = list(task.batches(torch.Generator().manual_seed(0)))
+    assert task.n_examples == len(expected) == sum(b.size for b in batches)
+    assert sorted(torch.cat([b.targets for b in batches]).tolist()) == expected
+    for b in batches:  # a target is always the item right after its prefix
+        nxt = b.history[:, 1:][b.mask[:, 1:]]
+        assert torch.equal(nxt, b.targets)
+
+
+def test_next_item_loss_equals_per_prefix_cross_entropy():
+    torch.manual_seed(3)
+    data = sessions([4, 3, 2], n_items=10)
+    m = STAMP(data.n_users, 10, dim=4).double()
+    task = NextItemTask(data, TrainConfig(batch_size=100, loss="softmax"))
+    (batch,) = list(task.batches(torch.Generator().manual_seed(0)))
+    losses = []
+    for b in range(len(batch.history)):
+        row = batch.history[b][batch.mask[b]]
+        for k in range(1, len(row)):
+            logits = m.score_all(Query(torch.tensor([-1]), row[None, :k], torch.ones(1, k, dtype=torch.bool)))
+            losses.append(torch.nn.functional.cross_entropy(logits, row[k:k + 1]))
+    torch.testing.assert_close(task.loss(m, batch), torch.stack(losses).mean())
+
+
+def test_loss_must_fit_the_task():
+    data = sessions([3, 3])
+    with pytest.raises(ConfigError, match="softmax"):
+        make_task(build("stamp", data.n_users, data.n_items), data, TrainConfig(loss="bpr"))
+    with pytest.raises(ConfigError, match="next-item model"):
+        make_task(build("bprmf", data.n_users, data.n_items), data, TrainConfig(loss="softmax"))
+
+
+@pytest.mark.parametrize("name", ["stamp", "stmp"])
+def test_learns_planted_transitions(name):
+    split = session_split(sessions(np.full(400, 6), n_items=40, seed=4), test_frac=0.1)
+    torch.manual_seed(0)
+    model = build(name, split.train.n_users, split.train.n_items, {"dim": 32})
+    cfg = TrainConfig(epochs=15, batch_size=256, lr=0.01, loss="softmax", patience=0)
+    Trainer(cfg, progress=False, echo=lambda *_: None).fit(model, split)
+    hr = Evaluator(split, "test", ks=(1,)).evaluate(model)["session"]["HR@1"]
+    assert hr > 0.8, f"{name} HR@1 {hr:.3f} on a deterministic item ring"
+
+
+def test_session_validation_is_carved_from_the_latest_training_sessions():
+    data = sessions([3, 4, 2, 5, 3, 3, 4, 2, 3, 6], n_items=50)
+    split = session_split(data, test_frac=0.2)
+    carved = carve_session_validation(split, valid_frac=0.25)
+    assert carved.test_cases is split.test_cases
+    valid_sessions = set(carved.valid.session.tolist())
+    train_sessions = set(carved.train.session.tolist())
+    assert not valid_sessions & train_sessions
+    assert min(valid_sessions) > max(train_sessions)   # the most recent ones
+    assert len(carved.valid_cases) == len(carved.valid) - len(valid_sessions)
+    assert carve_session_validation(carved) is carved
