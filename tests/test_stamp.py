@@ -15,6 +15,8 @@ from memrec.training.config import TrainConfig
 from memrec.training.tasks import NextItemTask, make_task
 from memrec.training.trainer import Trainer
 
+from .conftest import shared_path
+
 
 def tiny(variant: str) -> STAMP:
     """d = 2; items E = [(1,0), (0,1), (1,1)]; attention W_1 = I, W_2 = W_3 = 0, w_0 = (1, 0);
@@ -191,3 +193,74 @@ def test_session_validation_is_carved_from_the_latest_training_sessions():
     assert min(valid_sessions) > max(train_sessions)   # the most recent ones
     assert len(carved.valid_cases) == len(carved.valid) - len(valid_sessions)
     assert carve_session_validation(carved) is carved
+
+
+# -- raw session preprocessing ------------------------------------------------------------------
+def srgnn_reference(rows, test_days):
+    """SR-GNN's preprocess.py logic for Diginetica, restated with plain dicts and loops:
+    (session, item, timeframe, day) rows in file order → (train sessions, test sessions)."""
+    clicks, date = {}, {}
+    for sess, item, frame, day in rows:
+        clicks.setdefault(sess, []).append((item, frame))
+        date[sess] = day
+    clicks = {s: [i for i, _ in sorted(c, key=lambda x: x[1])] for s, c in clicks.items()}
+    clicks = {s: c for s, c in clicks.items() if len(c) > 1}
+    counts = {}
+    for c in clicks.values():
+        for i in c:
+            counts[i] = counts.get(i, 0) + 1
+    clicks = {s: [i for i in c if counts[i] >= 5] for s, c in clicks.items()}
+    clicks = {s: c for s, c in clicks.items() if len(c) >= 2}
+    split = max(date[s] for s in clicks) - test_days * 86400
+    train = sorted((s for s in clicks if date[s] < split), key=lambda s: date[s])
+    test = sorted((s for s in clicks if date[s] > split), key=lambda s: date[s])
+    ids = {}
+    out_train = []
+    for s in train:
+        out_train.append([ids.setdefault(i, len(ids) + 1) for i in clicks[s]])
+    out_test = [[ids[i] for i in clicks[s] if i in ids] for s in test]
+    return out_train, [t for t in out_test if len(t) >= 2]
+
+
+def test_diginetica_raw_sample_matches_the_reference_pipeline(tmp_path):
+    import pandas as pd
+    from memrec.data.session_prep import preprocess_sessions, read_raw_clicks
+    path = shared_path("diginetica", "raw_sample", "sample_train-item-views.csv")
+    raw = pd.read_csv(path, sep=";")
+    day = (pd.to_datetime(raw["eventdate"]) - pd.Timestamp(0)).dt.total_seconds()
+    ref_train, ref_test = srgnn_reference(
+        zip(raw["session_id"], raw["item_id"], raw["timeframe"], day), test_days=7)
+    ours = preprocess_sessions(read_raw_clicks(path, "diginetica"), test_days=7)
+    assert ours.train == ref_train
+    expected_prefixes = [(s[:-i], s[-i]) for s in ref_test for i in range(1, len(s))]
+    assert list(zip(ours.test_prefixes, ours.test_targets)) == expected_prefixes
+    # within a session, clicks follow timeframe, not file order (the original STAMP flaw)
+    ours.write(tmp_path / "digi")
+    from memrec.data.readers import load
+    loaded = load(tmp_path / "digi").given_split
+    assert len(loaded.test_cases) == len(expected_prefixes)
+
+
+def test_clicks_are_ordered_by_timeframe_and_rare_items_dropped(tmp_path):
+    from memrec.data.session_prep import preprocess_sessions, read_raw_clicks
+    lines = ["session_id;user_id;item_id;timeframe;eventdate"]
+    # session 1 (training day) lists its clicks out of order; item 9 is rare
+    lines += [f"1;NA;{i};{t};2016-05-01" for i, t in [(20, 300), (10, 100), (9, 150), (30, 200)]]
+    for s in range(2, 8):   # items 10, 20, 30 reach 5 occurrences
+        lines += [f"{s};NA;{i};{t};2016-05-0{1 + s % 2}" for i, t in [(10, 1), (20, 2), (30, 3)]]
+    lines += ["8;NA;30;1;2016-05-20", "8;NA;10;2;2016-05-20", "8;NA;9;3;2016-05-20"]
+    (tmp_path / "views.csv").write_text("\n".join(lines) + "\n")
+    out = preprocess_sessions(read_raw_clicks(tmp_path / "views.csv", "diginetica"), test_days=7)
+    first = out.train[0]
+    assert first == [1, 2, 3]                       # 10 (t=100), 30 (t=200), 20 (t=300)
+    assert out.test_prefixes == [[2]] and out.test_targets == [1]   # session 8: 30, 10 (9 dropped)
+
+
+def test_raw_click_errors_are_clear(tmp_path):
+    from memrec.data.interactions import DataError
+    from memrec.data.session_prep import read_raw_clicks
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="not a diginetica click file"):
+        read_raw_clicks(tmp_path / "bad.csv", "diginetica")
+    with pytest.raises(DataError, match="no such file"):
+        read_raw_clicks(tmp_path / "missing.dat", "yoochoose")

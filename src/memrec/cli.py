@@ -184,6 +184,31 @@ def data_info(path, fmt):
         click.echo(f"extra         {name}: {len(frame):,} rows")
 
 
+@data.command("sessions")
+@click.argument("raw", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["yoochoose", "diginetica"]), required=True,
+              help="yoochoose: yoochoose-clicks.dat; diginetica: train-item-views.csv.")
+@click.option("--test-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Days of test sessions (default: 1 for yoochoose, 7 for diginetica).")
+@click.option("--fraction", type=click.IntRange(min=1), default=None,
+              help="Keep the most recent 1/N of training prefixes (yoochoose 1/64: 64).")
+@click.option("--min-item-count", type=click.IntRange(min=1), default=5, show_default=True)
+def data_sessions(raw, out, fmt, test_days, fraction, min_item_count):
+    """Preprocess a raw click log into SR-GNN/STAMP session files (train sessions, test pairs)."""
+    from .data.session_prep import preprocess_sessions, read_raw_clicks
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} already exists and is not empty; choose another folder")
+    days = test_days if test_days is not None else (1.0 if fmt == "yoochoose" else 7.0)
+    result = preprocess_sessions(read_raw_clicks(raw, fmt), test_days=days,
+                                 min_item_count=min_item_count, fraction=fraction)
+    result.write(out)
+    n_clicks = sum(map(len, result.train))
+    click.echo(f"{len(result.train):,} training sessions ({n_clicks:,} clicks, "
+               f"{n_clicks - len(result.train):,} training prefixes), {len(result.test_targets):,} "
+               f"test pairs, {result.n_items:,} items -> {out}")
+
+
 @data.command("synth")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--users", type=click.IntRange(min=1), default=None)
