@@ -166,3 +166,56 @@ def test_recommend_explain_for_cmn(data_file, tmp_path):
 def test_explain_on_a_model_without_attention_is_a_clear_error(trained):
     out, _ = trained
     assert_user_error(run("recommend", out, "--user", "3", "--explain"), "no attention to explain")
+
+
+@pytest.fixture(scope="module")
+def session_run(tmp_path_factory):
+    """A tiny SR-GNN-style session folder made by `data sessions` from a raw Diginetica log,
+    and a STAMP run trained on it."""
+    import numpy as np
+    root = tmp_path_factory.mktemp("sessions")
+    rng = np.random.default_rng(0)
+    lines = ["session_id;user_id;item_id;timeframe;eventdate"]
+    for s in range(1, 301):
+        start, day = rng.integers(0, 20), 1 + s * 27 // 300
+        lines += [f"{s};NA;{100 + (start + k) % 20};{k * 10};2016-05-{day:02d}" for k in range(4)]
+    (root / "views.csv").write_text("\n".join(lines) + "\n")
+    folder = root / "digi"
+    result = run("data", "sessions", root / "views.csv", folder, "--format", "diginetica")
+    assert result.exit_code == 0, result.output
+    out = root / "stamp"
+    result = run("train", "stamp", "--data", folder, "--out", out, "--epochs", 2,
+                 "--set", "model.dim=8", "--set", "data.valid_from_train=true", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_stamp_trains_and_tests_on_session_files(session_run):
+    out, result = session_run
+    results = json.loads((out / "results.json").read_text())
+    assert results["split"] == "session" and set(results["metrics"]) == {"session"}
+    assert "valid session HR@20" in result.output
+
+
+def test_recommend_for_a_live_session_with_attention(session_run):
+    out, _ = session_run
+    result = run("recommend", out, "--session", "1,2,3", "-k", 3, "--explain")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "session 1,2,3"
+    assert lines[1].startswith("  attention per click: 1 (") and "3 (" in lines[1]
+    assert len(lines) == 2 + 3
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--session", "1,999999"], "unknown item: 999999"),
+    (["--session", " , "], "at least one click"),
+])
+def test_bad_session_exits_2_with_one_line(session_run, args, fragment):
+    out, _ = session_run
+    assert_user_error(run("recommend", out, *args), fragment)
+
+
+def test_session_on_a_user_model_is_a_clear_error(trained):
+    out, _ = trained
+    assert_user_error(run("recommend", out, "--session", "1,2"), "recommends for known users")
