@@ -5,6 +5,7 @@
     PYTHONPATH=src .venv/bin/python benchmarks/stamp_sessions.py collect RUN_DIR [RUN_DIR ...]
     PYTHONPATH=src .venv/bin/python benchmarks/stamp_sessions.py recbole yoochoose1_64 \
         --models STAMP,GRU4Rec --epochs 3 --venv /path/to/recbole-venv
+    PYTHONPATH=src .venv/bin/python benchmarks/stamp_sessions.py speed yoochoose1_64   # 1 epoch each
 
 ``recbole`` exports *our* split (the same validation sessions carved from training, the same
 test pairs) as RecBole benchmark files (``session_id``, ``item_id_list``, ``item_id``: one row
@@ -22,7 +23,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -116,6 +116,18 @@ def run_recbole(model: str, dataset: str, epochs: int, venv: Path, threads: int)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def time_ours(dataset: str, threads: int) -> float:
+    """Seconds of one training epoch of our STAMP with the shipped config (a fresh process)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads)}
+        subprocess.run([str(ROOT / ".venv" / "bin" / "memrec"), "train", "stamp", "--data", str(DATA / dataset),
+                        "--config", str(ROOT / "configs" / f"stamp_{dataset}.toml"), "--epochs", "1",
+                        "--out", str(Path(tmp) / "run"), "--no-progress"], check=True, env=env,
+                       capture_output=True)
+        log = json.loads((Path(tmp) / "run" / "log.jsonl").read_text().splitlines()[0])
+        return log["seconds"]
+
+
 # -- results --------------------------------------------------------------------------------------
 def ours(run: Path) -> dict:
     r = json.loads((run / "results.json").read_text())
@@ -132,6 +144,8 @@ def load_results() -> dict:
 def markdown(results: dict) -> str:
     lines = ["# STAMP on the SR-GNN session files (P@20 = HR@20, MRR@20 over all items, in %)", ""]
     for dataset, rows in results.items():
+        if dataset == "speed":
+            continue
         lines += [f"## {dataset}", "", "| model | P@20 | MRR@20 | P@10 | MRR@10 | s/epoch | epochs (best) |",
                   "|---|---|---|---|---|---|---|"]
         for name, r in rows.items():
@@ -143,12 +157,19 @@ def markdown(results: dict) -> str:
         for name, (p, mrr) in PUBLISHED.get(dataset, {}).items():
             lines.append(f"| {name} | {p:.2f} | {mrr:.2f} | – | – | – | – |")
         lines.append("")
+    if "speed" in results:
+        lines += ["## One STAMP training epoch, back to back in one run", "",
+                  "| data | memrec s | RecBole s | RecBole / memrec | threads |", "|---|---|---|---|---|"]
+        for dataset, r in results["speed"].items():
+            lines.append(f"| {dataset} | {r['memrec_s_per_epoch']:.0f} | {r['recbole_s_per_epoch']:.0f} | "
+                         f"{r['ratio']:.2f} | {r['threads']} |")
+        lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["collect", "recbole"])
+    parser.add_argument("mode", choices=["collect", "recbole", "speed"])
     parser.add_argument("args", nargs="+", help="run folders (collect) or a dataset name (recbole)")
     parser.add_argument("--models", default="STAMP,GRU4Rec")
     parser.add_argument("--epochs", type=int, default=3)
@@ -160,6 +181,12 @@ def main() -> None:
         for run in map(Path, args.args):
             r = ours(run)
             results.setdefault(r["data"], {})[f"memrec {r['model']} ({run.name})"] = r
+    elif args.mode == "speed":   # one epoch each, back to back, same threads: a fair ratio
+        dataset = args.args[0]
+        mine = time_ours(dataset, args.threads)
+        theirs = run_recbole("STAMP", dataset, 1, args.venv, args.threads)["history"][0]["seconds"]
+        results.setdefault("speed", {})[dataset] = {"memrec_s_per_epoch": mine, "recbole_s_per_epoch": theirs,
+                                                    "ratio": theirs / mine, "threads": args.threads}
     else:
         dataset = args.args[0]
         for model in args.models.split(","):
