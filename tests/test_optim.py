@@ -51,3 +51,12 @@ def test_weight_decay_on_sparse_parameters_is_refused():
     emb(torch.tensor([0])).sum().backward()
     with pytest.raises(ValueError, match="sparse"):
         opt.step()
+
+
+def test_zero_initial_mean_square_keeps_the_lazy_rows_with_pytorchs_start():
+    p = nn.Parameter(torch.tensor([1.0]))
+    opt = TFRMSprop([p], lr=0.1, decay=0.9, momentum=0.0, eps=0.0, initial_mean_square=0.0)
+    p.grad = torch.tensor([2.0])
+    opt.step()
+    # ms = 0.1·4 = 0.4 ; step = 0.1·2/√0.4
+    assert p.item() == pytest.approx(1 - 0.2 / math.sqrt(0.4))

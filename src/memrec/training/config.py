@@ -36,6 +36,7 @@ class TrainConfig:
     weight_decay: float = 0.0          # L2, on the parameters the model's parameter_groups name
     momentum: float = 0.0              # sgd / rmsprop
     rmsprop_decay: float = 0.99        # rmsprop's moving-average factor (TF calls it decay)
+    rmsprop_initial: float = 1.0       # tf_rmsprop's starting mean square (TF1: 1)
     eps: float = 1e-8
     clip_grad_norm: float = 0.0        # 0 = no clipping; else max L2 norm (global or per tensor)
     clip_per_tensor: bool = False      # clip each parameter's gradient norm on its own

@@ -31,18 +31,20 @@ class TFRMSprop(torch.optim.Optimizer):
     ----------
     lr, decay (ρ), momentum (μ), eps (ε), weight_decay (L2 added to dense gradients; sparse
     gradients are embedding rows, which TF-style recipes do not regularise — a non-zero
-    ``weight_decay`` on a sparse parameter is an error).
+    ``weight_decay`` on a sparse parameter is an error), initial_mean_square (TF: 1; 0 keeps
+    only the lazy-row semantics, with PyTorch's start).
     """
 
     def __init__(self, params, lr: float = 1e-3, decay: float = 0.9, momentum: float = 0.0,
-                 eps: float = 1e-10, weight_decay: float = 0.0):
+                 eps: float = 1e-10, weight_decay: float = 0.0, initial_mean_square: float = 1.0):
         super().__init__(params, dict(lr=lr, decay=decay, momentum=momentum, eps=eps,
                                       weight_decay=weight_decay))
+        self.initial_mean_square = initial_mean_square
 
     def _state(self, p: torch.Tensor) -> dict:
         state = self.state[p]
         if not state:
-            state["mean_square"] = torch.ones_like(p)
+            state["mean_square"] = torch.full_like(p, self.initial_mean_square)
             state["momentum"] = torch.zeros_like(p)
         return state
 

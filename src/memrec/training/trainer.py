@@ -42,7 +42,7 @@ def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimize
     if cfg.optimizer == "rmsprop":
         options.update(alpha=cfg.rmsprop_decay, eps=cfg.eps)
     if cfg.optimizer == "tf_rmsprop":
-        options.update(decay=cfg.rmsprop_decay, eps=cfg.eps)
+        options.update(decay=cfg.rmsprop_decay, eps=cfg.eps, initial_mean_square=cfg.rmsprop_initial)
     if cfg.optimizer in ("adam", "adagrad"):
         options["eps"] = cfg.eps
     return OPTIMIZERS[cfg.optimizer](groups, **options)
