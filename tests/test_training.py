@@ -188,3 +188,21 @@ def test_corrupt_checkpoint_is_a_clear_error(split, tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         train_bprmf(split, tmp_path, 2, resume=True)
+
+
+def test_refit_retrains_on_train_plus_valid_for_the_chosen_epochs():
+    """train.refit: epochs are chosen on validation, then a fresh model learns from train +
+    valid for that many epochs — it must know the validation interactions."""
+    from memrec.data.splits import leave_one_out
+    from memrec.data.synthetic import SynthConfig, generate
+    from memrec.recommender import Recommender
+    split = leave_one_out(generate(SynthConfig(n_users=60, n_items=80, mean_length=10, seed=1)))
+    plain = Recommender("bprmf", dim=8, train={"epochs": 3, "patience": 0}).fit_split(split, echo=lambda _: None)
+    lines = []
+    refit = Recommender("bprmf", dim=8, train={"epochs": 3, "patience": 0, "refit": True}
+                        ).fit_split(split, echo=lines.append)
+    assert refit.result_.best_epoch == plain.result_.best_epoch
+    assert refit.result_.refit_epochs == plain.result_.best_epoch
+    assert any(line.startswith("refit: a fresh model on train + valid") for line in lines)
+    # the refit model saw the validation pairs: its item embeddings differ from the plain model's
+    assert not torch.equal(refit.model_.item_embedding.weight, plain.model_.item_embedding.weight)

@@ -10,6 +10,8 @@ Fitted attributes end in ``_``. Ids in and out are the dataset's raw ids.
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,22 +57,38 @@ class Recommender:
 
     def fit_split(self, split: Split, *, run_dir=None, resume: bool = False,
                   progress: bool | None = None, echo=None) -> "Recommender":
-        seed_everything(self.config.train.seed)
-        model = build(self.config.model, split.train.n_users, split.train.n_items,
-                      self.config.model_params)
-        if self.config.train.pretrain_epochs > 0 and not resume:
-            pretrain = PRETRAINERS.get(self.config.model)
-            if pretrain is None:
-                raise ConfigError(f"train.pretrain_epochs: model {self.config.model!r} has no "
-                                  f"pretraining recipe (models with one: {', '.join(PRETRAINERS)})")
-            pretrain(model, split, self.config.train, echo)
-        trainer = Trainer(self.config.train, run_dir=run_dir, progress=progress, echo=echo)
-        self.result_: TrainResult = trainer.fit(model, split, resume=resume)
+        """Train on ``split.train``, choosing the epoch on its validation part. With
+        ``train.refit``, then train a fresh model on train + valid for the chosen number of
+        epochs (no validation left to stop on) and keep that one."""
+        model, self.result_ = self._train(split, self.config.train, run_dir, resume, progress, echo)
+        if self.config.train.refit and known_interactions(split, "test") is not split.train:
+            epochs = max(self.result_.best_epoch, 1)
+            (echo or _stderr)(f"refit: a fresh model on train + valid for {epochs} epoch(s)")
+            merged = replace(split, train=known_interactions(split, "test"), valid=None,
+                             valid_negatives=None, valid_cases=None)
+            cfg = replace(self.config.train, epochs=epochs, patience=0)
+            model, refit = self._train(merged, cfg, None, False, progress, echo)
+            self.result_ = replace(self.result_, train_seconds=self.result_.train_seconds + refit.train_seconds,
+                                   refit_epochs=epochs)
         known = known_interactions(split, "test")
         indptr, items = known.sequences()
         self.saved_ = SavedModel(self.config.model, self.config.model_params, model,
                                  split.train.users, split.train.items, indptr, items)
         return self
+
+    def _train(self, split: Split, cfg: TrainConfig, run_dir, resume, progress, echo
+               ) -> tuple[base.Model, TrainResult]:
+        seed_everything(cfg.seed)
+        model = build(self.config.model, split.train.n_users, split.train.n_items,
+                      self.config.model_params)
+        if cfg.pretrain_epochs > 0 and not resume:
+            pretrain = PRETRAINERS.get(self.config.model)
+            if pretrain is None:
+                raise ConfigError(f"train.pretrain_epochs: model {self.config.model!r} has no "
+                                  f"pretraining recipe (models with one: {', '.join(PRETRAINERS)})")
+            pretrain(model, split, cfg, echo)
+        trainer = Trainer(cfg, run_dir=run_dir, progress=progress, echo=echo)
+        return model, trainer.fit(model, split, resume=resume)
 
     # -- serving ------------------------------------------------------------------------------
     @property
@@ -162,6 +180,10 @@ class Recommender:
         rec = cls.from_config(RunConfig(model=saved.name, model_params=saved.params, train=TrainConfig()))
         rec.saved_ = saved
         return rec
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _toml(value) -> str:

@@ -84,6 +84,7 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
                                            config.train.eval_batch_size)
     results = {"model": config.model, "data": data_name, "split": split.kind,
                "params": config.model_params, "best_epoch": rec.result_.best_epoch,
+               "refit_epochs": rec.result_.refit_epochs,
                "train_seconds": rec.result_.train_seconds, "eval_seconds": eval_seconds,
                "metrics": metrics}
     atomic_write_json(out / "results.json", results)

@@ -57,6 +57,7 @@ class TrainConfig:
     pretrain_epochs: int = 0           # two-stage recipes (CMN: GMF pretraining); 0 = none
     pretrain_weight_decay: float = 1e-4
     pretrain_batch_size: int = 0       # 0 = batch_size
+    refit: bool = False                # after choosing epochs on valid, retrain on train + valid
     seed: int = 0
 
     def __post_init__(self):

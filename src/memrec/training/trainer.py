@@ -54,6 +54,7 @@ class TrainResult:
     train_seconds: float
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    refit_epochs: int = 0      # > 0: the kept model was retrained on train + valid this long
 
 
 @contextlib.contextmanager
