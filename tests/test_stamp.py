@@ -191,7 +191,11 @@ def test_session_validation_is_carved_from_the_latest_training_sessions():
     train_sessions = set(carved.train.session.tolist())
     assert not valid_sessions & train_sessions
     assert min(valid_sessions) > max(train_sessions)   # the most recent ones
-    assert len(carved.valid_cases) == len(carved.valid) - len(valid_sessions)
+    # cases are cleaned of items never seen in the remaining training sessions
+    train_items = set(carved.train.item.tolist())
+    assert set(carved.valid_cases.items.tolist()) | set(carved.valid_cases.targets.tolist()) <= train_items
+    assert 0 < len(carved.valid_cases) <= len(carved.valid) - len(valid_sessions)
+    assert len(carved.train) + len(carved.valid) == len(split.train)   # refit sees all of it
     assert carve_session_validation(carved) is carved
 
 

@@ -502,7 +502,8 @@ def carve_validation(split: Split, *, seed: int = 0, n_negatives: int = 100) -> 
 def carve_session_validation(split: Split, *, valid_frac: float = 0.1) -> Split:
     """Give a session split without validation cases some: the most recent ``valid_frac`` of
     the training sessions become validation cases (cleaned and expanded into prefixes as in
-    :func:`session_split`), the rest stay training. Test cases are unchanged.
+    :func:`session_split`), the rest stay training; ``valid`` holds all rows of the held-out
+    sessions, so train + valid is the original training data. Test cases are unchanged.
 
     For pre-split session files (SR-GNN/STAMP pickles), whose authors chose epochs on the test
     set: here epochs are chosen on these validation sessions instead.
@@ -510,5 +511,9 @@ def carve_session_validation(split: Split, *, valid_frac: float = 0.1) -> Split:
     if split.valid_cases is not None:
         return split
     inner = session_split(split.train, test_frac=valid_frac)
-    return replace(split, train=inner.train, valid=inner.test, valid_cases=inner.test_cases)
+    # valid keeps every row of the held-out sessions (the cases use the cleaned ones), so that
+    # train + valid is the original training data again (train.refit retrains on exactly that)
+    held_out = ~np.isin(split.train.session, inner.train.session)
+    return replace(split, train=inner.train, valid=split.train.take(held_out),
+                   valid_cases=inner.test_cases)
 
