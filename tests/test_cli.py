@@ -219,3 +219,10 @@ def test_bad_session_exits_2_with_one_line(session_run, args, fragment):
 def test_session_on_a_user_model_is_a_clear_error(trained):
     out, _ = trained
     assert_user_error(run("recommend", out, "--session", "1,2"), "recommends for known users")
+
+
+def test_recommend_explain_for_a_known_session(session_run):
+    out, _ = session_run
+    result = run("recommend", out, "--user", 0, "-k", 2, "--explain")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("attended: item ") == 2

@@ -131,7 +131,18 @@ class Recommender:
         self.model_.eval()
         raw = {"users": s.users.to_raw, "items": s.items.to_raw}.get(kind, lambda ids: ids)
         return [[(str(raw([i])[0]) if kind != "slots" else str(i), w) for i, w in entries[:top]]
-                for entries in self.model_.explain(user, items)]
+                for entries in self._explanations(user, items)]
+
+    def _explanations(self, user: int, items: torch.Tensor) -> list[list[tuple[int, float]]]:
+        if hasattr(self.model_, "explain"):
+            return self.model_.explain(user, items)
+        # sequence models (STAMP): one attention over the user's history, the same for every item
+        query = self.query(np.array([user]))
+        weights = self.model_.explain_history(query)[0][query.mask[0]]
+        history = query.history[0][query.mask[0]]
+        order = torch.argsort(weights, descending=True)
+        entries = list(zip(history[order].tolist(), weights[order].tolist()))
+        return [entries] * len(items)
 
     @torch.no_grad()
     def recommend_session(self, item_ids, k: int = 10, *, exclude_seen: bool = False
