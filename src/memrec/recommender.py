@@ -10,7 +10,6 @@ Fitted attributes end in ``_``. Ids in and out are the dataset's raw ids.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from .evaluation import known_interactions
 from .models import ConfigError, base, build
 from .training.config import RunConfig, TrainConfig, load_config
 from .training.pretrain import PRETRAINERS
-from .training.trainer import Trainer, TrainResult, seed_everything
+from .training.trainer import Trainer, TrainResult, echo_stderr, seed_everything
 
 
 class Recommender:
@@ -61,16 +60,15 @@ class Recommender:
         ``train.refit``, then train a fresh model on train + valid for the chosen number of
         epochs (no validation left to stop on) and keep that one."""
         model, self.result_ = self._train(split, self.config.train, run_dir, resume, progress, echo)
-        if self.config.train.refit and known_interactions(split, "test") is not split.train:
+        known = known_interactions(split, "test")
+        if self.config.train.refit and known is not split.train:
             epochs = max(self.result_.best_epoch, 1)
-            (echo or _stderr)(f"refit: a fresh model on train + valid for {epochs} epoch(s)")
-            merged = replace(split, train=known_interactions(split, "test"), valid=None,
-                             valid_negatives=None, valid_cases=None)
+            (echo or echo_stderr)(f"refit: a fresh model on train + valid for {epochs} epoch(s)")
+            merged = replace(split, train=known, valid=None, valid_negatives=None, valid_cases=None)
             cfg = replace(self.config.train, epochs=epochs, patience=0)
             model, refit = self._train(merged, cfg, None, False, progress, echo)
             self.result_ = replace(self.result_, train_seconds=self.result_.train_seconds + refit.train_seconds,
                                    refit_epochs=epochs)
-        known = known_interactions(split, "test")
         indptr, items = known.sequences()
         self.saved_ = SavedModel(self.config.model, self.config.model_params, model,
                                  split.train.users, split.train.items, indptr, items)
@@ -137,12 +135,15 @@ class Recommender:
         if hasattr(self.model_, "explain"):
             return self.model_.explain(user, items)
         # sequence models (STAMP): one attention over the user's history, the same for every item
-        query = self.query(np.array([user]))
-        weights = self.model_.explain_history(query)[0][query.mask[0]]
-        history = query.history[0][query.mask[0]]
+        history, weights = self._history_attention(self.query(np.array([user])))
         order = torch.argsort(weights, descending=True)
         entries = list(zip(history[order].tolist(), weights[order].tolist()))
         return [entries] * len(items)
+
+    def _history_attention(self, query: base.Query) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item indices, attention) of the one request's history, in click order."""
+        valid = query.mask[0]
+        return query.history[0][valid], self.model_.explain_history(query)[0][valid]
 
     @torch.no_grad()
     def recommend_session(self, item_ids, k: int = 10, *, exclude_seen: bool = False
@@ -163,9 +164,8 @@ class Recommender:
         (the clicks the model's history window keeps)."""
         if not hasattr(self.model_, "explain_history") or self.model_.explains is None:
             raise ConfigError(f"model {self.saved_.name!r} has no attention over the session to explain")
-        query = self._session_query(item_ids)
-        weights = self.model_.explain_history(query)[0][query.mask[0]]
-        clicks = self.saved_.items.to_raw(query.history[0][query.mask[0]].numpy())
+        history, weights = self._history_attention(self._session_query(item_ids))
+        clicks = self.saved_.items.to_raw(history.numpy())
         return [(str(i), float(w)) for i, w in zip(clicks, weights)]
 
     def _session_query(self, item_ids) -> base.Query:
@@ -191,10 +191,6 @@ class Recommender:
         rec = cls.from_config(RunConfig(model=saved.name, model_params=saved.params, train=TrainConfig()))
         rec.saved_ = saved
         return rec
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def _toml(value) -> str:

@@ -111,10 +111,13 @@ def prefix_mask(mask: torch.Tensor, window: int | None = None) -> torch.Tensor:
     return causal[None] & mask[:, None, :] & mask[:, :, None]
 
 
-def weighted_read(weights: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Σ_i w_i v_i with weights used as given (no softmax: STAMP's attention is unnormalised),
-    zero on slots outside ``mask``. weights [B, P, M], values [B, M, D], mask [B, P, M] → [B, P, D]."""
-    return torch.bmm(weights * mask, values)
+def weighted_read(scores: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_i w_i v_i with the scores used as weights as they are (no softmax: STAMP's attention is
+    unnormalised), zero outside ``mask``. scores [B, P, M], values [B, M, D], mask [B, P, M]
+    → (read [B, P, D], weights [B, P, M])."""
+    weights = scores * mask
+    return torch.bmm(weights, values), weights
 
 
 def multi_hop_read(query: torch.Tensor, state: MemoryState, hops: int,

@@ -131,8 +131,8 @@ class STAMP(Model):
         bool [B, P, L] (which clicks each position may attend to) → ([B, P, d], α [B, P, L])."""
         if self.attention:
             query = torch.cat([m_t, m_s], dim=-1)                                  # eq. (7)
-            alpha = self.attend(query[:, :, None, :], x[:, None, :, :]) * readable
-            m_a = weighted_read(alpha, x, readable)                                # eq. (8)
+            scores = self.attend(query[:, :, None, :], x[:, None, :, :])
+            m_a, alpha = weighted_read(scores, x, readable)                        # eq. (8)
             if self.variant == "official":
                 m_a = m_a + m_s
         else:

@@ -48,6 +48,11 @@ def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimize
     return OPTIMIZERS[cfg.optimizer](groups, **options)
 
 
+def echo_stderr(line: str) -> None:
+    """The default destination of training log lines."""
+    print(line, file=sys.stderr, flush=True)
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -109,7 +114,7 @@ class Trainer:
         self.config = config
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.echo = echo or echo_stderr
 
     # -- public -------------------------------------------------------------------------------
     def fit(self, model: Model, split: Split, *, resume: bool = False) -> TrainResult:
