@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memrec.memory.read import (AdditiveScore, RaggedMemory, attention_read, csr_segments,
+from memrec.memory.read import (AdditiveScore, RaggedMemory, SharedLayout, shared_layout_read,
+                                shared_layout_scores, shared_layout_softmax, attention_read, csr_segments,
                                 masked_softmax, multi_hop_read, ragged_attention_read,
                                 ragged_to_padded, segment_softmax)
 from memrec.memory.state import MemoryState
@@ -157,3 +158,28 @@ def test_weighted_segment_sum_gradcheck_and_order_check():
     assert out[1].abs().sum() == 0 and out[4].abs().sum() == 0
     with pytest.raises(ValueError, match="non-decreasing"):
         weighted_segment_sum(w, v, torch.tensor([1, 0, 2, 2, 2, 3]), 5)
+
+
+# -- one layout read by many queries ------------------------------------------------------------
+def test_shared_layout_read_equals_one_ragged_read_per_request():
+    """Every request b reads every segment i with its own query z[b, i]: the block-diagonal
+    SDDMM / softmax / SpMM path equals a ragged read of each (b, i) pair; an empty segment
+    reads zeros."""
+    torch.manual_seed(3)
+    indptr = torch.tensor([0, 3, 3, 4, 8])                      # segment 1 is empty
+    rows = torch.tensor([0, 2, 5, 1, 0, 1, 3, 4])
+    layout = SharedLayout(indptr, rows)
+    keys, values = torch.randn(6, 4), torch.randn(6, 3)
+    queries = torch.randn(2, 4, 4)
+    weights = shared_layout_softmax(shared_layout_scores(queries, keys, layout), layout)
+    read = shared_layout_read(weights, values, layout)
+    for b in range(2):
+        for i in range(4):
+            slots = rows[indptr[i]:indptr[i + 1]]
+            memory = RaggedMemory(values[slots], torch.zeros(len(slots), dtype=torch.long), 1,
+                                  keys=keys[slots])
+            expected, w = ragged_attention_read(queries[b, i][None], memory)
+            torch.testing.assert_close(read[b, i], expected[0])
+            torch.testing.assert_close(weights[b, indptr[i]:indptr[i + 1]], w)
+    assert layout.empty_segments().tolist() == [False, True, False, False]
+    assert torch.allclose(weights.view(2, -1)[:, :3].sum(1), torch.ones(2))

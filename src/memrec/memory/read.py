@@ -19,6 +19,7 @@ w·tanh(W_q q + W_k k + b) (Bahdanau; STAMP's and MARS's attention networks).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -233,6 +234,87 @@ def ragged_attention_read(query: torch.Tensor, memory: RaggedMemory, *, similari
     return weighted_segment_sum(weights, memory.values, memory.segment, memory.n_segments), weights
 
 
+# -- one neighbourhood layout read by many queries -------------------------------------------
+@dataclass(frozen=True)
+class SharedLayout:
+    """One CSR layout of memory slots (segment i owns memory rows ``rows[indptr[i]:indptr[i+1]]``)
+    read by a batch of B requests, each with its own query per segment.
+
+    This is scoring *every* item for a batch of users in a neighbourhood model (CMN): the item →
+    users neighbourhoods are the same for every user, only the queries differ. Laying the batch
+    out as one block-diagonal sparse [B·I, N] matrix turns the per-slot work into one sampled
+    dense-dense product (scores) and one sparse-dense product (reads), with no [B, S, D]
+    intermediate.
+
+    Shapes
+    ------
+    indptr : long [I + 1]; rows : long [S] (memory row of each slot); segment : long [S]
+    """
+
+    indptr: torch.Tensor
+    rows: torch.Tensor
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def segment(self) -> torch.Tensor:
+        return torch.repeat_interleave(torch.arange(self.n_segments, device=self.rows.device),
+                                       self.indptr[1:] - self.indptr[:-1])
+
+    def empty_segments(self) -> torch.Tensor:
+        """bool [I]: segments with no slot."""
+        return self.indptr[1:] == self.indptr[:-1]
+
+    def batched(self, values: torch.Tensor, n_rows: int) -> torch.Tensor:
+        """Sparse CSR [B·I, n_rows] holding values [B, S] in the layout, block b in rows b·I…"""
+        B, S = values.shape
+        shift = torch.arange(B, device=values.device)[:, None] * S
+        crow = torch.cat([(self.indptr[:-1][None] + shift).reshape(-1),
+                          torch.tensor([B * S], device=values.device)])
+        with warnings.catch_warnings():  # CSR support is flagged beta; these two ops are stable
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(crow, self.rows.repeat(B), values.reshape(-1),
+                                           (B * self.n_segments, n_rows), check_invariants=False)
+
+
+def shared_layout_scores(queries: torch.Tensor, keys: torch.Tensor, layout: SharedLayout
+                         ) -> torch.Tensor:
+    """Dot scores of every slot with its segment's query: queries [B, I, D], keys [N, D] → [B, S].
+
+    One ``sampled_addmm`` (SDDMM) over the block-diagonal layout."""
+    B, I, D = queries.shape
+    pattern = layout.batched(queries.new_zeros(B, len(layout.rows)), keys.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = torch.sparse.sampled_addmm(pattern, queries.reshape(B * I, D), keys.T, beta=0.0)
+    return out.values().view(B, -1)
+
+
+def shared_layout_softmax(scores: torch.Tensor, layout: SharedLayout) -> torch.Tensor:
+    """Softmax within each segment, for every request: scores [B, S] → weights [B, S]."""
+    B = scores.shape[0]
+    segment = layout.segment.expand(B, -1)
+    top = scores.new_full((B, layout.n_segments), float("-inf"))
+    top = top.scatter_reduce(1, segment, scores, reduce="amax", include_self=True)
+    exp = torch.exp(scores - top.gather(1, segment))
+    total = scores.new_zeros(B, layout.n_segments).scatter_add(1, segment, exp)
+    return exp / total.gather(1, segment)
+
+
+def shared_layout_read(weights: torch.Tensor, values: torch.Tensor, layout: SharedLayout
+                       ) -> torch.Tensor:
+    """Σ_s w[b, s] · values[rows[s]] per segment: weights [B, S], values [N, D] → [B, I, D].
+
+    One sparse-dense product; an empty segment reads zeros."""
+    B = weights.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        read = layout.batched(weights, values.shape[0]) @ values
+    return read.view(B, layout.n_segments, -1)
+
+
 def ragged_to_padded(memory: RaggedMemory) -> MemoryState:
     """The same memories as a padded [B, max size, D] state with a mask."""
     sizes = memory.sizes()
@@ -253,4 +335,5 @@ def ragged_to_padded(memory: RaggedMemory) -> MemoryState:
 __all__ = ["SIMILARITIES", "AdditiveScore", "similarity_scores", "masked_softmax", "attention_read",
            "prefix_mask", "weighted_read",
            "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax", "weighted_segment_sum",
-           "ragged_attention_read", "ragged_to_padded"]
+           "ragged_attention_read", "ragged_to_padded", "SharedLayout", "shared_layout_scores",
+           "shared_layout_softmax", "shared_layout_read"]

@@ -45,8 +45,9 @@ import torch
 from torch import nn
 
 from ..data.interactions import Interactions
-from ..memory.read import (RaggedMemory, attention_read, csr_segments, ragged_attention_read,
-                           ragged_to_padded)
+from ..memory.read import (RaggedMemory, SharedLayout, attention_read, csr_segments,
+                           ragged_attention_read, ragged_to_padded, shared_layout_read,
+                           shared_layout_scores, shared_layout_softmax)
 from .base import Model, Query
 
 
@@ -190,7 +191,48 @@ class CMN(Model):
         return self.pair_scores(users.reshape(-1), items.reshape(-1)).view(items.shape)
 
     def score_all(self, query: Query) -> torch.Tensor:
-        """All items for each user, in chunks of items so that one chunk holds at most
+        """All items for each user.
+
+        The neighbourhoods are the same for every user, so a batch of users reads them through
+        one shared layout (:class:`~memrec.memory.read.SharedLayout`): hop 1's scores split as
+        m_u·m_v (one [B, U] product) + e_i·m_v (user-independent, computed once), reads are one
+        sparse-dense product per hop, later hops one sampled product. Users go in groups of
+        ``score_chunk_slots`` neighbourhood slots. ``exclude_self`` makes the layout
+        user-dependent, so that ablation scores item chunks through :meth:`score_items`.
+        """
+        if self.exclude_self:
+            return self._score_all_by_item_chunks(query)
+        layout = SharedLayout(self.neighbour_indptr, self.neighbour_users)
+        keys, items = self.user_memory.weight, self.item_memory.weight
+        item_key_scores = (items[layout.segment] * keys[layout.rows]).sum(-1)     # e_i·m_v [S]
+        group = max(1, self.score_chunk_slots // max(1, len(layout.rows)))
+        return torch.cat([self._score_all_items(users, layout, item_key_scores)
+                          for users in query.users.split(group)])
+
+    def _score_all_items(self, users: torch.Tensor, layout: SharedLayout,
+                         item_key_scores: torch.Tensor) -> torch.Tensor:
+        """[B] users → [B, n_items], the same numbers as :meth:`pair_scores` on every pair."""
+        keys, values = self.user_memory.weight, self.user_output.weight
+        m_u, items = keys[users], self.item_memory.weight
+        empty = layout.empty_segments()
+
+        def read(scores: torch.Tensor) -> torch.Tensor:
+            o = shared_layout_read(shared_layout_softmax(scores, layout), values, layout)
+            if self.empty_neighbourhood == "self" and empty.any():   # N(i) = [u]: reads c_u
+                o[:, empty] = values[users][:, None, :]
+            return o
+
+        o = read((m_u @ keys.T)[:, layout.rows] + item_key_scores)                # eqs. (2)-(4)
+        z = m_u[:, None, :] + items[None]
+        for hop_map in self.hop_maps:
+            z = torch.relu(hop_map(z) + o)                                         # eq. (6)
+            o = read(shared_layout_scores(z, keys, layout))
+        interaction = m_u[:, None, :] * items[None]
+        hidden = torch.relu(self.output(torch.cat([interaction, o], dim=-1)))     # eq. (5)
+        return self.out_vector(hidden).squeeze(-1)
+
+    def _score_all_by_item_chunks(self, query: Query) -> torch.Tensor:
+        """All items through :meth:`score_items`, in item chunks of at most
         ``score_chunk_slots`` neighbourhood slots across the batch."""
         users = query.users
         degrees = (self.neighbour_indptr[1:] - self.neighbour_indptr[:-1]).clamp(min=1)
