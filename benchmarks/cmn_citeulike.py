@@ -2,13 +2,14 @@
 
     PYTHONPATH=src .venv/bin/python benchmarks/cmn_citeulike.py speed      # ragged vs padded, ~5 min
     PYTHONPATH=src .venv/bin/python benchmarks/cmn_citeulike.py baselines  # Pop..BPR-MF, ~15 min
-    PYTHONPATH=src .venv/bin/python benchmarks/cmn_citeulike.py collect RUN_DIR [RUN_DIR ...]
+    PYTHONPATH=src .venv/bin/python benchmarks/cmn_citeulike.py collect RUN_DIR [RUN_DIR ...] [--full]
 
 ``speed`` times training steps (batch 128 positives x 4 negatives) and the sampled evaluation of
 CMN-3 with ragged and with padded attention, each in its own process (peak RSS per path).
 ``baselines`` trains the baselines on the same split (validation carved from train, exactly as
 ``memrec train`` does) and tests them with both protocols. ``collect`` adds finished CMN run
-folders (``memrec train cmn ... --out RUN_DIR``) to the table. Results go to
+folders (``memrec train cmn ... --out RUN_DIR``) to the table; with ``--full`` it first ranks
+all items for runs tested on the sampled protocol only (a few minutes per run). Results go to
 ``benchmarks/results/cmn_citeulike.{json,md}``; each mode updates its own section.
 """
 
@@ -60,10 +61,31 @@ def speed_child(attention: str, steps: int) -> dict:
         step_s = (time.perf_counter() - start) / steps
     start = time.perf_counter()
     Evaluator(split, "test", protocols=("sampled",), batch_size=256).evaluate(model)
+    sampled_s = time.perf_counter() - start
     return {"attention": attention, "seconds_per_step": step_s,
             "epoch_seconds_estimate": step_s * task.n_examples / cfg.batch_size,
-            "sampled_eval_seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb(),
-            "threads": torch.get_num_threads()}
+            "sampled_eval_seconds": sampled_s, **full_ranking_speed(model, attention),
+            "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
+
+
+def full_ranking_speed(model, attention: str, users: int = 32) -> dict:
+    """Seconds to score every item for all users, extrapolated from ``users`` users: the shared
+    layout (``score_all``) and pair scoring in item chunks through this attention path. The
+    padded path is not timed: one item chunk pads to the largest neighbourhood (311) and would
+    need ~11 GB."""
+    import torch
+    from memrec.models.base import Query
+    query, scale = Query.for_users(range(users)), model.n_users / users
+    paths = {"layout": model.score_all, "item_chunks": model._score_all_by_item_chunks}
+    out = {}
+    with torch.no_grad():
+        for name, score_all in paths.items():
+            if attention == "padded":
+                break
+            start = time.perf_counter()
+            score_all(query)
+            out[f"full_eval_seconds_{name}"] = (time.perf_counter() - start) * scale
+    return out
 
 
 def run_child(args: list[str]) -> dict:
@@ -79,6 +101,13 @@ def baseline_child(model: str, out_dir: str) -> dict:
     config = load_config(model, overrides=["data.split=given", 'train.valid_protocol="sampled"'])
     results = train_run(config, DATA, Path(out_dir) / model, progress=False, echo=lambda _: None)
     return {**results, "peak_rss_mb": peak_rss_mb()}
+
+
+def full_ranking(run: Path) -> tuple[dict, float]:
+    from memrec.runs import evaluate_run
+    start = time.perf_counter()
+    metrics = evaluate_run(run, ("full",))["full"]
+    return metrics, time.perf_counter() - start
 
 
 def load_results() -> dict:
@@ -104,11 +133,14 @@ def markdown(results: dict) -> str:
         lines.append(f"| {name} | {m['HR@10']:.4f} | {m['NDCG@10']:.4f} | – | – | – |")
     if "speed" in results:
         lines += ["", "## Speed (CMN-3, batch 128 positives x 4 negatives)", "",
-                  "| attention | s/step | epoch s (est.) | sampled eval s | peak RSS MB | threads |",
-                  "|---|---|---|---|---|---|"]
+                  "| attention | s/step | epoch s (est.) | sampled eval s | full eval s, shared layout (est.) "
+                  "| full eval s, item chunks (est.) | peak RSS MB | threads |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in results["speed"]:
+            full = lambda k: f"{r[k]:.0f}" if k in r else "–"  # noqa: E731
             lines.append(f"| {r['attention']} | {r['seconds_per_step']:.3f} | {r['epoch_seconds_estimate']:.0f} | "
-                         f"{r['sampled_eval_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['threads']} |")
+                         f"{r['sampled_eval_seconds']:.1f} | {full('full_eval_seconds_layout')} | "
+                         f"{full('full_eval_seconds_item_chunks')} | {r['peak_rss_mb']:.0f} | {r['threads']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -118,6 +150,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="*", help="CMN run folders (collect)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--models", default=",".join(BASELINES), help="baselines to run")
+    parser.add_argument("--full", action="store_true", help="collect: add full-ranking metrics")
     args = parser.parse_args()
     results = load_results()
     if args.mode == "speed":
@@ -129,6 +162,8 @@ def main() -> None:
     else:
         for run in map(Path, args.runs):
             r = json.loads((run / "results.json").read_text())
+            if args.full and "full" not in r["metrics"]:
+                r["metrics"]["full"], r["full_eval_seconds"] = full_ranking(run)
             hops = r["params"].get("hops", 2)
             results.setdefault("accuracy", {})[f"CMN-{hops} ({run.name})"] = r
     save(results)

@@ -32,10 +32,12 @@ Deviations from the paper (and from the authors' code)
   that is our default (``empty_neighbourhood="self"``); ``"zero"`` reads the zero vector.
 * Batches are (positive, N negatives) groups sharing one positive read (the code draws
   independent triples); the BPR gradient per triple is the same.
-* The optimizer: ``train.optimizer = "tf_rmsprop"`` with ``sparse_gradients=True`` (the
-  shipped config) reproduces TF1's RMSProp (ones-initialised mean square, ε inside the root,
-  updates of looked-up embedding rows only); PyTorch's ``rmsprop`` (dense, zero-initialised) is
-  the registry default for other uses.
+* The optimizer: ``train.optimizer = "tf_rmsprop"`` (the shipped config) is TF1's RMSProp
+  (ones-initialised mean square, ε inside the root). The embeddings get *dense* gradients, as
+  the authors' per-variable ``tf.clip_by_norm`` produced before TF PR #22765 (Oct 2018) made it
+  keep ``IndexedSlices``; ``sparse_gradients=True`` gives the later, lazy-row behaviour (it
+  collapses with L2 0.1, see ``docs/models/cmn.md``). PyTorch's ``rmsprop`` is the registry
+  default for other uses.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class CMN(Model):
         Normal initialisation of the memories (the code: truncated normal, σ = 0.01).
     sparse_gradients : bool
         Row-sparse gradients for M, C, E, so a lazy optimizer (``tf_rmsprop``) updates only the
-        rows a batch looked up, as TF1 did for the authors.
+        rows a batch looked up, as later TF1 releases do for the authors' code (off: every row is
+        updated each step, as TF did when the code was written).
     score_chunk_slots : int
         Upper bound on neighbourhood slots per chunk in ``score_all`` (memory knob).
 

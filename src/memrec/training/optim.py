@@ -1,4 +1,4 @@
-"""TF1-style RMSProp with lazy (row-sparse) updates, as the CMN authors trained with.
+"""TF1-style RMSProp (optionally with lazy row-sparse updates), as the CMN authors trained with.
 
 PyTorch's ``RMSprop`` differs from TensorFlow 1's ``RMSPropOptimizer`` in three ways that matter
 for embedding-heavy models trained for many epochs:
