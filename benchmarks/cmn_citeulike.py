@@ -62,7 +62,7 @@ def speed_child(attention: str, steps: int) -> dict:
     start = time.perf_counter()
     Evaluator(split, "test", protocols=("sampled",), batch_size=256).evaluate(model)
     sampled_s = time.perf_counter() - start
-    return {"attention": attention, "seconds_per_step": step_s,
+    return {"attention": attention, "positives_per_step": cfg.batch_size, "seconds_per_step": step_s,
             "epoch_seconds_estimate": step_s * task.n_examples / cfg.batch_size,
             "sampled_eval_seconds": sampled_s, **full_ranking_speed(model, attention),
             "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
@@ -132,13 +132,13 @@ def markdown(results: dict) -> str:
     for name, m in PAPER.items():
         lines.append(f"| {name} | {m['HR@10']:.4f} | {m['NDCG@10']:.4f} | – | – | – |")
     if "speed" in results:
-        lines += ["", "## Speed (CMN-3, batch 128 positives x 4 negatives)", "",
-                  "| attention | s/step | epoch s (est.) | sampled eval s | full eval s, shared layout (est.) "
+        lines += ["", "## Speed (CMN-3 training steps of P positives x 4 negatives, 1 thread)", "",
+                  "| attention | P | s/step | epoch s (est.) | sampled eval s | full eval s, shared layout (est.) "
                   "| full eval s, item chunks (est.) | peak RSS MB | threads |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in results["speed"]:
             full = lambda k: f"{r[k]:.0f}" if k in r else "–"  # noqa: E731
-            lines.append(f"| {r['attention']} | {r['seconds_per_step']:.3f} | {r['epoch_seconds_estimate']:.0f} | "
+            lines.append(f"| {r['attention']} | {r['positives_per_step']} | {r['seconds_per_step']:.3f} | {r['epoch_seconds_estimate']:.0f} | "
                          f"{r['sampled_eval_seconds']:.1f} | {full('full_eval_seconds_layout')} | "
                          f"{full('full_eval_seconds_item_chunks')} | {r['peak_rss_mb']:.0f} | {r['threads']} |")
     return "\n".join(lines) + "\n"
