@@ -181,5 +181,5 @@ def test_shared_layout_read_equals_one_ragged_read_per_request():
             expected, w = ragged_attention_read(queries[b, i][None], memory)
             torch.testing.assert_close(read[b, i], expected[0])
             torch.testing.assert_close(weights[b, indptr[i]:indptr[i + 1]], w)
-    assert layout.empty_segments().tolist() == [False, True, False, False]
+    assert layout.empty_segments.tolist() == [False, True, False, False]
     assert torch.allclose(weights.view(2, -1)[:, :3].sum(1), torch.ones(2))

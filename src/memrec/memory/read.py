@@ -22,6 +22,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -258,11 +259,12 @@ class SharedLayout:
     def n_segments(self) -> int:
         return len(self.indptr) - 1
 
-    @property
+    @cached_property  # read by every softmax; frozen dataclasses still allow the cache
     def segment(self) -> torch.Tensor:
         return torch.repeat_interleave(torch.arange(self.n_segments, device=self.rows.device),
                                        self.indptr[1:] - self.indptr[:-1])
 
+    @cached_property
     def empty_segments(self) -> torch.Tensor:
         """bool [I]: segments with no slot."""
         return self.indptr[1:] == self.indptr[:-1]

@@ -217,7 +217,7 @@ class CMN(Model):
         """[B] users → [B, n_items], the same numbers as :meth:`pair_scores` on every pair."""
         keys, values = self.user_memory.weight, self.user_output.weight
         m_u, items = keys[users], self.item_memory.weight
-        empty = layout.empty_segments()
+        empty = layout.empty_segments
 
         def read(scores: torch.Tensor) -> torch.Tensor:
             o = shared_layout_read(shared_layout_softmax(scores, layout), values, layout)
