@@ -43,11 +43,24 @@ def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor,
     return -F.log_softmax(logits, dim=1)[:, 0].mean()
 
 
+def bpr_max(pos: torch.Tensor, neg: torch.Tensor, regularization: float = 1.0) -> torch.Tensor:
+    """BPR-max (Hidasi & Karatzoglou, CIKM 2018, eq. 8): the BPR terms weighted by the softmax
+    of the negatives' scores, plus a score regulariser on the same weights,
+
+        −log Σ_j s_j σ(r⁺ − r_j) + λ Σ_j s_j r_j²,   s = softmax(r_neg)
+
+    so the hardest negatives dominate the gradient. pos [B], neg [B, N]."""
+    weights = torch.softmax(neg, dim=1)
+    ranking = (weights * torch.sigmoid(pos[:, None] - neg)).sum(1)
+    return (-torch.log(ranking + 1e-24) + regularization * (weights * neg.pow(2)).sum(1)).mean()
+
+
 def softmax_cross_entropy(all_scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Full softmax cross-entropy over every item. all_scores [B, n_items], target long [B]."""
     return F.cross_entropy(all_scores, target)
 
 
-PAIRWISE_LOSSES = {"bpr": bpr, "bce": bce, "hinge": hinge, "sampled_softmax": sampled_softmax}
+PAIRWISE_LOSSES = {"bpr": bpr, "bce": bce, "hinge": hinge, "sampled_softmax": sampled_softmax,
+                   "bpr_max": bpr_max}
 """Losses on (positive, sampled negatives) score pairs, by config name."""
 

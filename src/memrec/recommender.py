@@ -134,6 +134,10 @@ class Recommender:
     def _explanations(self, user: int, items: torch.Tensor) -> list[list[tuple[int, float]]]:
         if hasattr(self.model_, "explain"):
             return self.model_.explain(user, items)
+        if hasattr(self.model_, "explain_query"):
+            # per-user memories (RUM): the attention depends on the item being scored
+            q = self.query(np.array([user]))
+            return self.model_.explain_query(q.users, q.history, q.mask, items)
         # sequence models (STAMP): one attention over the user's history, the same for every item
         history, weights = self._history_attention(self.query(np.array([user])))
         order = torch.argsort(weights, descending=True)

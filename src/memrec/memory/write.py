@@ -40,7 +40,8 @@ import torch
 from .state import MemoryState
 
 __all__ = [
-    "fifo_append", "fifo_window", "erase_add_write", "gated_write",
+    "fifo_append", "fifo_window", "fifo_positions", "fifo_states", "erase_add_write", "gated_write",
+    "affine_scan", "erase_add_unroll",
     "select_rows", "unroll", "UnrolledStates",
 ]
 
@@ -134,6 +135,50 @@ def fifo_window(values: torch.Tensor, mask: torch.Tensor, capacity: int,
     return MemoryState(place(values), slot_mask, None if keys is None else place(keys))
 
 
+def fifo_positions(mask: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where every FIFO state of a sequence takes its items from, without a loop over time.
+
+    Slot m of the state after event t holds the sequence position ``positions[b, t, m]`` when
+    ``slot_mask[b, t, m]``: the last ``capacity`` valid positions ≤ t, oldest → newest,
+    right-aligned (the layout of :func:`fifo_append`). Gather ids or embeddings with it; this is
+    RUM-I's memory at every prefix for next-item training in one pass.
+
+    mask bool [B, T] (any padding) → (positions long [B, T, M], slot_mask bool [B, T, M]);
+    empty slots point at position 0.
+    """
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    mask = mask.to(torch.bool)
+    B, T = mask.shape
+    count = mask.long().cumsum(1)                                               # valid items ≤ t
+    # valid positions in order, then the rest: rank r (0-based) of a valid item → its position
+    by_rank = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices    # [B, T]
+    slot = torch.arange(capacity, device=mask.device)
+    rank = count[:, :, None] - capacity + slot                                  # slot M-1 ↦ newest (rank count-1)
+    slot_mask = rank >= 0
+    positions = by_rank.gather(1, rank.clamp_min(0).reshape(B, -1)).reshape(B, T, capacity)
+    return positions.masked_fill(~slot_mask, 0), slot_mask
+
+
+def fifo_states(values: torch.Tensor, mask: torch.Tensor, capacity: int) -> "UnrolledStates":
+    """Every FIFO state of a padded sequence at once: equals
+    ``unroll(fifo_append, MemoryState.empty(B, capacity, Dv), (values,), mask, return_all=True)``.
+
+    values [B, T, Dv], mask bool [B, T] → :class:`UnrolledStates` with values [B, T, M, Dv]
+    (zeros in empty slots) and mask [B, T, M].
+    """
+    if values.dim() != 3 or mask.shape != values.shape[:2]:
+        raise ValueError(f"values must be [B, T, D] and mask [B, T], got {tuple(values.shape)} "
+                         f"and {tuple(mask.shape)}")
+    positions, slot_mask = fifo_positions(mask, capacity)
+    B, T, M = positions.shape
+    gathered = values.gather(1, positions.reshape(B, T * M, 1).expand(-1, -1, values.shape[2]))
+    gathered = gathered.reshape(B, T, M, -1) * slot_mask[..., None]
+    # a padded step leaves the state as it was: its slots equal the previous step's already,
+    # because count (and so every rank) does not move on a padded step
+    return UnrolledStates(gathered, slot_mask)
+
+
 # --------------------------------------------------------------------------------------------
 # Soft writes on fixed-slot memories
 # --------------------------------------------------------------------------------------------
@@ -174,6 +219,69 @@ def erase_add_write(state: MemoryState, weights: torch.Tensor, erase: torch.Tens
     w = weights.unsqueeze(-1)                                                   # [B, M, 1]
     values = state.values * (1 - w * e) + w * a                                 # v ⊙ (1 − w·e) + w·a
     return state.with_values(values)
+
+
+class _AffineScan(torch.autograd.Function):
+    """x_t = x_{t−1} ⊙ m_t + a_t over time-major tensors, with a hand-written backward:
+    one fused op per step in each direction instead of an autograd graph per step."""
+
+    @staticmethod
+    def forward(ctx, initial, multiplier, increment):           # [B, ...], [T, B, ...], [T, B, ...]
+        out = torch.empty_like(increment)
+        previous = initial
+        for t in range(len(increment)):
+            torch.addcmul(increment[t], previous, multiplier[t], out=out[t])
+            previous = out[t]
+        ctx.save_for_backward(initial, multiplier, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        initial, multiplier, out = ctx.saved_tensors
+        T = len(out)
+        grad = torch.empty_like(grad_out)                       # dL/dx_t, through all later steps
+        grad[T - 1] = grad_out[T - 1]
+        for t in range(T - 2, -1, -1):
+            torch.addcmul(grad_out[t], grad[t + 1], multiplier[t + 1], out=grad[t])
+        previous = torch.cat([initial.unsqueeze(0), out[:-1]], dim=0)
+        return grad[0] * multiplier[0], grad * previous, grad
+
+
+def affine_scan(initial: torch.Tensor, multiplier: torch.Tensor, increment: torch.Tensor) -> torch.Tensor:
+    """Every state of the affine recurrence x_t = x_{t−1} ⊙ m_t + a_t, x_{−1} = ``initial``.
+
+    Erase-add writes are affine in the memory (m = 1 − w·e, a = w·a), so their unroll needs no
+    per-step autograd graph: this runs one fused multiply-add per step forward and backward.
+
+    initial [B, ...], multiplier / increment [B, T, ...] (same shape) → states [B, T, ...].
+    """
+    if multiplier.shape != increment.shape or multiplier.shape[:1] + multiplier.shape[2:] != initial.shape:
+        raise ValueError(f"multiplier and increment must be [B, T, ...] with initial [B, ...]; got "
+                         f"{tuple(multiplier.shape)}, {tuple(increment.shape)}, {tuple(initial.shape)}")
+    if multiplier.shape[1] == 0:
+        return increment.clone()
+    time_major = lambda x: x.transpose(0, 1).contiguous()       # noqa: E731 — contiguous steps
+    return _AffineScan.apply(initial, time_major(multiplier), time_major(increment)).transpose(0, 1)
+
+
+def erase_add_unroll(state: MemoryState, weights: torch.Tensor, erase: torch.Tensor,
+                     add: torch.Tensor, mask: torch.Tensor) -> UnrolledStates:
+    """Every state of a sequence of erase-add writes: equals
+    ``unroll(erase_add_write, state, (weights, erase, add), mask, return_all=True)``, computed
+    with :func:`affine_scan` (a padded step has weight 0, so it leaves the memory exactly as is).
+
+    weights [B, T, M], erase / add [B, T, Dv], mask bool [B, T] → :class:`UnrolledStates`.
+    """
+    B, M, Dv = state.values.shape
+    T = mask.shape[1]
+    _check_shape("weights", weights, (B, T, M))
+    _check_shape("erase", erase, (B, T, Dv))
+    _check_shape("add", add, (B, T, Dv))
+    w = (weights * mask[..., None]).unsqueeze(-1)                               # [B, T, M, 1]
+    values = affine_scan(state.values, 1 - w * erase.unsqueeze(2), w * add.unsqueeze(2))
+    expand = lambda x: None if x is None else x.unsqueeze(1).expand(B, T, *x.shape[1:])  # noqa: E731
+    return UnrolledStates(values, expand(state.mask), expand(state.keys))
 
 
 def gated_write(state: MemoryState, update: torch.Tensor, gate: torch.Tensor | None = None) -> MemoryState:

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from .base import Query, Model
 from .baselines.bprmf import BPRMF
 from .baselines.ease import EASE
+from .baselines.fpmc import FPMC
+from .baselines.gru4rec import GRU4Rec
 from .baselines.itemknn import ItemKNN
 from .baselines.pop import Popularity
 from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
 from .gmf import GMF
+from .rum import RUMFeature, RUMItem
 from .stamp import STAMP, STMP
 
 
@@ -39,6 +42,11 @@ _SESSION_DEFAULTS = {"loss": "softmax", "optimizer": "adam", "lr": 3e-3, "batch_
                      "valid_protocol": "session", "valid_metric": "HR@20",
                      "test_protocols": "session", "eval_batch_size": 512}
 
+#: next-item training on user sequences with sampled negatives (RUM's pointwise loss, FPMC's
+#: S-BPR): Adam 0.001, every prefix of a user's training sequence predicts its next item
+_USER_SEQUENCE_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "batch_size": 1024, "epochs": 50,
+                           "patience": 5, "n_negatives": 1}
+
 REGISTRY: dict[str, ModelSpec] = {
     "pop": ModelSpec(Popularity, "Popularity: items ranked by training interaction count"),
     "itemknn": ModelSpec(ItemKNN, "ItemKNN: shrunk-cosine item neighbourhood (Sarwar 2001; Dacrema 2019)"),
@@ -53,6 +61,14 @@ REGISTRY: dict[str, ModelSpec] = {
                       "lr": 1e-3, "momentum": 0.9, "rmsprop_decay": 0.9, "weight_decay": 0.1,
                       "clip_grad_norm": 5.0, "clip_per_tensor": True,
                       "sample_only_seen_items": True, "epochs": 30}),
+    "fpmc": ModelSpec(FPMC, "FPMC: MF plus a factorised first-order item transition, S-BPR (Rendle 2010)",
+                      {**_USER_SEQUENCE_DEFAULTS, "loss": "bpr"}),
+    "gru4rec": ModelSpec(GRU4Rec, "GRU4Rec: a GRU over the item sequence, cross-entropy over all items (Hidasi 2016/2018)",
+                         {**_USER_SEQUENCE_DEFAULTS, "loss": "softmax"}),
+    "rumi": ModelSpec(RUMItem, "RUM-I: attention over the user's K latest items, merged with p_u (Chen 2018)",
+                      {**_USER_SEQUENCE_DEFAULTS, "loss": "bce"}),
+    "rumf": ModelSpec(RUMFeature, "RUM-F: K feature slots per user, erase-add writes, merged with p_u (Chen 2018)",
+                      {**_USER_SEQUENCE_DEFAULTS, "loss": "bce"}),
     "stamp": ModelSpec(STAMP, "STAMP: session clicks read by attention, last click + session mean (Liu 2018)",
                        _SESSION_DEFAULTS),
     "stmp": ModelSpec(STMP, "STMP: STAMP without attention, the paper's ablation (Liu 2018)",

@@ -41,8 +41,9 @@ class TrainConfig:
     clip_grad_norm: float = 0.0        # 0 = no clipping; else max L2 norm (global or per tensor)
     clip_per_tensor: bool = False      # clip each parameter's gradient norm on its own
     clip_grad_value: float = 0.0       # 0 = no clipping; else per-element clamp
-    loss: str = "bpr"                  # bpr | bce | hinge | sampled_softmax | softmax (next-item)
+    loss: str = "bpr"                  # bpr | bce | hinge | sampled_softmax | bpr_max | softmax (next-item)
     margin: float = 1.0                # hinge margin
+    bpr_max_reg: float = 1.0           # bpr_max's score regulariser λ (GRU4Rec's bpreg)
     n_negatives: int = 1
     sampler: str = "uniform"           # uniform | popularity
     sampler_alpha: float = 1.0         # popularity exponent
@@ -62,7 +63,7 @@ class TrainConfig:
 
     def __post_init__(self):
         choices = {"optimizer": ("adam", "rmsprop", "adagrad", "sgd", "tf_rmsprop"),
-                   "loss": ("bpr", "bce", "hinge", "sampled_softmax", "softmax"),
+                   "loss": ("bpr", "bce", "hinge", "sampled_softmax", "bpr_max", "softmax"),
                    "sampler": ("uniform", "popularity"),
                    "valid_protocol": ("full", "sampled", "session")}
         for name, allowed in choices.items():

@@ -59,8 +59,7 @@ class PairwiseTask:
         self.sampler = NegativeSampler(train, distribution=config.sampler,
                                        alpha=config.sampler_alpha,
                                        only_seen_items=config.sample_only_seen_items)
-        loss = PAIRWISE_LOSSES[config.loss]
-        self.loss_fn = partial(loss, margin=config.margin) if config.loss == "hinge" else loss
+        self.loss_fn = _pairwise_loss(config)
 
     def batches(self, generator: torch.Generator) -> Iterator[PairBatch]:
         order = torch.randperm(self.n_examples, generator=generator)
@@ -79,11 +78,14 @@ class PairwiseTask:
 @dataclass(frozen=True)
 class SequenceBatch:
     """Whole sequences, right-padded: history long [B, L], mask bool [B, L]; targets long [P],
-    the next item of every position that has one, in row-major order of ``mask[:, 1:]``."""
+    the next item of every position that has one, in row-major order of ``mask[:, 1:]``;
+    users long [B] (the sequence's user); negatives long [P, N] for pairwise losses, else None."""
 
     history: torch.Tensor
     mask: torch.Tensor
     targets: torch.Tensor
+    users: torch.Tensor | None = None
+    negatives: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -92,7 +94,9 @@ class SequenceBatch:
 
 class NextItemTask:
     """Every prefix of every training sequence predicts its next item (SR-GNN/STAMP's prefix
-    augmentation), with a full softmax cross-entropy over all items.
+    augmentation), with a full softmax cross-entropy over all items (``train.loss = "softmax"``,
+    models with ``prefix_states``/``output``) or a pairwise loss against N negatives sampled
+    outside the sequence's user's training items (models with ``prefix_scores``: RUM, FPMC).
 
     A sequence is a user's chronological history (for session files every session is a
     pseudo-user). Batches hold whole sequences and about ``batch_size`` prediction targets; the
@@ -115,6 +119,13 @@ class NextItemTask:
         self.n_targets = lengths[self.rows] - 1
         self.n_examples = int(self.n_targets.sum())
         self.batch_size = config.batch_size
+        self.softmax = config.loss == "softmax"
+        if not self.softmax:
+            self.n_negatives = config.n_negatives
+            self.sampler = NegativeSampler(train, distribution=config.sampler,
+                                           alpha=config.sampler_alpha,
+                                           only_seen_items=config.sample_only_seen_items)
+            self.loss_fn = _pairwise_loss(config)
 
     def _batch_rows(self, generator: torch.Generator) -> list[np.ndarray]:
         order = torch.randperm(len(self.rows), generator=generator).numpy()
@@ -127,18 +138,44 @@ class NextItemTask:
 
     def batches(self, generator: torch.Generator) -> Iterator[SequenceBatch]:
         for rows in self._batch_rows(generator):
-            q = Query.from_csr(np.full(len(rows), -1), rows, self.indptr, self.items)
-            yield SequenceBatch(q.history, q.mask, q.history[:, 1:][q.mask[:, 1:]])
+            q = Query.from_csr(rows, rows, self.indptr, self.items)           # row r = user r
+            targets = q.history[:, 1:][q.mask[:, 1:]]
+            negatives = None
+            if not self.softmax:
+                owners = q.users.repeat_interleave(q.mask[:, 1:].sum(1))       # each target's user
+                negatives = self.sampler.sample(owners, self.n_negatives, generator)
+            yield SequenceBatch(q.history, q.mask, targets, q.users, negatives)
 
     def loss(self, model: Model, batch: SequenceBatch) -> torch.Tensor:
-        states = model.prefix_states(batch.history, batch.mask)[:, :-1][batch.mask[:, 1:]]
-        return softmax_cross_entropy(model.output(states), batch.targets)
+        predicts = batch.mask[:, 1:]                                           # position t has a next item
+        if self.softmax:
+            states = model.prefix_states(batch.history, batch.mask)[:, :-1][predicts]
+            return softmax_cross_entropy(model.output(states), batch.targets)
+        P = len(batch.targets)
+        candidates = batch.history.new_zeros(*batch.history.shape, 1 + self.n_negatives)
+        candidates[:, :-1][predicts] = torch.cat([batch.targets[:, None], batch.negatives], dim=1)
+        scores = model.prefix_scores(batch.users, batch.history, batch.mask, candidates)
+        scores = scores[:, :-1][predicts].reshape(P, -1)
+        return self.loss_fn(scores[:, 0], scores[:, 1:])
+
+
+def _pairwise_loss(config: TrainConfig):
+    loss = PAIRWISE_LOSSES[config.loss]
+    if config.loss == "hinge":
+        return partial(loss, margin=config.margin)
+    if config.loss == "bpr_max":
+        return partial(loss, regularization=config.bpr_max_reg)
+    return loss
 
 
 def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
     """The task a model trains with (its ``task`` attribute) and checks the loss fits it."""
     if model.task == "next_item":
-        if config.loss != "softmax":
+        if config.loss == "softmax" and not hasattr(model, "prefix_states"):
+            raise ConfigError(f"{type(model).__name__} scores candidates through its memory and "
+                              f"cannot train with a full softmax; use train.loss = one of "
+                              f"{', '.join(PAIRWISE_LOSSES)}")
+        if config.loss != "softmax" and not hasattr(model, "prefix_scores"):
             raise ConfigError(f"{type(model).__name__} trains on next items with "
                               f"train.loss = \"softmax\", not {config.loss!r}")
         return NextItemTask(train, config)

@@ -1,0 +1,293 @@
+"""RUM: sequential recommendation with user memory networks, item level and feature level.
+
+Chen, Xu, Zhang, Tang, Cao, Qin, Zha. "Sequential Recommendation with User Memory Networks."
+WSDM 2018. No official code exists; the equations below follow the paper as summarised in the
+survey and in the spec ``rum-ksr-stamp-nmrn.md`` §1 (several details there are marked
+unverified — see "Reconstructed choices").
+
+Both variants keep a per-user memory M^u of K slots, read it with softmax attention of
+strength β, merge the read with the user's long-term embedding and score like BPR-MF:
+
+* read      z_k = softmax_k(β · w_k),  m_u = Σ_k z_k m_k         → ``masked_softmax``
+* merge     p_u^t = p_u + α · m_u                                  (MERGE as a weighted sum)
+* score     ŷ_ui = p_u^tᵀ q_i  (the paper's σ(·) is the BCE loss's; ranking ignores it)
+
+**RUM-I** (:class:`RUMItem`): the memory holds the embeddings of the user's K latest items
+(FIFO write, :func:`~memrec.memory.write.fifo_append`; all prefixes at once with
+:func:`~memrec.memory.write.fifo_positions`), addressed by w_k = q_iᵀ m_k.
+
+**RUM-F** (:class:`RUMFeature`): K global feature keys f_k and a per-user value memory,
+addressed by w_k = q_iᵀ f_k, written after each consumed item q with its address
+z = softmax(β qᵀF) by erase and add (:func:`~memrec.memory.write.erase_add_write`):
+e = σ(E q + b_e), a = tanh(A q + b_a), m_k ← m_k ⊙ (1 − z_k e) + z_k a.
+
+The read query is the candidate item (``query="candidate"``, the paper's design: which memories
+resemble the item being scored), so the user vector differs per candidate. Full ranking stays one
+batched matrix product because the merged score expands:
+
+    ŷ_ui = p_uᵀq_i + α Σ_k z_ik · (m_kᵀ q_i)
+
+and m_kᵀ q_i for all items is ``M^u @ Qᵀ`` ([K, n_items] per user). For RUM-I, w_ik = m_kᵀ q_i
+is the same product, so one matmul gives both the address and the read.
+
+Reconstructed choices (constructor options; defaults argued in ``docs/models/rum.md``): read
+query candidate (``"last"``: the last consumed item, a single user vector per state); α = 0.2;
+β = 1; K = 20 (RUM-I: items; RUM-F: feature slots); RUM-F's initial memory learned (shared by
+all users; ``"zeros"`` as option); one item table shared by the memory and the scorer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..memory.read import masked_softmax
+from ..memory.state import MemoryState
+from ..memory.write import (UnrolledStates, erase_add_unroll, erase_add_write, fifo_append,
+                             fifo_positions, unroll)
+from .sequential import StatefulScorer, chunked_items
+
+QUERIES = ("candidate", "last")
+
+
+class _RUM(StatefulScorer):
+    """What both variants share: p_u, q_i, α, β, the read query, merge and score."""
+
+    explains = "items"
+
+    def __init__(self, n_users: int, n_items: int, *, dim: int, slots: int, alpha: float,
+                 beta: float, query: str, init_std: float):
+        super().__init__(n_users, n_items)
+        if query not in QUERIES:
+            raise ValueError(f"query must be one of {', '.join(QUERIES)}, not {query!r}")
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self.slots, self.alpha, self.beta, self.query = slots, alpha, beta, query
+        self.user_embedding = nn.Embedding(n_users, dim)     # p_u, long-term preference
+        self.item_embedding = nn.Embedding(n_items, dim)     # q_i, also what memories hold
+        nn.init.normal_(self.user_embedding.weight, std=init_std)
+        nn.init.normal_(self.item_embedding.weight, std=init_std)
+
+    def _merge_score(self, users: torch.Tensor, q: torch.Tensor, read_score: torch.Tensor) -> torch.Tensor:
+        """p_uᵀq + α·(read term). users [B], q [B, ..., d], read_score [B, ...]."""
+        p = self.user_embedding(users)
+        p = p.reshape(p.shape[0], *([1] * (q.dim() - 2)), p.shape[1])
+        return (p * q).sum(-1) + self.alpha * read_score
+
+
+class RUMItem(_RUM):
+    """RUM-I: attention over the user's K most recent items.
+
+    Parameters
+    ----------
+    n_users, n_items : int
+    dim : int
+        Embedding size d.
+    slots : int
+        K, how many recent items the memory keeps.
+    alpha : float
+        MERGE weight: p_u + α·m_u.
+    beta : float
+        Attention strength: softmax(β·w).
+    query : "candidate" | "last"
+        What reads the memory: the item being scored (paper) or the last consumed item.
+    init_std : float
+        Normal init of both embedding tables.
+
+    Shapes
+    ------
+    state: MemoryState values [B, K, d] (item embeddings, newest in the last slot), mask [B, K]
+    prefix_scores: history [B, L], candidates [B, L, C] → [B, L, C]
+    """
+
+    def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 20,
+                 alpha: float = 0.2, beta: float = 1.0, query: str = "candidate",
+                 init_std: float = 0.1):
+        super().__init__(n_users, n_items, dim=dim, slots=slots, alpha=alpha, beta=beta,
+                         query=query, init_std=init_std)
+
+    # -- state --------------------------------------------------------------------------------
+    def init_state(self, users: torch.Tensor) -> MemoryState:
+        return MemoryState.empty(len(users), self.slots, self.item_embedding.embedding_dim,
+                                 dtype=self.item_embedding.weight.dtype)
+
+    def update(self, state: MemoryState, items: torch.Tensor) -> MemoryState:
+        return fifo_append(state, self.item_embedding(items))                      # FIFO write
+
+    def encode(self, users, history, mask) -> MemoryState:
+        positions, slot_mask = fifo_positions(mask, self.slots)                    # [B, L, K]
+        last = positions[:, -1] if history.shape[1] else positions.new_zeros(len(users), self.slots)
+        filled = slot_mask[:, -1] if history.shape[1] else torch.zeros_like(last, dtype=torch.bool)
+        items = history.gather(1, last) if history.shape[1] else last
+        return MemoryState(self.item_embedding(items) * filled[..., None], filled)
+
+    # -- read ---------------------------------------------------------------------------------
+    def _read_score(self, memory: torch.Tensor, slot_mask: torch.Tensor, q: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """α's term and the attention. memory [..., K, d], slot_mask [..., K], q [..., C, d]
+        → (Σ_k z_ck m_kᵀq_c [..., C], z [..., C, K])."""
+        if self.query == "candidate":
+            w = q @ memory.transpose(-1, -2)                                       # w_ck = q_cᵀ m_k
+            z = masked_softmax(self.beta * w, slot_mask.unsqueeze(-2).expand_as(w))
+            return (z * w).sum(-1), z
+        last = memory[..., -1:, :]                                                 # newest slot
+        z = masked_softmax(self.beta * (last @ memory.transpose(-1, -2)), slot_mask.unsqueeze(-2))
+        m_u = z @ memory                                                           # [..., 1, d]
+        return (q * m_u).sum(-1), z.expand(*q.shape[:-1], z.shape[-1])
+
+    def score_state(self, state: MemoryState, users, items=None) -> torch.Tensor:
+        if items is not None:
+            q = self.item_embedding(items)                                         # [B, C, d]
+            return self._merge_score(users, q, self._read_score(state.values, state.mask, q)[0])
+        return torch.cat([self._score_chunk(state, users, s)
+                          for s in chunked_items(self.n_items, len(users), 2 * self.slots)], dim=1)
+
+    def _score_chunk(self, state: MemoryState, users, items: slice) -> torch.Tensor:
+        table = self.item_embedding.weight[items]                                  # [n, d]
+        q = table.expand(len(users), *table.shape)                                 # view, no copy
+        return self._merge_score(users, q, self._read_score(state.values, state.mask, q)[0])
+
+    def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
+        positions, slot_mask = fifo_positions(mask, self.slots)                    # memory after each event
+        B, L, K = positions.shape
+        memory = self.item_embedding(history.gather(1, positions.reshape(B, -1)).reshape(B, L, K))
+        memory = memory * slot_mask[..., None]
+        q = self.item_embedding(candidates)                                        # [B, L, C, d]
+        return self._merge_score(users, q, self._read_score(memory, slot_mask, q)[0])
+
+    # -- explanations -------------------------------------------------------------------------
+    @torch.no_grad()
+    def explain_query(self, users, history, mask, items: torch.Tensor) -> list[list[tuple[int, float]]]:
+        """For one user (B = 1) and items [C]: the remembered past items with the attention
+        each got when scoring the item, strongest first."""
+        state = self.encode(users, history, mask)
+        q = self.item_embedding(items)[None]                                       # [1, C, d]
+        z = self._read_score(state.values, state.mask, q)[1][0]                    # [C, K]
+        positions, slot_mask = fifo_positions(mask, self.slots)
+        slot_items = history[0, positions[0, -1]]
+        return _ranked(z, slot_mask[0, -1], slot_items)
+
+
+class RUMFeature(_RUM):
+    """RUM-F: K latent feature slots, a per-user value memory written by erase and add.
+
+    Parameters
+    ----------
+    n_users, n_items : int
+    dim : int
+        Embedding size d (keys, values and items share it).
+    slots : int
+        K, the number of feature slots.
+    alpha, beta, query, init_std
+        As in :class:`RUMItem`; the candidate query addresses the slots by q_iᵀ f_k.
+    memory_init : "learned" | "zeros"
+        The value memory before a user's first event: one learned [K, d] matrix shared by all
+        users (DKVMN's choice), or zeros.
+
+    Shapes
+    ------
+    state: (MemoryState values [B, K, d] with mask all True, last item embedding [B, d])
+    prefix_scores: history [B, L], candidates [B, L, C] → [B, L, C]
+    """
+
+    explains = "slots"
+
+    def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 20,
+                 alpha: float = 0.2, beta: float = 1.0, query: str = "candidate",
+                 memory_init: str = "learned", init_std: float = 0.1):
+        super().__init__(n_users, n_items, dim=dim, slots=slots, alpha=alpha, beta=beta,
+                         query=query, init_std=init_std)
+        if memory_init not in ("learned", "zeros"):
+            raise ValueError(f"memory_init must be learned or zeros, not {memory_init!r}")
+        self.feature_keys = nn.Parameter(torch.randn(slots, dim) * init_std)      # F = [f_1..f_K]
+        self.erase = nn.Linear(dim, dim)                                           # E, b_e
+        self.add = nn.Linear(dim, dim)                                             # A, b_a
+        self.initial_memory = (nn.Parameter(torch.randn(slots, dim) * init_std)
+                               if memory_init == "learned" else None)
+
+    # -- state: (value memory, embedding of the last consumed item) -----------------------------
+    def init_state(self, users: torch.Tensor) -> tuple[MemoryState, torch.Tensor]:
+        K, d = self.feature_keys.shape
+        values = (self.initial_memory.expand(len(users), K, d) if self.initial_memory is not None
+                  else self.feature_keys.new_zeros(len(users), K, d))
+        filled = torch.ones(len(users), K, dtype=torch.bool, device=values.device)
+        return MemoryState(values, filled), values.new_zeros(len(users), d)
+
+    def _address(self, q: torch.Tensor) -> torch.Tensor:
+        """z = softmax_k(β qᵀf_k). q [..., d] → [..., K]."""
+        return torch.softmax(self.beta * (q @ self.feature_keys.T), dim=-1)
+
+    def _write(self, memory: MemoryState, q: torch.Tensor) -> MemoryState:
+        """Erase-add write of one consumed item per row, q [B, d]."""
+        return erase_add_write(memory, self._address(q), torch.sigmoid(self.erase(q)),
+                               torch.tanh(self.add(q)))
+
+    def update(self, state, items: torch.Tensor):
+        q = self.item_embedding(items)
+        return self._write(state[0], q), q
+
+    def _write_all(self, users, q_seq: torch.Tensor, mask) -> UnrolledStates:
+        """The memory after every event of a padded sequence q_seq [B, L, d]: the addresses,
+        erase and add vectors of all events in three batched ops, then one affine scan."""
+        memory, _ = self.init_state(users)
+        return erase_add_unroll(memory, self._address(q_seq), torch.sigmoid(self.erase(q_seq)),
+                                torch.tanh(self.add(q_seq)), mask)
+
+    def encode(self, users, history, mask):
+        # step by step, keeping only the current memory: the scan's [B, L, K, d] stack of every
+        # state would be gigabytes for a full-ranking batch of long histories
+        q_seq = self.item_embedding(history)
+        memory = unroll(self._write, self.init_state(users)[0], (q_seq,), mask)
+        length = mask.sum(1)
+        last = q_seq.gather(1, (length - 1).clamp_min(0)[:, None, None].expand(-1, 1, q_seq.shape[2]))
+        return memory, last[:, 0] * (length > 0)[:, None]
+
+    # -- read ---------------------------------------------------------------------------------
+    def _read_score(self, memory: torch.Tensor, q: torch.Tensor, last: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory [..., K, d], q [..., C, d], last [..., d] →
+        (Σ_k z_ck m_kᵀq_c [..., C], z [..., C, K])."""
+        if self.query == "candidate":
+            z = self._address(q)                                                   # [..., C, K]
+            return (z * (q @ memory.transpose(-1, -2))).sum(-1), z
+        z = self._address(last).unsqueeze(-2)                                      # [..., 1, K]
+        return (q * (z @ memory)).sum(-1), z.expand(*q.shape[:-1], z.shape[-1])
+
+    def score_state(self, state, users, items=None) -> torch.Tensor:
+        memory, last = state
+        if items is not None:
+            q = self.item_embedding(items)
+            return self._merge_score(users, q, self._read_score(memory.values, q, last)[0])
+        parts = []
+        for s in chunked_items(self.n_items, len(users), 2 * self.slots):
+            table = self.item_embedding.weight[s]
+            q = table.expand(len(users), *table.shape)
+            parts.append(self._merge_score(users, q, self._read_score(memory.values, q, last)[0]))
+        return torch.cat(parts, dim=1)
+
+    def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
+        q_seq = self.item_embedding(history)
+        states = self._write_all(users, q_seq, mask)
+        q = self.item_embedding(candidates)                                        # [B, L, C, d]
+        return self._merge_score(users, q, self._read_score(states.values, q, q_seq)[0])
+
+    # -- explanations -------------------------------------------------------------------------
+    @torch.no_grad()
+    def explain_query(self, users, history, mask, items: torch.Tensor) -> list[list[tuple[int, float]]]:
+        """For one user (B = 1) and items [C]: the feature slots with the attention each got
+        when scoring the item, strongest first."""
+        memory, last = self.encode(users, history, mask)
+        z = self._read_score(memory.values, self.item_embedding(items)[None], last)[1][0]
+        return _ranked(z, torch.ones(z.shape[1], dtype=torch.bool), torch.arange(z.shape[1]))
+
+
+def _ranked(weights: torch.Tensor, valid: torch.Tensor, ids: torch.Tensor) -> list[list[tuple[int, float]]]:
+    """Per row of weights [C, K]: (ids[k], weight) of the valid slots, strongest first."""
+    out = []
+    for row in weights:
+        order = torch.argsort(row[valid], descending=True)
+        out.append(list(zip(ids[valid][order].tolist(), row[valid][order].tolist())))
+    return out
+
+
+__all__ = ["RUMItem", "RUMFeature"]
