@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import peak_rss_mb
+from common import child_env, fmt, mean_std, peak_rss_mb, split_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k" / "raw" / "u.data"
@@ -54,17 +52,6 @@ def config_path(model: str) -> Path | None:
 
 
 # -- child: one training run ------------------------------------------------------------------
-def split_fingerprint(path: Path) -> str:
-    """sha256 over the split's arrays (names and bytes), independent of zip metadata."""
-    import numpy as np
-    digest = hashlib.sha256()
-    with np.load(path, allow_pickle=False) as z:
-        for name in sorted(z.files):
-            digest.update(name.encode())
-            digest.update(np.ascontiguousarray(z[name]).tobytes())
-    return digest.hexdigest()[:16]
-
-
 def run_child(spec: dict) -> dict:
     """Train + test one configuration in this process; return what the parent records."""
     import torch
@@ -88,14 +75,6 @@ def run_child(spec: dict) -> dict:
     }
 
 
-def child_env(threads: int | None) -> dict:
-    """Environment of a child: memrec importable; ``threads`` caps torch/OpenMP/MKL threads."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    return env
-
-
 def spawn(model: str, overrides: list[str], workdir: Path, data: Path, threads: int | None) -> dict:
     """Run one configuration in a fresh Python process and return its record."""
     out = workdir / "_".join([model, *(o.replace("=", "-") for o in overrides)])
@@ -117,7 +96,7 @@ def spawn(model: str, overrides: list[str], workdir: Path, data: Path, threads: 
 def import_rss_mb() -> float:
     """Peak RSS of a child that only imports memrec and torch: the floor under every run."""
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import torch, memrec.runs; "
-            "from common import peak_rss_mb; print(peak_rss_mb())")
+            "from common import child_env, fmt, mean_std, peak_rss_mb, split_fingerprint; print(peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", code], env=child_env(None), capture_output=True,
                          text=True, check=True)
     return float(out.stdout.strip())
@@ -143,11 +122,6 @@ def same_config(model: str, overrides: list[str], other: list[str]) -> bool:
         load_config(model, cfg, ["train.seed=0", *other]).to_json()
 
 
-def mean_std(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
-
-
 def summarise(model: str, runs: list[dict]) -> dict:
     cfg = config_path(model)
     out = {"model": model, "config": str(cfg.relative_to(ROOT)) if cfg else None,
@@ -158,12 +132,6 @@ def summarise(model: str, runs: list[dict]) -> dict:
     for key in ("train_seconds", "eval_seconds", "peak_rss_mb"):
         out[key] = mean_std([r[key] for r in runs])
     return out
-
-
-def fmt(stat: dict, digits: int = 4) -> str:
-    if stat["n"] > 1:
-        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f}"
 
 
 def markdown(report: dict) -> str:

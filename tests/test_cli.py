@@ -226,3 +226,19 @@ def test_recommend_explain_for_a_known_session(session_run):
     result = run("recommend", out, "--user", 0, "-k", 2, "--explain")
     assert result.exit_code == 0, result.output
     assert result.output.count("attended: item ") == 2
+
+
+@pytest.mark.parametrize("model,kind", [("rumi", "item"), ("rumf", "slot")])
+def test_recommend_explain_for_rum(data_file, tmp_path, model, kind):
+    out = tmp_path / model
+    result = run("train", model, "--data", data_file, "--out", out, "--epochs", 1,
+                 "--set", "model.dim=8", "--set", "model.slots=4", "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = run("recommend", out, "--user", "3", "-k", "2", "--explain")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "attended:" in line]
+    assert len(lines) == 2 and f"{kind} " in lines[0]
+    for line in lines:  # the memory's attention for that item: a distribution over ≤ 4 slots
+        weights = [float(p.split("(")[1].rstrip(")")) for p in line.split("attended:")[1].split(",")]
+        assert len(weights) <= 4 and weights == sorted(weights, reverse=True)
+        assert sum(weights) == pytest.approx(1.0, abs=0.02)

@@ -11,8 +11,8 @@ from memrec.data.splits import leave_one_out
 from memrec.evaluation import Evaluator
 from memrec.losses import bpr_max
 from memrec.memory.state import MemoryState
-from memrec.memory.write import (erase_add_unroll, erase_add_write, fifo_append, fifo_positions,
-                                 fifo_states, unroll)
+from memrec.memory.write import (erase_add_final, erase_add_unroll, erase_add_write, fifo_append,
+                                 fifo_positions, fifo_states, unroll)
 from memrec.models import ConfigError, build
 from memrec.models.base import Query
 from memrec.models.rum import RUMFeature, RUMItem
@@ -242,6 +242,13 @@ def test_erase_add_unroll_equals_the_stepwise_unroll_with_gradients():
     torch.testing.assert_close(fast, slow)
     probe = torch.randn(fast.shape, generator=g, dtype=torch.float64)
     grads_fast = torch.autograd.grad((fast * probe).sum(), leaves)
-    grads_slow = torch.autograd.grad((slow * probe).sum(), leaves)
+    grads_slow = torch.autograd.grad((slow * probe).sum(), leaves, retain_graph=True)
     for f, s in zip(grads_fast, grads_slow):
+        torch.testing.assert_close(f, s)
+    # the final-state path (rows without an event at a step are not touched)
+    final = erase_add_final(state, w, e, a, mask).values
+    torch.testing.assert_close(final, slow[:, -1])
+    grads_final = torch.autograd.grad((final * probe[:, -1]).sum(), leaves)
+    grads_slow = torch.autograd.grad((slow[:, -1] * probe[:, -1]).sum(), leaves)
+    for f, s in zip(grads_final, grads_slow):
         torch.testing.assert_close(f, s)

@@ -41,7 +41,7 @@ from .state import MemoryState
 
 __all__ = [
     "fifo_append", "fifo_window", "fifo_positions", "fifo_states", "erase_add_write", "gated_write",
-    "affine_scan", "erase_add_unroll",
+    "affine_scan", "erase_add_unroll", "erase_add_final",
     "select_rows", "unroll", "UnrolledStates",
 ]
 
@@ -135,7 +135,8 @@ def fifo_window(values: torch.Tensor, mask: torch.Tensor, capacity: int,
     return MemoryState(place(values), slot_mask, None if keys is None else place(keys))
 
 
-def fifo_positions(mask: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+def fifo_positions(mask: torch.Tensor, capacity: int, *, only_last: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where every FIFO state of a sequence takes its items from, without a loop over time.
 
     Slot m of the state after event t holds the sequence position ``positions[b, t, m]`` when
@@ -144,13 +145,15 @@ def fifo_positions(mask: torch.Tensor, capacity: int) -> tuple[torch.Tensor, tor
     RUM-I's memory at every prefix for next-item training in one pass.
 
     mask bool [B, T] (any padding) → (positions long [B, T, M], slot_mask bool [B, T, M]);
-    empty slots point at position 0.
+    empty slots point at position 0. ``only_last``: just the final state's, [B, 1, M].
     """
     if capacity < 1:
         raise ValueError(f"capacity must be >= 1, got {capacity}")
     mask = mask.to(torch.bool)
     B, T = mask.shape
     count = mask.long().cumsum(1)                                               # valid items ≤ t
+    if only_last:
+        count, T = count[:, -1:], 1
     # valid positions in order, then the rest: rank r (0-based) of a valid item → its position
     by_rank = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices    # [B, T]
     slot = torch.arange(capacity, device=mask.device)
@@ -218,6 +221,29 @@ def erase_add_write(state: MemoryState, weights: torch.Tensor, erase: torch.Tens
     a = _per_slot("add", add, B, M, Dv)                                         # [B, 1|M, Dv]
     w = weights.unsqueeze(-1)                                                   # [B, M, 1]
     values = state.values * (1 - w * e) + w * a                                 # v ⊙ (1 − w·e) + w·a
+    return state.with_values(values)
+
+
+def erase_add_final(state: MemoryState, weights: torch.Tensor, erase: torch.Tensor,
+                    add: torch.Tensor, mask: torch.Tensor) -> MemoryState:
+    """The memory after a padded sequence of erase-add writes: equals
+    ``unroll(erase_add_write, state, (weights, erase, add), mask)``, but each step updates only
+    the rows with a real event there, so the work follows the number of events, not B × T (a
+    full-ranking batch pads every history to the longest one). Keeps one memory, not every
+    state. weights [B, T, M], erase / add [B, T, Dv], mask bool [B, T] → MemoryState.
+    """
+    B, M, Dv = state.values.shape
+    T = mask.shape[1]
+    _check_shape("weights", weights, (B, T, M))
+    _check_shape("erase", erase, (B, T, Dv))
+    _check_shape("add", add, (B, T, Dv))
+    values = state.values.clone()
+    for t in range(T):
+        rows = mask[:, t].nonzero().flatten()
+        if len(rows):
+            w = weights[rows, t].unsqueeze(-1)                                  # [b, M, 1]
+            new = values[rows] * (1 - w * erase[rows, t, None, :]) + w * add[rows, t, None, :]
+            values.index_copy_(0, rows, new)           # autograd-safe: values[rows] is a copy
     return state.with_values(values)
 
 

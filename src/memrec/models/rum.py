@@ -43,8 +43,8 @@ from torch import nn
 
 from ..memory.read import masked_softmax
 from ..memory.state import MemoryState
-from ..memory.write import (UnrolledStates, erase_add_unroll, erase_add_write, fifo_append,
-                             fifo_positions, unroll)
+from ..memory.write import (UnrolledStates, erase_add_final, erase_add_unroll, erase_add_write,
+                             fifo_append, fifo_positions)
 from .sequential import StatefulScorer, chunked_items
 
 QUERIES = ("candidate", "last")
@@ -115,11 +115,11 @@ class RUMItem(_RUM):
         return fifo_append(state, self.item_embedding(items))                      # FIFO write
 
     def encode(self, users, history, mask) -> MemoryState:
-        positions, slot_mask = fifo_positions(mask, self.slots)                    # [B, L, K]
-        last = positions[:, -1] if history.shape[1] else positions.new_zeros(len(users), self.slots)
-        filled = slot_mask[:, -1] if history.shape[1] else torch.zeros_like(last, dtype=torch.bool)
-        items = history.gather(1, last) if history.shape[1] else last
-        return MemoryState(self.item_embedding(items) * filled[..., None], filled)
+        if history.shape[1] == 0:
+            return self.init_state(users)
+        positions, filled = fifo_positions(mask, self.slots, only_last=True)      # [B, 1, K]
+        items = history.gather(1, positions[:, 0])
+        return MemoryState(self.item_embedding(items) * filled[:, 0, :, None], filled[:, 0])
 
     # -- read ---------------------------------------------------------------------------------
     def _read_score(self, memory: torch.Tensor, slot_mask: torch.Tensor, q: torch.Tensor
@@ -139,13 +139,35 @@ class RUMItem(_RUM):
         if items is not None:
             q = self.item_embedding(items)                                         # [B, C, d]
             return self._merge_score(users, q, self._read_score(state.values, state.mask, q)[0])
-        return torch.cat([self._score_chunk(state, users, s)
-                          for s in chunked_items(self.n_items, len(users), 2 * self.slots)], dim=1)
+        if self.query == "last":                                                  # one user vector
+            return self._user_vectors(users, state) @ self.item_embedding.weight.T
+        return self._score_all_candidates(state, users)
 
-    def _score_chunk(self, state: MemoryState, users, items: slice) -> torch.Tensor:
-        table = self.item_embedding.weight[items]                                  # [n, d]
-        q = table.expand(len(users), *table.shape)                                 # view, no copy
-        return self._merge_score(users, q, self._read_score(state.values, state.mask, q)[0])
+    def _user_vectors(self, users, state: MemoryState) -> torch.Tensor:
+        """p_u + α·m_u with the last item as the query. → [B, d]"""
+        last = state.values[:, -1:, :]
+        z = masked_softmax(self.beta * (last @ state.values.transpose(1, 2)), state.mask[:, None])
+        return self.user_embedding(users) + self.alpha * (z @ state.values)[:, 0]
+
+    def _score_all_candidates(self, state: MemoryState, users, rows_per_block: int = 64) -> torch.Tensor:
+        """Full ranking with the candidate as the query. w = M^u Qᵀ is one GEMM per block of
+        users; the softmax over slots is the only [B, K, n_items] elementwise work, so users are
+        processed in blocks of similar memory fill, each block trimmed to its fullest memory
+        (slots are right-aligned: the filled ones are the last)."""
+        table = self.item_embedding.weight                                         # [n, d]
+        scores = self.user_embedding(users) @ table.T                              # p_uᵀ q_i
+        filled = state.mask.sum(1)
+        for rows in torch.argsort(filled).split(rows_per_block):
+            k = int(filled[rows].max())
+            if k == 0:
+                continue
+            memory, slot_mask = state.values[rows, -k:], state.mask[rows, -k:]      # [b, k, d], [b, k]
+            for items in chunked_items(self.n_items, len(rows), 3 * k):
+                w = memory @ table[items].T                                         # [b, k, n] w_ki = m_kᵀ q_i
+                logits = (self.beta * w).masked_fill(~slot_mask[:, :, None], float("-inf"))
+                z = torch.softmax(logits, dim=1).nan_to_num_(0.0)                  # empty memory: no read
+                scores[rows, items] += self.alpha * (z * w).sum(1)
+        return scores
 
     def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
         positions, slot_mask = fifo_positions(mask, self.slots)                    # memory after each event
@@ -163,9 +185,8 @@ class RUMItem(_RUM):
         state = self.encode(users, history, mask)
         q = self.item_embedding(items)[None]                                       # [1, C, d]
         z = self._read_score(state.values, state.mask, q)[1][0]                    # [C, K]
-        positions, slot_mask = fifo_positions(mask, self.slots)
-        slot_items = history[0, positions[0, -1]]
-        return _ranked(z, slot_mask[0, -1], slot_items)
+        positions, filled = fifo_positions(mask, self.slots, only_last=True)
+        return _ranked(z, filled[0, 0], history[0, positions[0, 0]])
 
 
 class RUMFeature(_RUM):
@@ -234,10 +255,11 @@ class RUMFeature(_RUM):
                                 torch.tanh(self.add(q_seq)), mask)
 
     def encode(self, users, history, mask):
-        # step by step, keeping only the current memory: the scan's [B, L, K, d] stack of every
-        # state would be gigabytes for a full-ranking batch of long histories
+        # keeping only the current memory: the scan's [B, L, K, d] stack of every state would be
+        # gigabytes for a full-ranking batch of long histories
         q_seq = self.item_embedding(history)
-        memory = unroll(self._write, self.init_state(users)[0], (q_seq,), mask)
+        memory = erase_add_final(self.init_state(users)[0], self._address(q_seq),
+                                 torch.sigmoid(self.erase(q_seq)), torch.tanh(self.add(q_seq)), mask)
         length = mask.sum(1)
         last = q_seq.gather(1, (length - 1).clamp_min(0)[:, None, None].expand(-1, 1, q_seq.shape[2]))
         return memory, last[:, 0] * (length > 0)[:, None]
@@ -258,12 +280,15 @@ class RUMFeature(_RUM):
         if items is not None:
             q = self.item_embedding(items)
             return self._merge_score(users, q, self._read_score(memory.values, q, last)[0])
-        parts = []
-        for s in chunked_items(self.n_items, len(users), 2 * self.slots):
-            table = self.item_embedding.weight[s]
-            q = table.expand(len(users), *table.shape)
-            parts.append(self._merge_score(users, q, self._read_score(memory.values, q, last)[0]))
-        return torch.cat(parts, dim=1)
+        table = self.item_embedding.weight                                         # [n, d]
+        p = self.user_embedding(users)
+        if self.query == "last":                                                   # one user vector
+            m_u = (self._address(last)[:, None, :] @ memory.values)[:, 0]
+            return (p + self.alpha * m_u) @ table.T
+        # Σ_k z_ik m_kᵀq_i = ⟨vec(M^u), vec(z_i ⊗ q_i)⟩, and z_i does not depend on the user:
+        # full ranking is one GEMM against the [n, K·d] table of z_i ⊗ q_i
+        addressed = (self._address(table)[:, :, None] * table[:, None, :]).flatten(1)
+        return p @ table.T + self.alpha * (memory.values.flatten(1) @ addressed.T)
 
     def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
         q_seq = self.item_embedding(history)

@@ -1,0 +1,209 @@
+"""RUM-I, RUM-F, FPMC, GRU4Rec beside BPR-MF, Pop and the item-based baselines on user sequences.
+
+Datasets: ``../shared/data/amazon-games`` (SASRec's "Games", file order = time) and
+``../shared/data/ml-100k`` (timestamps). One split per dataset: leave-one-out (last item → test,
+the one before → valid), 100 fixed sampled negatives per user, split seed 0; every run checks
+the split fingerprint. Models use ``configs/<model>_<dataset>.toml`` (falling back to the
+ML-100K config for the baselines that have no dataset-specific one). Gradient models run with
+several training seeds, each run a child process that calls :func:`memrec.runs.train_run`
+(exactly ``memrec train``) and reports its peak RSS, training examples/s and seconds per epoch.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/sequential_users.py run ml-100k --seeds 0,1,2
+    PYTHONPATH=src .venv/bin/python benchmarks/sequential_users.py run amazon-games --seeds 0
+    PYTHONPATH=src .venv/bin/python benchmarks/sequential_users.py report    # tables only
+
+``run`` adds to ``benchmarks/results/sequential_users.json`` (runs of the same model, dataset and
+seed are replaced) and rewrites ``sequential_users.md``; RecBole 1.2.1's FPMC and GRU4Rec on the
+same splits come from ``benchmarks/recbole_sequential.py`` (``results/recbole_sequential.json``)
+and are shown beside ours when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import child_env, fmt, mean_std, peak_rss_mb, split_fingerprint
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+DATASETS = ("ml-100k", "amazon-games")
+SEQUENTIAL = ("rumi", "rumf", "fpmc", "gru4rec")
+BASELINES = ("pop", "itemknn", "rp3beta", "ease", "bprmf")
+GRADIENT = set(SEQUENTIAL) | {"bprmf"}
+METRICS = ("HR@10", "NDCG@10")
+PROTOCOLS = ("full", "sampled")
+
+
+def config_path(model: str, dataset: str) -> Path | None:
+    for name in (f"{model}_{dataset}.toml", f"{model}_ml-100k.toml"):
+        if (ROOT / "configs" / name).is_file():
+            return ROOT / "configs" / name
+    return None
+
+
+# -- child: one training run ------------------------------------------------------------------
+def run_child(spec: dict) -> dict:
+    import torch
+    from memrec.runs import train_run
+    from memrec.training.config import load_config
+
+    config = load_config(spec["model"], spec["config"], spec["overrides"])
+    out = Path(spec["out"])
+    results = train_run(config, spec["data"], out, progress=False, echo=lambda line: None)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in log if "examples_per_s" in r]
+    return {
+        "model": spec["model"], "dataset": spec["dataset"], "seed": config.train.seed,
+        "config": spec["config"], "overrides": spec["overrides"],
+        "best_epoch": results["best_epoch"], "epochs_run": log[-1]["epoch"] if log else 0,
+        "train_seconds": results["train_seconds"], "eval_seconds": results["eval_seconds"],
+        "seconds_per_epoch": mean_std([r["seconds"] for r in epochs])["mean"] if epochs else 0.0,
+        "examples_per_s": mean_std([r["examples_per_s"] for r in epochs])["mean"] if epochs else 0.0,
+        "test": {p: {m: results["metrics"][p][m] for m in METRICS} for p in results["metrics"]},
+        "peak_rss_mb": peak_rss_mb(), "torch_threads": torch.get_num_threads(),
+        "split": split_fingerprint(out / "split.npz"),
+    }
+
+
+def spawn(model: str, dataset: str, seed: int, workdir: Path, threads: int | None,
+          extra: list[str]) -> dict:
+    cfg = config_path(model, dataset)
+    overrides = [f"train.seed={seed}", *extra]
+    spec = {"model": model, "dataset": dataset, "config": str(cfg) if cfg else None,
+            "overrides": overrides, "out": str(workdir / f"{model}_{dataset}_{seed}"),
+            "data": str(DATA / dataset)}
+    load_before = os.getloadavg()[0]          # the machine may be shared: record how busy it was
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                          env=child_env(threads), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{model} on {dataset} (seed {seed}) failed:\n{proc.stderr[-3000:]}")
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    record["loadavg_1min"] = [load_before, os.getloadavg()[0]]
+    return record
+
+
+# -- report -------------------------------------------------------------------------------------
+def load_results() -> dict:
+    path = RESULTS / "sequential_users.json"
+    return json.loads(path.read_text()) if path.is_file() else {"runs": []}
+
+
+def summarise(runs: list[dict]) -> dict:
+    out = {"seeds": [r["seed"] for r in runs], "best_epochs": [r["best_epoch"] for r in runs]}
+    for p in PROTOCOLS:
+        for m in METRICS:
+            out[f"{p}/{m}"] = mean_std([r["test"][p][m] for r in runs])
+    for key in ("seconds_per_epoch", "examples_per_s", "train_seconds", "peak_rss_mb"):
+        out[key] = mean_std([r[key] for r in runs])
+    return out
+
+
+def recbole_rows(dataset: str) -> list[dict]:
+    path = RESULTS / "recbole_sequential.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    runs = data.get("runs", data) if isinstance(data, dict) else data
+    return [r for r in (runs.values() if isinstance(runs, dict) else runs)
+            if isinstance(r, dict) and r.get("dataset") == dataset]
+
+
+def markdown(results: dict) -> str:
+    lines = ["# Sequential user models (leave-one-out)", ""]
+    head = ["model", "runs"] + [f"{p} {m}" for p in PROTOCOLS for m in METRICS] + [
+        "s/epoch", "train ex/s", "train s", "best epoch", "peak RSS MB"]
+    for dataset in DATASETS:
+        runs = [r for r in results["runs"] if r["dataset"] == dataset]
+        if not runs:
+            continue
+        prints = {r["split"] for r in runs}
+        lines += [f"## {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for model in SEQUENTIAL + BASELINES:
+            mine = [r for r in runs if r["model"] == model]
+            if not mine:
+                continue
+            s = summarise(mine)
+            gradient = model in GRADIENT
+            cells = [model, str(len(mine))] + [fmt(s[f"{p}/{m}"]) for p in PROTOCOLS for m in METRICS]
+            cells += [fmt(s["seconds_per_epoch"], 1) if gradient else "–",
+                      fmt(s["examples_per_s"], 0) if gradient else "–",
+                      fmt(s["train_seconds"], 1), ", ".join(map(str, s["best_epochs"])) if gradient else "–",
+                      fmt(s["peak_rss_mb"], 0)]
+            lines.append("| " + " | ".join(cells) + " |")
+        for r in recbole_rows(dataset):
+            t = r.get("test", {})
+            cells = [f"RecBole {r.get('model')}", "1"]
+            cells += [f"{t.get(p, {}).get(m, float('nan')):.4f}" for p in PROTOCOLS for m in METRICS]
+            cells += [f"{r.get('seconds_per_epoch', float('nan')):.1f}", "–",
+                      f"{r.get('train_seconds', float('nan')):.1f}", str(r.get("best_epoch", "–")),
+                      f"{r.get('peak_rss_mb', float('nan')):.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        loads = [x for r in runs for x in r["loadavg_1min"]]
+        lines += ["", f"Split fingerprint(s): {', '.join(sorted(prints))}. 1-min load average around "
+                  f"the runs {min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} CPUs "
+                  "(≈1 = one core busy with the run; more: shared machine, times inflated).", ""]
+    lines += ["Test item metrics, mean ± std (n−1) over training seeds; full = rank every item except "
+              "the user's train+valid items; sampled = the test item vs 100 fixed negatives. "
+              "s/epoch and ex/s = training only (every prefix of every training sequence is one "
+              "example for the sequential models, one (user, item) pair for BPR-MF). "
+              "RecBole rows: RecBole 1.2.1 trained on the same split (benchmarks/recbole_sequential.py), "
+              "scored with our full and sampled protocols.",
+              "", f"Machine: torch threads per run {results.get('torch_threads', '?')}, "
+              f"{results.get('machine', '')}; updated {results.get('date', '')}."]
+    return "\n".join(lines) + "\n"
+
+
+def save(results: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "sequential_users.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "sequential_users.md").write_text(markdown(results))
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(run_child(json.loads(sys.argv[2]))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and test models on one dataset")
+    run.add_argument("dataset", choices=DATASETS)
+    run.add_argument("--models", default=",".join(SEQUENTIAL + BASELINES))
+    run.add_argument("--seeds", default="0", help="training seeds of the gradient models, e.g. 0,1,2")
+    run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--set", dest="extra", action="append", default=[],
+                     help="extra config override for every run (e.g. train.epochs=5 for a smoke run)")
+    sub.add_parser("report", help="rewrite the markdown from the json")
+    args = parser.parse_args()
+    results = load_results()
+    if args.command == "run":
+        import torch
+        seeds = [int(s) for s in args.seeds.split(",")]
+        with tempfile.TemporaryDirectory() as tmp:
+            for model in args.models.split(","):
+                for seed in (seeds if model in GRADIENT else [0]):
+                    record = spawn(model, args.dataset, seed, Path(tmp), args.threads, args.extra)
+                    results["runs"] = [r for r in results["runs"] if (r["model"], r["dataset"], r["seed"])
+                                       != (model, args.dataset, seed)] + [record]
+                    print(f"{model} {args.dataset} seed {seed}: full NDCG@10 "
+                          f"{record['test']['full']['NDCG@10']:.4f}, {record['seconds_per_epoch']:.1f} s/epoch",
+                          file=sys.stderr, flush=True)
+                    results.update(date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                                   torch_threads=record["torch_threads"],
+                                   machine=f"torch {torch.__version__}, Python {platform.python_version()}, "
+                                           f"{platform.platform()}")
+                    save(results)                    # after every run: a crash loses nothing
+    save(results)
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
