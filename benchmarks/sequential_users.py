@@ -162,10 +162,24 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(results: dict) -> None:
+def key(run: dict) -> tuple:
+    return run["model"], run["dataset"], run["seed"]
+
+
+def save(results: dict, new: list[dict] = ()) -> dict:
+    """Merge ``new`` runs into the file as it is now (another dataset's benchmark may be writing
+    it too), replacing runs with the same model, dataset and seed; rewrite json and markdown."""
+    current = load_results()
+    replaced = {key(r) for r in new}
+    current["runs"] = [r for r in current["runs"] if key(r) not in replaced] + list(new)
+    current.update({k: v for k, v in results.items() if k != "runs"})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sequential_users.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "sequential_users.md").write_text(markdown(results))
+    for name, text in (("sequential_users.json", json.dumps(current, indent=2) + "\n"),
+                       ("sequential_users.md", markdown(current))):
+        tmp = RESULTS / (name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(RESULTS / name)
+    return current
 
 
 def main() -> None:
@@ -183,16 +197,15 @@ def main() -> None:
                      help="extra config override for every run (e.g. train.epochs=5 for a smoke run)")
     sub.add_parser("report", help="rewrite the markdown from the json")
     args = parser.parse_args()
-    results = load_results()
+    results: dict = {}
     if args.command == "run":
         import torch
         seeds = [int(s) for s in args.seeds.split(",")]
+        mine: list[dict] = []
         with tempfile.TemporaryDirectory() as tmp:
             for model in args.models.split(","):
                 for seed in (seeds if model in GRADIENT else [0]):
                     record = spawn(model, args.dataset, seed, Path(tmp), args.threads, args.extra)
-                    results["runs"] = [r for r in results["runs"] if (r["model"], r["dataset"], r["seed"])
-                                       != (model, args.dataset, seed)] + [record]
                     print(f"{model} {args.dataset} seed {seed}: full NDCG@10 "
                           f"{record['test']['full']['NDCG@10']:.4f}, {record['seconds_per_epoch']:.1f} s/epoch",
                           file=sys.stderr, flush=True)
@@ -200,9 +213,9 @@ def main() -> None:
                                    torch_threads=record["torch_threads"],
                                    machine=f"torch {torch.__version__}, Python {platform.python_version()}, "
                                            f"{platform.platform()}")
-                    save(results)                    # after every run: a crash loses nothing
-    save(results)
-    print(markdown(results))
+                    mine.append(record)
+                    save(results, mine)              # after every run: a crash loses nothing
+    print(markdown(save(results)))
 
 
 if __name__ == "__main__":

@@ -252,3 +252,17 @@ def test_erase_add_unroll_equals_the_stepwise_unroll_with_gradients():
     grads_slow = torch.autograd.grad((slow[:, -1] * probe[:, -1]).sum(), leaves)
     for f, s in zip(grads_final, grads_slow):
         torch.testing.assert_close(f, s)
+
+
+@pytest.mark.parametrize("name", ["rumi", "rumf", "fpmc", "gru4rec"])
+def test_global_temporal_split_trains_and_ranks(name):
+    from memrec.data.splits import temporal
+    data = ring_users(60, 10, 30)
+    split = temporal(data, test_frac=0.1, valid_frac=0.1)
+    torch.manual_seed(0)
+    model = build(name, split.train.n_users, split.train.n_items, {"dim": 8})
+    loss = "softmax" if name == "gru4rec" else "bpr"
+    Trainer(TrainConfig(epochs=1, batch_size=64, loss=loss), progress=False,
+            echo=lambda *_: None).fit(model, split)
+    metrics = Evaluator(split, "test", protocols=("full",)).evaluate(model)["full"]
+    assert 0.0 <= metrics["NDCG@10"] <= 1.0 and metrics["AUC"] > 0.0

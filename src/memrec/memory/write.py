@@ -16,6 +16,12 @@ write                       update                                              
 :func:`gated_write`         v_m ← (1 − z_m)·v_m + z_m·u_m,  z_m = σ(⟨v_m, u_m⟩)    KSR
 ==========================  =====================================================  ============
 
+Every state of a whole sequence at once (training, where each prefix predicts its next item):
+:func:`fifo_positions` / :func:`fifo_states` (the FIFO is a gather, no loop) and
+:func:`erase_add_unroll` (erase-add is affine in the memory, so :func:`affine_scan` runs it with
+one fused op per step and a hand-written backward). The final state only (encoding histories for
+evaluation and serving): :func:`fifo_window` and :func:`erase_add_final`.
+
 The parameters that produce the write's inputs (RUM-F's ``E, A``, KSR's relation embeddings, the
 addressing softmax) belong to the models; these functions only apply the update equations.
 
