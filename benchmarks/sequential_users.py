@@ -108,13 +108,10 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def recbole_rows(dataset: str) -> list[dict]:
+    """RecBole's runs on ``dataset`` from ``recbole_sequential.json`` ({dataset: {name: run}})."""
     path = RESULTS / "recbole_sequential.json"
-    if not path.is_file():
-        return []
-    data = json.loads(path.read_text())
-    runs = data.get("runs", data) if isinstance(data, dict) else data
-    return [r for r in (runs.values() if isinstance(runs, dict) else runs)
-            if isinstance(r, dict) and r.get("dataset") == dataset]
+    runs = json.loads(path.read_text()).get(dataset, {}) if path.is_file() else {}
+    return [{"name": name, **run} for name, run in runs.items()]
 
 
 def markdown(results: dict) -> str:
@@ -140,12 +137,9 @@ def markdown(results: dict) -> str:
                       fmt(s["peak_rss_mb"], 0)]
             lines.append("| " + " | ".join(cells) + " |")
         for r in recbole_rows(dataset):
-            t = r.get("test", {})
-            cells = [f"RecBole {r.get('model')}", "1"]
-            cells += [f"{t.get(p, {}).get(m, float('nan')):.4f}" for p in PROTOCOLS for m in METRICS]
-            cells += [f"{r.get('seconds_per_epoch', float('nan')):.1f}", "–",
-                      f"{r.get('train_seconds', float('nan')):.1f}", str(r.get("best_epoch", "–")),
-                      f"{r.get('peak_rss_mb', float('nan')):.0f}"]
+            cells = [r["name"], "1"] + [f"{r[p][m]:.4f}" for p in PROTOCOLS for m in METRICS]
+            cells += [f"{r['seconds_per_epoch']:.1f}", "–", f"{r['train_seconds']:.1f}",
+                      str(r["best_epoch"]), f"{r['peak_rss_mb']:.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
         loads = [x for r in runs for x in r["loadavg_1min"]]
         lines += ["", f"Split fingerprint(s): {', '.join(sorted(prints))}. 1-min load average around "
@@ -160,6 +154,69 @@ def markdown(results: dict) -> str:
               "", f"Machine: torch threads per run {results.get('torch_threads', '?')}, "
               f"{results.get('machine', '')}; updated {results.get('date', '')}."]
     return "\n".join(lines) + "\n"
+
+
+# -- speed: one training epoch, ours and RecBole's, back to back -------------------------------------
+def time_ours(model: str, dataset: str, batch_size: int, threads: int) -> dict:
+    """One training epoch of our model with its shipped config at ``batch_size`` (a fresh process;
+    validation and test on the sampled protocol only, to keep the run short)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = {"model": model, "dataset": dataset, "config": str(config_path(model, dataset)),
+                "overrides": ["train.epochs=1", f"train.batch_size={batch_size}",
+                              "train.valid_protocol=\"sampled\"", "train.test_protocols=\"sampled\""],
+                "out": str(Path(tmp) / "run"), "data": str(DATA / dataset)}
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                              env=child_env(threads), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{model} speed run failed:\n{proc.stderr[-3000:]}")
+        record = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"seconds_per_epoch": record["seconds_per_epoch"], "examples_per_s": record["examples_per_s"],
+            "peak_rss_mb": record["peak_rss_mb"]}
+
+
+def time_recbole(model: str, dataset: str, folder: Path, threads: int, venv: Path) -> dict:
+    from recbole_sequential import run_recbole
+    report, _ = run_recbole(model, dataset, folder, 1, 0, venv, threads)
+    return {"seconds_per_epoch": report["history"][0]["seconds"], "peak_rss_mb": report["peak_rss_mb"]}
+
+
+def speed(dataset: str, models: list[str], batch_size: int, threads: int, venv: Path) -> dict:
+    """Per model: our epoch, then RecBole's (FPMC, GRU4Rec) right after, same batch size and
+    threads, so the ratio sees the same machine load."""
+    from recbole_sequential import export_split
+    peers = {"fpmc": "FPMC", "gru4rec": "GRU4Rec"}
+    out = {"dataset": dataset, "batch_size": batch_size, "threads": threads, "models": {},
+           "date": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / f"{dataset}-loo"
+        export_split(dataset, folder)
+        for model in models:
+            row = {"ours": time_ours(model, dataset, batch_size, threads),
+                   "loadavg_1min": os.getloadavg()[0]}
+            if model in peers:
+                row["recbole"] = time_recbole(peers[model], dataset, folder, threads, venv)
+                row["speedup"] = row["recbole"]["seconds_per_epoch"] / row["ours"]["seconds_per_epoch"]
+            out["models"][model] = row
+            print(f"{model}: {json.dumps(row)}", file=sys.stderr, flush=True)
+    return out
+
+
+def speed_markdown(runs: dict) -> str:
+    lines = ["# One training epoch, ours vs RecBole 1.2.1 (same split, batch size and threads)", "",
+             "| dataset | batch | model | ours s/epoch | ours ex/s | ours peak MB | RecBole s/epoch | "
+             "RecBole peak MB | RecBole / ours |", "|---|---|---|---|---|---|---|---|---|"]
+    for run in runs.values():
+        for model, row in run["models"].items():
+            o, r = row["ours"], row.get("recbole")
+            lines.append(f"| {run['dataset']} | {run['batch_size']} | {model} | {o['seconds_per_epoch']:.1f} | "
+                         f"{o['examples_per_s']:.0f} | {o['peak_rss_mb']:.0f} | "
+                         + (f"{r['seconds_per_epoch']:.1f} | {r['peak_rss_mb']:.0f} | {row['speedup']:.2f}× |"
+                            if r else "– | – | – |"))
+    lines += ["", "Training time of one epoch only (no evaluation), one thread each, ours first and "
+              "RecBole's right after for the same model. Ours trains every prefix of a user's "
+              "sequence from one pass over it; RecBole has one row (history cut to 50 items) per "
+              "prefix. Peak MB = the process's VmHWM (RecBole's includes its data loading).", ""]
+    return "\n".join(lines)
 
 
 def key(run: dict) -> tuple:
@@ -196,8 +253,23 @@ def main() -> None:
     run.add_argument("--set", dest="extra", action="append", default=[],
                      help="extra config override for every run (e.g. train.epochs=5 for a smoke run)")
     sub.add_parser("report", help="rewrite the markdown from the json")
+    sp = sub.add_parser("speed", help="one training epoch, ours and RecBole's, back to back")
+    sp.add_argument("dataset", choices=DATASETS)
+    sp.add_argument("--models", default=",".join(SEQUENTIAL))
+    sp.add_argument("--batch-size", type=int, default=2048, help="RecBole's default train_batch_size")
+    sp.add_argument("--threads", type=int, default=1)
+    sp.add_argument("--venv", type=Path, default=ROOT.parent / "recbole-venv")
     args = parser.parse_args()
     results: dict = {}
+    if args.command == "speed":
+        path = RESULTS / "sequential_speed.json"
+        runs = json.loads(path.read_text()) if path.is_file() else {}
+        runs[f"{args.dataset}/{args.batch_size}"] = speed(args.dataset, args.models.split(","),
+                                                          args.batch_size, args.threads, args.venv)
+        path.write_text(json.dumps(runs, indent=2) + "\n")
+        path.with_suffix(".md").write_text(speed_markdown(runs))
+        print(speed_markdown(runs))
+        return
     if args.command == "run":
         import torch
         seeds = [int(s) for s in args.seeds.split(",")]
