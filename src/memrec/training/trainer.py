@@ -176,6 +176,7 @@ class Trainer:
                 break
         if state["best_state"] is not None:
             model.load_state_dict(state["best_state"])
+        model.eval()                  # a fitted model is ready for inference (dropout off)
         return TrainResult(state["best_epoch"], state["seconds"], state["history"], stopped)
 
     def _train_epoch(self, model, task, optimizer, generator, epoch) -> dict:
