@@ -238,10 +238,13 @@ class RUMFeature(_RUM):
         """z = softmax_k(β qᵀf_k). q [..., d] → [..., K]."""
         return torch.softmax(self.beta * (q @ self.feature_keys.T), dim=-1)
 
+    def _write_inputs(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What consuming item q [..., d] writes: address z [..., K], erase e and add a [..., d]."""
+        return self._address(q), torch.sigmoid(self.erase(q)), torch.tanh(self.add(q))
+
     def _write(self, memory: MemoryState, q: torch.Tensor) -> MemoryState:
         """Erase-add write of one consumed item per row, q [B, d]."""
-        return erase_add_write(memory, self._address(q), torch.sigmoid(self.erase(q)),
-                               torch.tanh(self.add(q)))
+        return erase_add_write(memory, *self._write_inputs(q))
 
     def update(self, state, items: torch.Tensor):
         q = self.item_embedding(items)
@@ -251,15 +254,13 @@ class RUMFeature(_RUM):
         """The memory after every event of a padded sequence q_seq [B, L, d]: the addresses,
         erase and add vectors of all events in three batched ops, then one affine scan."""
         memory, _ = self.init_state(users)
-        return erase_add_unroll(memory, self._address(q_seq), torch.sigmoid(self.erase(q_seq)),
-                                torch.tanh(self.add(q_seq)), mask)
+        return erase_add_unroll(memory, *self._write_inputs(q_seq), mask)
 
     def encode(self, users, history, mask):
         # keeping only the current memory: the scan's [B, L, K, d] stack of every state would be
         # gigabytes for a full-ranking batch of long histories
         q_seq = self.item_embedding(history)
-        memory = erase_add_final(self.init_state(users)[0], self._address(q_seq),
-                                 torch.sigmoid(self.erase(q_seq)), torch.tanh(self.add(q_seq)), mask)
+        memory = erase_add_final(self.init_state(users)[0], *self._write_inputs(q_seq), mask)
         length = mask.sum(1)
         last = q_seq.gather(1, (length - 1).clamp_min(0)[:, None, None].expand(-1, 1, q_seq.shape[2]))
         return memory, last[:, 0] * (length > 0)[:, None]

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from ..memory.state import MemoryState
+from ..memory.write import select_rows
 from .base import Model, Query
 
 #: what a model's state is: a tensor, a MemoryState, or a tuple of them; opaque to callers
@@ -82,8 +84,6 @@ class StatefulScorer(Model):
 def select_state(condition: torch.Tensor, new: State, old: State) -> State:
     """Row-wise choice between two states of the same structure (tensors with the batch first,
     MemoryStates, or tuples of them): row b of ``new`` where ``condition[b]``, else of ``old``."""
-    from ..memory.state import MemoryState
-    from ..memory.write import select_rows
     if isinstance(new, MemoryState):
         return select_rows(condition, new, old)
     if isinstance(new, tuple):
