@@ -19,6 +19,7 @@ from .baselines.pop import Popularity
 from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
 from .gmf import GMF
+from .mars import MARS
 from .rum import RUMFeature, RUMItem
 from .stamp import STAMP, STMP
 
@@ -73,6 +74,9 @@ REGISTRY: dict[str, ModelSpec] = {
                        _SESSION_DEFAULTS),
     "stmp": ModelSpec(STMP, "STMP: STAMP without attention, the paper's ablation (Liu 2018)",
                       _SESSION_DEFAULTS),
+    "mars": ModelSpec(MARS, "MARS: target-item attention over the user's own items, deep MLP, BPR (Zheng 2018; reconstruction)",
+                      {"loss": "bpr", "n_negatives": 4, "optimizer": "adam", "lr": 1e-3,
+                       "batch_size": 256, "epochs": 50, "patience": 5}),
 }
 
 
