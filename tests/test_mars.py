@@ -14,7 +14,8 @@ from memrec.data.synthetic import SynthConfig, generate
 from memrec.evaluation import Evaluator
 from memrec.models import ConfigError, build
 from memrec.models.base import Query
-from memrec.models.mars import MARS, candidate_read
+from memrec.memory.read import candidate_read
+from memrec.models.mars import MARS
 from memrec.training.config import TrainConfig
 from memrec.training.trainer import Trainer
 

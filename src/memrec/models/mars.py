@@ -51,29 +51,11 @@ import torch
 from torch import nn
 
 from ..data.interactions import Interactions
-from ..memory.read import AdditiveScore, masked_softmax
+from ..memory.read import AdditiveScore, candidate_read
 from .base import Model, Query
 from .sequential import chunked_items
 
 ATTENTIONS = ("dot", "additive")
-
-
-def candidate_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                   slot_mask: torch.Tensor, scorer: nn.Module | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention read of one memory per row by several queries (the candidates).
-
-    queries [B, C, d], keys/values [B, L, d], slot_mask bool [B, C, L] (which slots each
-    candidate may read) → (reads [B, C, d], weights [B, C, L]). ``scorer`` None: dot-product
-    scores (one batched matmul); else an :class:`AdditiveScore`. A candidate with no readable
-    slot reads the zero vector (``masked_softmax``'s empty read).
-    """
-    if scorer is None:
-        scores = queries @ keys.transpose(1, 2)                                   # ⟨q_c, k_j⟩
-    else:
-        scores = scorer(queries[:, :, None, :], keys[:, None, :, :])              # wᵀtanh(W_q q + W_k k + b)
-    weights = masked_softmax(scores, slot_mask)                                   # p over H_u \ {i}
-    return weights @ values, weights                                              # Σ_j p_j v_j
 
 
 class MARS(Model):
@@ -209,4 +191,4 @@ class MARS(Model):
         return out
 
 
-__all__ = ["MARS", "candidate_read"]
+__all__ = ["MARS"]
