@@ -18,6 +18,7 @@ from .baselines.itemknn import ItemKNN
 from .baselines.pop import Popularity
 from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
+from .dmn import PurchaseDMN
 from .gmf import GMF
 from .mars import MARS
 from .rum import RUMFeature, RUMItem
@@ -77,6 +78,8 @@ REGISTRY: dict[str, ModelSpec] = {
     "mars": ModelSpec(MARS, "MARS: target-item attention over the user's own items, deep MLP, BPR (Zheng 2018; reconstruction)",
                       {"loss": "bpr", "n_negatives": 4, "optimizer": "adam", "lr": 1e-3,
                        "batch_size": 256, "epochs": 50, "patience": 5}),
+    "dmn": ModelSpec(PurchaseDMN, "Purchase DMN: multi-hop memory over a session's typed events, next purchase (Gligorijevic 2018; reconstruction)",
+                     {**_SESSION_DEFAULTS, "lr": 1e-3, "clip_grad_norm": 0.0, "clip_per_tensor": False}),
 }
 
 
