@@ -228,3 +228,35 @@ def test_training_beats_popularity_on_planted_clusters():
     mars_hr = evaluator.evaluate(model)["full"]["HR@10"]
     pop_hr = evaluator.evaluate(pop)["full"]["HR@10"]
     assert mars_hr > pop_hr + 0.05, (mars_hr, pop_hr)
+
+
+# -- the command line -----------------------------------------------------------------------------
+def test_mars_trains_from_the_cli_with_its_shipped_config_and_explains(tmp_path):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from memrec.cli import main
+    from memrec.data.synthetic import write_csv
+
+    def run(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+    data = tmp_path / "synth.csv"
+    write_csv(generate(SynthConfig(n_users=60, n_items=150, mean_length=12, seed=2)), data)
+    config = Path(__file__).resolve().parents[1] / "configs" / "mars_ml-100k.toml"
+    out = tmp_path / "mars"
+    result = run("train", "mars", "--data", data, "--config", config, "--out", out, "--epochs", 1,
+                 "--set", "model.dim=8", "--set", "model.max_history=5", "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = run("recommend", out, "--user", "3", "-k", "2", "--explain")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "attended:" in line]
+    assert len(lines) == 2 and "item " in lines[0]
+    for line in lines:   # a distribution over at most 5 remembered items, strongest first
+        weights = [float(p.split("(")[1].rstrip(")")) for p in line.split("attended:")[1].split(",")]
+        assert len(weights) <= 5 and weights == sorted(weights, reverse=True)
+        assert sum(weights) == pytest.approx(1.0, abs=0.02)
+    bad = run("train", "mars", "--data", data, "--out", tmp_path / "bad",
+              "--set", "model.attention=\"cosine\"", "--no-progress")
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
