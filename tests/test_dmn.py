@@ -273,3 +273,11 @@ def test_dmn_trains_from_the_cli_on_session_files_and_explains_a_live_session(tm
     result = run("recommend", out, "--session", "1,2,3", "-k", 3, "--explain")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1].startswith("  attention per click: 1 (")
+
+
+def test_without_type_embeddings_a_view_and_a_cart_are_the_same_memory():
+    model = random_model(type_embeddings=False)
+    view, cart = 4, 1 * 10 + 4
+    torch.testing.assert_close(model.score_all(query([[1, view]])), model.score_all(query([[1, cart]])))
+    model.type_embeddings = True
+    assert not torch.allclose(model.score_all(query([[1, view]])), model.score_all(query([[1, cart]])))

@@ -84,6 +84,9 @@ class PurchaseDMN(Model):
         Which events are training targets (``purchase``: events of type ``purchase_type``).
     purchase_type : int
         The event type code of a purchase (2 in :data:`memrec.data.synthetic.EVENT_TYPES`).
+    type_embeddings : bool
+        Add the event-type embeddings to the slots and the query (False: the ablation that
+        sees only which items a session touched, not how).
     max_history : int or None
         Keep only the most recent events in the memory.
     init_std : float
@@ -102,7 +105,8 @@ class PurchaseDMN(Model):
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, hops: int = 2,
                  hop: str = "add", event_types: int = 1, target: str = "next_item",
-                 purchase_type: int = 2, max_history: int | None = None, init_std: float = 0.05):
+                 purchase_type: int = 2, type_embeddings: bool = True,
+                 max_history: int | None = None, init_std: float = 0.05):
         super().__init__(n_users, n_items)
         if hops < 1:
             raise ValueError(f"hops must be at least 1, got {hops}")
@@ -116,6 +120,7 @@ class PurchaseDMN(Model):
             raise ValueError(f"max_history must be at least 1 (or None), got {max_history}")
         self.hops, self.hop, self.event_types = hops, hop, event_types
         self.target, self.purchase_type, self.max_history = target, purchase_type, max_history
+        self.type_embeddings = type_embeddings
         if target == "purchase":
             self.task = "next_purchase"        # training/tasks.py: purchase events are the targets
         self.item_query = nn.Embedding(n_items, dim)          # Q
@@ -141,6 +146,8 @@ class PurchaseDMN(Model):
     def _slots(self, tokens: torch.Tensor, mask: torch.Tensor):
         """(queries, keys, values) [B, L, d] of the events; padding rows are zero."""
         items, types = self._split_tokens(tokens * mask)
+        if not self.type_embeddings:
+            types = torch.zeros_like(types)          # one shared type row: it cannot tell types apart
         keep = mask[..., None].to(self.item_key.weight.dtype)
         query = self.item_query(items) + self.type_query(types)
         key = (self.item_key(items) + self.type_key(types)) * keep
