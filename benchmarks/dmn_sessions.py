@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 KS = (1, 5, 10, 20)
-SYNTH = {"n_sessions": 20000, "n_items": 1000, "n_triggers": 100, "seed": 0}
+SYNTH = {"n_sessions": 10000, "n_items": 500, "n_triggers": 50, "seed": 0}
 DMN_SYNTH = {"dim": 64, "event_types": 3, "target": "purchase"}
 VARIANTS = {"DMN, 1 hop": {"hops": 1}, "DMN, 2 hops": {"hops": 2}, "DMN, 3 hops": {"hops": 3},
             "DMN, 2 hops, no event types": {"hops": 2, "type_embeddings": False}}

@@ -48,6 +48,12 @@ ABLATIONS = {"additive attention": ["model.attention=\"additive\""],
              "no MLP (mlp_layers 0)": ["model.mlp_layers=0"]}
 
 
+#: set from the command line: extra --set overrides for every gradient run (epoch caps), and a
+#: callback that saves the results file after every run
+CAPS: list[str] = []
+SAVE = lambda: None  # noqa: E731
+
+
 def config_path(model: str, dataset: str = "ml-100k") -> Path | None:
     path = ROOT / "configs" / f"{model}_{dataset}.toml"
     return path if path.is_file() else None
@@ -63,7 +69,8 @@ def run_one(model: str, data: Path, overrides: list[str], seed: int, ks=(5, 10, 
     from memrec.runs import prepare_split
     from memrec.training.config import load_config
     torch.set_num_threads(1)
-    config = load_config(model, config_path(model, dataset), overrides + [f"train.seed={seed}"])
+    caps = CAPS if model in ("mars", "bprmf") else []
+    config = load_config(model, config_path(model, dataset), overrides + caps + [f"train.seed={seed}"])
     _, split = prepare_split(data, config.data)
     with tempfile.TemporaryDirectory() as tmp:
         save_split(Path(tmp) / "split.npz", split)
@@ -72,30 +79,46 @@ def run_one(model: str, data: Path, overrides: list[str], seed: int, ks=(5, 10, 
     start = time.perf_counter()
     metrics = Evaluator(split, "test", protocols=protocols, ks=ks,
                         batch_size=config.train.eval_batch_size).evaluate(rec.model_)
-    return {"model": model, "overrides": overrides, "seed": seed, "metrics": metrics,
+    print(f"  {model} {' '.join(overrides + caps)} seed {seed}: best epoch "
+          f"{rec.result_.best_epoch}, {rec.result_.train_seconds:.0f}s", flush=True)
+    return {"model": model, "overrides": overrides + caps, "seed": seed, "metrics": metrics,
             "best_epoch": rec.result_.best_epoch, "train_seconds": rec.result_.train_seconds,
             "eval_seconds": time.perf_counter() - start, "split_fingerprint": fingerprint,
             "peak_rss_mb": peak_rss_mb()}
 
 
-def section_loo(seeds: int) -> dict:
-    runs = [run_one("mars", ML100K, [], s) for s in range(seeds)]
-    ablations = {name: run_one("mars", ML100K, sets, 0) for name, sets in ABLATIONS.items()}
-    return {"mars": runs, "ablations": ablations}
-
-
-def section_random(seeds: int) -> dict:
-    split = ["data.split=\"random\"", "data.test_frac=0.2", "data.valid_frac=0.1",
-             "train.test_protocols=\"full\""]
-    out = {"mars": [run_one("mars", ML100K, split, s, PAPER_KS, ("full",)) for s in range(seeds)]}
-    for name in BASELINES:
-        out[name] = [run_one(name, ML100K, split, 0, PAPER_KS, ("full",))]
+def section_loo(seeds: int, out: dict, ablations=tuple(ABLATIONS), baselines=()) -> dict:
+    out.setdefault("mars", [])
+    out.setdefault("ablations", {})
+    for s in range(seeds):
+        out["mars"].append(run_one("mars", ML100K, [], s))
+        SAVE()
+    for name in ablations:
+        out["ablations"][name] = run_one("mars", ML100K, ABLATIONS[name], 0)
+        SAVE()
     return out
 
 
-def section_citeulike(seeds: int) -> dict:
-    return {"mars": [run_one("mars", CITEULIKE, [], s, dataset="citeulike-a",
-                             protocols=("sampled", "full")) for s in range(min(seeds, 1))]}
+def section_random(seeds: int, out: dict, ablations=(), baselines=BASELINES) -> dict:
+    split = ["data.split=\"random\"", "data.test_frac=0.2", "data.valid_frac=0.1",
+             "train.test_protocols=\"full\""]
+    out.setdefault("mars", [])
+    for s in range(seeds):
+        out["mars"].append(run_one("mars", ML100K, split, s, PAPER_KS, ("full",)))
+        SAVE()
+    for name in baselines:
+        out[name] = [run_one(name, ML100K, split, 0, PAPER_KS, ("full",))]
+        SAVE()
+    return out
+
+
+def section_citeulike(seeds: int, out: dict, ablations=(), baselines=()) -> dict:
+    out.setdefault("mars", [])
+    for s in range(seeds):
+        out["mars"].append(run_one("mars", CITEULIKE, [], s, dataset="citeulike-a",
+                                   protocols=("sampled", "full")))
+        SAVE()
+    return out
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -111,6 +134,7 @@ def loo_table(results: dict) -> list[str]:
              "|---" * (2 + 2 * len(metrics) + 2) + "|"]
     rows = [("MARS (shipped config)", results["mars"])]
     rows += [(f"MARS, {name}", [run]) for name, run in results["ablations"].items()]
+    rows = [(name, runs) for name, runs in rows if runs]
     for name, runs in rows:
         cells = [stat(runs, p, m) for p in ("full", "sampled") for m in metrics]
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " | "
@@ -139,6 +163,8 @@ def random_table(results: dict) -> list[str]:
     cols = [f"{m}@{k}" for m in ("Recall", "MAP") for k in PAPER_KS]
     lines = ["| model | runs | " + " | ".join(cols) + " | train s |", "|---" * (len(cols) + 3) + "|"]
     for name, runs in results.items():
+        if not runs:
+            continue
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(stat(runs, "full", c) for c in cols)
                      + " | " + fmt(mean_std([r["train_seconds"] for r in runs]), 1) + " |")
     prints = {r["split_fingerprint"] for runs in results.values() for r in runs}
@@ -151,7 +177,7 @@ def citeulike_table(results: dict) -> list[str]:
     lines = ["| model | runs | sampled HR@10 | sampled NDCG@10 | full HR@10 | full NDCG@10 | train s |",
              "|---|---|---|---|---|---|---|"]
     runs = results["mars"]
-    lines.append(f"| MARS (shipped config) | {len(runs)} | {stat(runs, 'sampled', 'HR@10')} | "
+    lines.append("" if not runs else f"| MARS (shipped config) | {len(runs)} | {stat(runs, 'sampled', 'HR@10')} | "
                  f"{stat(runs, 'sampled', 'NDCG@10')} | {stat(runs, 'full', 'HR@10')} | "
                  f"{stat(runs, 'full', 'NDCG@10')} | "
                  f"{fmt(mean_std([r['train_seconds'] for r in runs]), 0)} |")
@@ -178,14 +204,22 @@ def write_report(results: dict, meta: dict) -> None:
         md += ["## citeulike-a, its own split (1 test positive + 100 negatives per user)", ""]
         md += citeulike_table(results["citeulike"]) + [""]
     md += [f"Machine: {meta['machine']}; run {meta['time']}. Command: `{meta['command']}`. "
-           "Metrics are means ± std (n−1) over training seeds where runs > 1; one thread per run."]
+           "Metrics are means ± std (n−1) over training seeds where runs > 1; one thread per run."
+           + (f" Gradient runs (MARS, BPR-MF) capped with `{' '.join(CAPS)}`." if CAPS else "")]
     (RESULTS / "mars.md").write_text("\n".join(md) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sections", nargs="+", choices=("loo", "random", "citeulike"))
-    parser.add_argument("--seeds", type=int, default=2, help="training seeds (citeulike: 1)")
+    parser.add_argument("--seeds", type=int, default=2, help="MARS training seeds")
+    parser.add_argument("--ablations", default=",".join(ABLATIONS),
+                        help="comma list of loo ablations to run ('' = none)")
+    parser.add_argument("--baselines", default=",".join(BASELINES),
+                        help="comma list of baselines for the random split ('' = none)")
+    parser.add_argument("--max-epochs", type=int, default=0,
+                        help="cap the epochs of gradient runs (MARS, BPR-MF); 0 = the configs'")
+    parser.add_argument("--patience", type=int, default=0, help="override patience (0 = the configs')")
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json")
     args = parser.parse_args()
     path = RESULTS / "mars.json"
@@ -196,11 +230,21 @@ def main() -> None:
     if args.report_only:
         write_report(results, results["meta"][args.sections[0]])
         return
-    for section in args.sections:
-        results[section] = globals()[f"section_{section}"](args.seeds)
-        results.setdefault("meta", {})[section] = meta
+    global SAVE
+    CAPS.extend([f"train.epochs={args.max_epochs}"] if args.max_epochs else [])
+    CAPS.extend([f"train.patience={args.patience}"] if args.patience else [])
+
+    def save():
         path.write_text(json.dumps(results, indent=1))
         write_report(results, meta)
+    SAVE = save
+    pick = lambda text: tuple(x for x in text.split(",") if x)  # noqa: E731
+    for section in args.sections:
+        results.setdefault("meta", {})[section] = meta
+        results[section] = globals()[f"section_{section}"](
+            args.seeds, results.get(section, {}), ablations=pick(args.ablations),
+            baselines=pick(args.baselines))
+        save()
         print(f"{section} done", flush=True)
 
 
