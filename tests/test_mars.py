@@ -260,3 +260,16 @@ def test_mars_trains_from_the_cli_with_its_shipped_config_and_explains(tmp_path)
     bad = run("train", "mars", "--data", data, "--out", tmp_path / "bad",
               "--set", "model.attention=\"cosine\"", "--no-progress")
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_recall_at_m_never_falls_as_m_grows_on_the_papers_protocol():
+    """Spec §2(i): Recall@M is monotone in M (per-user random split, full ranking)."""
+    from memrec.data.splits import random_ratio
+    data = generate(SynthConfig(n_users=40, n_items=120, mean_length=15, seed=5))
+    split = random_ratio(data, test_frac=0.2, valid_frac=0.1)
+    model = build("mars", data.n_users, data.n_items, {"dim": 8, "init_std": 0.5})
+    model.prepare(split.train)
+    ks = (20, 40, 60, 80, 100)
+    metrics = Evaluator(split, "test", protocols=("full",), ks=ks).evaluate(model)["full"]
+    recalls = [metrics[f"Recall@{k}"] for k in ks]
+    assert recalls == sorted(recalls) and recalls[0] < recalls[-1] <= 1.0
