@@ -281,3 +281,14 @@ def test_without_type_embeddings_a_view_and_a_cart_are_the_same_memory():
     torch.testing.assert_close(model.score_all(query([[1, view]])), model.score_all(query([[1, cart]])))
     model.type_embeddings = True
     assert not torch.allclose(model.score_all(query([[1, view]])), model.score_all(query([[1, cart]])))
+
+
+def test_the_order_of_the_earlier_events_does_not_matter():
+    """No position embeddings: the memory is a set; only which event is last (the query) counts."""
+    model = random_model(hops=2)
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    one = model.session_state(torch.tensor([[3, 14, 25, 7]]), mask)[0]
+    other = model.session_state(torch.tensor([[25, 3, 14, 7]]), mask)[0]
+    torch.testing.assert_close(one, other)
+    moved = model.session_state(torch.tensor([[3, 14, 7, 25]]), mask)[0]
+    assert not torch.allclose(one, moved)
