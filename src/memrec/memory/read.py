@@ -339,3 +339,26 @@ __all__ = ["SIMILARITIES", "AdditiveScore", "similarity_scores", "masked_softmax
            "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax", "weighted_segment_sum",
            "ragged_attention_read", "ragged_to_padded", "SharedLayout", "shared_layout_scores",
            "shared_layout_softmax", "shared_layout_read"]
+
+
+# -- one memory per row, several queries (candidates, or every prefix of a sequence) ----------
+def candidate_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                   slot_mask: torch.Tensor, scorer: nn.Module | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention read of one memory per row by several queries (candidates to score, or the
+    prefixes of a sequence with a causal ``slot_mask``).
+
+    queries [B, C, d], keys/values [B, L, d], slot_mask bool [B, C, L] (which slots each
+    candidate may read) → (reads [B, C, d], weights [B, C, L]). ``scorer`` None: dot-product
+    scores (one batched matmul); else an :class:`AdditiveScore`. A candidate with no readable
+    slot reads the zero vector (``masked_softmax``'s empty read).
+    """
+    if scorer is None:
+        scores = queries @ keys.transpose(1, 2)                                   # ⟨q_c, k_j⟩
+    else:
+        scores = scorer(queries[:, :, None, :], keys[:, None, :, :])              # wᵀtanh(W_q q + W_k k + b)
+    weights = masked_softmax(scores, slot_mask)                                   # p over readable slots
+    return weights @ values, weights                                              # Σ_j p_j v_j
+
+
+__all__ += ["candidate_read"]

@@ -18,7 +18,9 @@ from .baselines.itemknn import ItemKNN
 from .baselines.pop import Popularity
 from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
+from .dmn import PurchaseDMN
 from .gmf import GMF
+from .mars import MARS
 from .rum import RUMFeature, RUMItem
 from .stamp import STAMP, STMP
 
@@ -73,6 +75,11 @@ REGISTRY: dict[str, ModelSpec] = {
                        _SESSION_DEFAULTS),
     "stmp": ModelSpec(STMP, "STMP: STAMP without attention, the paper's ablation (Liu 2018)",
                       _SESSION_DEFAULTS),
+    "mars": ModelSpec(MARS, "MARS: target-item attention over the user's own items, deep MLP, BPR (Zheng 2018; reconstruction)",
+                      {"loss": "bpr", "n_negatives": 4, "optimizer": "adam", "lr": 1e-3,
+                       "batch_size": 256, "epochs": 50, "patience": 5}),
+    "dmn": ModelSpec(PurchaseDMN, "Purchase DMN: multi-hop memory over a session's typed events, next purchase (Gligorijevic 2018; reconstruction)",
+                     {**_SESSION_DEFAULTS, "lr": 1e-3, "clip_grad_norm": 0.0, "clip_per_tensor": False}),
 }
 
 
@@ -114,7 +121,10 @@ def check_params(name: str, params: dict) -> dict:
 def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> Model:
     """Construct a registered model for a dataset's sizes."""
     params = check_params(name, dict(params or {}))
-    return spec(name).cls(n_users, n_items, **params)
+    try:
+        return spec(name).cls(n_users, n_items, **params)
+    except ValueError as e:  # a value the constructor rejects (hops = 0, an unknown option)
+        raise ConfigError(f"model {name!r}: {e}") from None
 
 
 __all__ = ["REGISTRY", "ModelSpec", "ConfigError", "Query", "Model", "build", "spec",

@@ -159,6 +159,98 @@ class NextItemTask:
         return self.loss_fn(scores[:, 0], scores[:, 1:])
 
 
+@dataclass(frozen=True)
+class PurchaseBatch:
+    """Whole typed sessions as history tokens long [B, L] (type · n_items + item), mask bool
+    [B, L]; ``targets`` long [P], the items bought at the positions where ``buys`` [B, L] is True
+    (position t + 1 is a purchase: the state after event t predicts it); ``users`` [B];
+    ``negatives`` [P, N] for pairwise losses, else None."""
+
+    history: torch.Tensor
+    mask: torch.Tensor
+    buys: torch.Tensor
+    targets: torch.Tensor
+    users: torch.Tensor
+    negatives: torch.Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.targets)
+
+
+class PurchaseTask:
+    """Next-purchase training on typed event sessions (the purchase DMN, ``target="purchase"``).
+
+    The event type of each row is ``train.rating`` (codes of
+    :data:`memrec.data.synthetic.EVENT_TYPES`); sessions are ``train.session`` (else users), in
+    time order. Every purchase event that has at least one event before it is a target; the
+    model's state after the event just before it — a causal pass over the whole session, so the
+    purchase and everything after it never enter that state — is scored against all items
+    (``train.loss = "softmax"``) or N sampled negatives (``sampled_softmax`` or a pairwise loss).
+    """
+
+    def __init__(self, train: Interactions, config: TrainConfig, n_items: int, event_types: int,
+                 purchase_type: int):
+        if train.rating is None:
+            raise ConfigError("purchase training needs typed events: the event type code of each "
+                              "row in the rating column (0 view, 1 cart, 2 purchase)")
+        types = train.rating.astype(np.int64)
+        if (types != train.rating).any() or types.min() < 0 or types.max() >= event_types:
+            raise ConfigError(f"event types must be integer codes 0..{event_types - 1} in the "
+                              "rating column")
+        key = train.session if train.session is not None else train.user
+        order = np.lexsort((np.arange(len(train)),
+                            train.timestamp if train.timestamp is not None else np.zeros(len(train)),
+                            key))
+        key, tokens = key[order], types[order] * n_items + train.item[order].astype(np.int64)
+        bought = types[order] == purchase_type
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        self.indptr = np.r_[starts, len(key)].astype(np.int64)
+        self.tokens, self.items, self.bought = tokens, train.item[order].astype(np.int64), bought
+        self.owner = train.user[order][starts].astype(np.int64)
+        first = np.zeros(len(key), bool)
+        first[starts] = True
+        n_targets = np.add.reduceat((bought & ~first).astype(np.int64), starts)
+        self.rows = np.flatnonzero(n_targets > 0)
+        if len(self.rows) == 0:
+            raise ConfigError("purchase training needs sessions with a purchase after at least "
+                              "one other event; the training data has none")
+        self.n_targets = n_targets[self.rows]
+        self.n_examples = int(self.n_targets.sum())
+        self.batch_size = config.batch_size
+        self.loss_name = config.loss
+        if config.loss != "softmax":
+            self.n_negatives = config.n_negatives
+            self.sampler = NegativeSampler(train, distribution=config.sampler,
+                                           alpha=config.sampler_alpha,
+                                           only_seen_items=config.sample_only_seen_items)
+            self.loss_fn = (PAIRWISE_LOSSES[config.loss] if config.loss == "sampled_softmax"
+                            else _pairwise_loss(config))
+
+    def batches(self, generator: torch.Generator) -> Iterator[PurchaseBatch]:
+        order = self.rows[torch.randperm(len(self.rows), generator=generator).numpy()]
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            q = Query.from_csr(self.owner[rows], rows, self.indptr, self.tokens)
+            bought = Query.from_csr(rows, rows, self.indptr, self.bought.astype(np.int64)).history.bool()
+            items = Query.from_csr(rows, rows, self.indptr, self.items).history
+            buys = bought[:, 1:] & q.mask[:, 1:]                     # event t + 1 is a purchase
+            targets = items[:, 1:][buys]
+            negatives = None
+            if self.loss_name != "softmax":
+                owners = q.users.repeat_interleave(buys.sum(1))
+                negatives = self.sampler.sample(owners, self.n_negatives, generator)
+            yield PurchaseBatch(q.history, q.mask, buys, targets, q.users, negatives)
+
+    def loss(self, model: Model, batch: PurchaseBatch) -> torch.Tensor:
+        states = model.prefix_states(batch.history, batch.mask)[:, :-1][batch.buys]
+        if self.loss_name == "softmax":
+            return softmax_cross_entropy(model.output(states), batch.targets)
+        candidates = torch.cat([batch.targets[:, None], batch.negatives], dim=1)
+        scores = model.candidate_scores(states, candidates)
+        return self.loss_fn(scores[:, 0], scores[:, 1:])
+
+
 def _pairwise_loss(config: TrainConfig):
     loss = PAIRWISE_LOSSES[config.loss]
     if config.loss == "hinge":
@@ -170,6 +262,8 @@ def _pairwise_loss(config: TrainConfig):
 
 def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
     """The task a model trains with (its ``task`` attribute) and checks the loss fits it."""
+    if model.task == "next_purchase":
+        return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
     if model.task == "next_item":
         if config.loss == "softmax" and not hasattr(model, "prefix_states"):
             raise ConfigError(f"{type(model).__name__} scores candidates through its memory and "

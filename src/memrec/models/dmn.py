@@ -1,0 +1,207 @@
+"""Purchase DMN: a multi-hop end-to-end memory network over a session of typed events —
+a labelled reconstruction.
+
+Gligorijevic, Gligorijevic, Raghuveer, Grbovic, Obradovic. "Modeling Mobile User Actions for
+Purchase Recommendation using Deep Memory Networks." SIGIR 2018 (short paper). **No code, data,
+hyper-parameters or model name are public and the paper's body could not be read here** (spec
+``../shared/specs/cmn-mars-dmn.md`` §3): confirmed are the task (purchase recommendation from
+sequences of mobile-app events), the approach ("deep memory networks" learning representations of
+user actions) and a precision metric. The architecture below is the spec's MemN2N-style
+reconstruction; we call it ``dmn`` / "purchase DMN" and claim no official acronym.
+
+The idea: the memory is the session so far — one slot per event, embedded from its item and its
+event type (a view and a cart of the same item are different memories). The query is the latest
+event; it reads the memory several times (hops), each read refining the query, and the final
+state scores every purchasable item.
+
+Equation map (spec §3(a), MemN2N numbering; for the state after event t of a session):
+
+* slots   a_s = A[item_s] + T_A[type_s],  c_s = C[item_s] + T_C[type_s],  s ≤ t   (§3(a))
+* query   u¹ = Q[item_t] + T_Q[type_t]                                            (the last event)
+* address p^h_s = softmax_{s ≤ t}(⟨u^h, a_s⟩)                                     (MemN2N eq. 1)
+* read    o^h = Σ_s p^h_s c_s                                                     (MemN2N eq. 2)
+* hop     u^{h+1} = u^h + o^h  (``hop="add"``)  or  ReLU(H u^h + o^h + b)  (``"linear"``, CMN's)
+* output  ŷ = W (u^H + o^H), one row of W per purchasable item                    (MemN2N eq. 3)
+* loss    softmax cross-entropy over the items (``train.loss = "softmax"``; ``sampled_softmax``
+  or a pairwise loss against sampled candidates)
+
+Causality: every prefix of a session is a prediction point and all are computed in one pass —
+the memory of prefix t is the causal mask :func:`~memrec.memory.read.prefix_mask` (slots s ≤ t),
+the reads are :func:`~memrec.memory.read.candidate_read` with the prefixes as the queries. The
+target (event t + 1) and anything after it are never in prefix t's memory (the leakage rule;
+tested by changing them).
+
+Typed events travel as *tokens* inside the ordinary history tensor: token = type · n_items +
+item (:func:`event_tokens`), so the shared ``Query``, trainer and session protocol carry them
+unchanged; with ``event_types = 1`` a token is just the item (untyped click streams such as
+Yoochoose and Diginetica).
+
+Deviations from the paper (all reconstructions; see ``docs/models/dmn.md``)
+--------------------------------------------------------------------------------
+* The whole architecture (slot embedding, last-event query, hop update, output layer) is the
+  spec's MemN2N reading of the abstract. Category and time-bucket slot features are not built.
+* ``target="purchase"`` trains only on purchase events (the paper's task); ``"next_item"``
+  trains every next event, the setting of the public session datasets.
+* The memory is the session's own events only (no cross-session user memory, no learned
+  write): the spec's "memory rebuilt per session".
+* ``max_history`` caps the memory to the most recent events (None: the whole session).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..memory.read import candidate_read, prefix_mask
+from .base import Model, Query
+
+HOPS = ("add", "linear")
+TARGETS = ("next_item", "purchase")
+
+
+def event_tokens(items: torch.Tensor, types: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Typed events as history tokens: type · n_items + item (long tensors of one shape)."""
+    return types * n_items + items
+
+
+class PurchaseDMN(Model):
+    """Multi-hop memory network over the session's typed events (reconstruction).
+
+    Parameters
+    ----------
+    n_users, n_items : int
+        ``n_users`` is unused: scores depend on the session only. ``n_items`` is the
+        purchasable catalogue (history tokens range over ``event_types · n_items``).
+    dim : int
+        Embedding size d.
+    hops : int
+        Memory reads H.
+    hop : "add" | "linear"
+        Query update between hops: u + o (MemN2N, adjacent tying) or ReLU(H u + o + b).
+    event_types : int
+        Distinct event types (1: untyped clicks; 3 for view / cart / purchase).
+    target : "next_item" | "purchase"
+        Which events are training targets (``purchase``: events of type ``purchase_type``).
+    purchase_type : int
+        The event type code of a purchase (2 in :data:`memrec.data.synthetic.EVENT_TYPES`).
+    type_embeddings : bool
+        Add the event-type embeddings to the slots and the query (False: the ablation that
+        sees only which items a session touched, not how).
+    max_history : int or None
+        Keep only the most recent events in the memory.
+    init_std : float
+        Normal init of the embeddings.
+
+    Shapes
+    ------
+    prefix_states: tokens [B, L], mask [B, L] → [B, L, d] (the state after each event)
+    score_all: query.history tokens [B, L] → [B, n_items]
+    """
+
+    needs_history = True
+    needs_user = False
+    explains = "items"
+    task = "next_item"
+
+    def __init__(self, n_users: int, n_items: int, *, dim: int = 64, hops: int = 2,
+                 hop: str = "add", event_types: int = 1, target: str = "next_item",
+                 purchase_type: int = 2, type_embeddings: bool = True,
+                 max_history: int | None = None, init_std: float = 0.05):
+        super().__init__(n_users, n_items)
+        if hops < 1:
+            raise ValueError(f"hops must be at least 1, got {hops}")
+        if hop not in HOPS:
+            raise ValueError(f"hop must be one of {', '.join(HOPS)}, not {hop!r}")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+        if event_types < 1 or (target == "purchase" and not 0 <= purchase_type < event_types):
+            raise ValueError("event_types must be >= 1 and purchase_type one of its codes")
+        if max_history is not None and max_history < 1:
+            raise ValueError(f"max_history must be at least 1 (or None), got {max_history}")
+        self.hops, self.hop, self.event_types = hops, hop, event_types
+        self.target, self.purchase_type, self.max_history = target, purchase_type, max_history
+        self.type_embeddings = type_embeddings
+        if target == "purchase":
+            self.task = "next_purchase"        # training/tasks.py: purchase events are the targets
+        self.item_query = nn.Embedding(n_items, dim)          # Q
+        self.item_key = nn.Embedding(n_items, dim)            # A
+        self.item_value = nn.Embedding(n_items, dim)          # C
+        self.type_query = nn.Embedding(event_types, dim)      # T_Q
+        self.type_key = nn.Embedding(event_types, dim)        # T_A
+        self.type_value = nn.Embedding(event_types, dim)      # T_C
+        self.item_output = nn.Embedding(n_items, dim)         # W
+        for table in (self.item_query, self.item_key, self.item_value, self.type_query,
+                      self.type_key, self.type_value, self.item_output):
+            nn.init.normal_(table.weight, std=init_std)
+        self.hop_maps = nn.ModuleList(nn.Linear(dim, dim) for _ in range(hops - 1)) \
+            if hop == "linear" else nn.ModuleList()
+
+    # -- memory -------------------------------------------------------------------------------
+    def _split_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if tokens.numel() and int(tokens.max()) >= self.event_types * self.n_items:
+            raise ValueError(f"history token {int(tokens.max())} is out of range for "
+                             f"{self.event_types} event type(s) × {self.n_items} items")
+        return tokens % self.n_items, tokens // self.n_items
+
+    def _slots(self, tokens: torch.Tensor, mask: torch.Tensor):
+        """(queries, keys, values) [B, L, d] of the events; padding rows are zero."""
+        items, types = self._split_tokens(tokens * mask)
+        if not self.type_embeddings:
+            types = torch.zeros_like(types)          # one shared type row: it cannot tell types apart
+        keep = mask[..., None].to(self.item_key.weight.dtype)
+        query = self.item_query(items) + self.type_query(types)
+        key = (self.item_key(items) + self.type_key(types)) * keep
+        value = (self.item_value(items) + self.type_value(types)) * keep
+        return query, key, value
+
+    def _hops(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+              readable: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """H reads; query [B, P, d], readable [B, P, L] → (u^H + o^H [B, P, d], weights per hop)."""
+        u = query
+        o, weights = candidate_read(u, key, value, readable)                  # eqs. 1–2, hop 1
+        all_weights = [weights]
+        for h in range(1, self.hops):
+            u = torch.relu(self.hop_maps[h - 1](u) + o) if self.hop == "linear" else u + o
+            o, weights = candidate_read(u, key, value, readable)
+            all_weights.append(weights)
+        return u + o, all_weights
+
+    # -- every prefix in one pass ---------------------------------------------------------------
+    def prefix_states(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The state after every event (memory = events 0..t, query = event t), one pass."""
+        query, key, value = self._slots(history, mask)
+        return self._hops(query, key, value, prefix_mask(mask, self.max_history))[0]
+
+    def session_state(self, history: torch.Tensor, mask: torch.Tensor
+                      ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The state after each row's last event: ([B, d], per-hop weights [B, L])."""
+        length = mask.sum(1)
+        if (length == 0).any():
+            raise ValueError("the purchase DMN needs at least one event per session")
+        query, key, value = self._slots(history, mask)
+        last = query[torch.arange(len(query)), length - 1][:, None, :]       # u¹ = the last event
+        readable = mask.clone()
+        if self.max_history is not None:                                      # most recent events only
+            position = torch.arange(mask.shape[1], device=mask.device)[None]
+            readable &= position >= (length[:, None] - self.max_history)
+        state, weights = self._hops(last, key, value, readable[:, None, :])
+        return state[:, 0], [w[:, 0] for w in weights]
+
+    def output(self, states: torch.Tensor) -> torch.Tensor:
+        """Scores of every purchasable item: states [..., d] → [..., n_items] (MemN2N eq. 3)."""
+        return states @ self.item_output.weight.T
+
+    def candidate_scores(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of given candidates (the pairwise option): states [P, d], items [P, C] → [P, C]."""
+        return (self.item_output(items) * states[:, None, :]).sum(-1)
+
+    # -- the contract -------------------------------------------------------------------------
+    def score_all(self, query: Query) -> torch.Tensor:
+        return self.output(self.session_state(query.history, query.mask)[0])
+
+    def explain_history(self, query: Query) -> torch.Tensor:
+        """Last-hop attention each event of the session got → [B, L]."""
+        return self.session_state(query.history, query.mask)[1][-1]
+
+
+__all__ = ["PurchaseDMN", "event_tokens"]
