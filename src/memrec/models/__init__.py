@@ -19,6 +19,7 @@ from .baselines.pop import Popularity
 from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
 from .gmf import GMF
+from .nmrn import NMRN
 from .rum import RUMFeature, RUMItem
 from .stamp import STAMP, STMP
 
@@ -73,6 +74,9 @@ REGISTRY: dict[str, ModelSpec] = {
                        _SESSION_DEFAULTS),
     "stmp": ModelSpec(STMP, "STMP: STAMP without attention, the paper's ablation (Liu 2018)",
                       _SESSION_DEFAULTS),
+    "nmrn": ModelSpec(NMRN, "NMRN: key-value memory written by every event, Euclidean scores, GAN negatives (Wang 2018)",
+                      {"loss": "hinge", "margin": 1.0, "n_negatives": 1, "sampler": "adversarial",
+                       "optimizer": "adam", "lr": 1e-3, "batch_size": 256, "epochs": 20, "patience": 3}),
 }
 
 
