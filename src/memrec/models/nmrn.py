@@ -187,9 +187,11 @@ class NMRN(Model):
         if self._pending is None or len(self._pending) != 5:     # none, or left by the exact path
             return current
         prev_rows, prev_start, prev_slot, prev_users, prev_items = self._pending
-        rewritten = self._write_grouped(prev_start, prev_slot, prev_users, prev_items)
         at = torch.searchsorted(prev_rows, rows).clamp(max=len(prev_rows) - 1)
         hit = prev_rows[at] == rows
+        if not hit.any():       # no graph at all: the optimizer then skips the write's parameters
+            return current      # (a zero gradient would still move them through Adam's momentum)
+        rewritten = self._write_grouped(prev_start, prev_slot, prev_users, prev_items)
         return torch.where(hit[:, None, None], rewritten[at], current)
 
     def stream_step(self, users: torch.Tensor, items: torch.Tensor,
