@@ -118,7 +118,12 @@ def check_params(name: str, params: dict) -> dict:
 def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> Model:
     """Construct a registered model for a dataset's sizes."""
     params = check_params(name, dict(params or {}))
-    return spec(name).cls(n_users, n_items, **params)
+    try:
+        return spec(name).cls(n_users, n_items, **params)
+    except ConfigError:
+        raise
+    except ValueError as e:      # a constructor's check of an option (scope, query, ...)
+        raise ConfigError(f"model {name!r}: {e}") from None
 
 
 __all__ = ["REGISTRY", "ModelSpec", "ConfigError", "Query", "Model", "build", "spec",
