@@ -90,6 +90,15 @@ def test_evaluate_events_ranks_every_event_with_known_items_excluded():
     assert metrics["NDCG@5"] == pytest.approx((1 + 1 + 1 / np.log2(5)) / 3)
 
 
+def test_warm_metrics_cover_only_users_with_known_items():
+    table = np.tile(np.arange(6, 0, -1, dtype=np.float32), (3, 1))
+    known = events([0, 0], [0, 1], n_users=3, n_items=6)             # user 2 is new
+    stream = events([0, 2], [2, 5], n_users=3, n_items=6)             # u0: rank 1; u2: rank 6
+    metrics = evaluate_events(FixedScores(table), stream, known, ks=(1,))
+    assert metrics["HR@1"] == pytest.approx(0.5) and metrics["warm_HR@1"] == pytest.approx(1.0)
+    assert metrics["warm_share"] == pytest.approx(0.5)
+
+
 def test_evaluate_events_is_the_same_in_any_batch_size():
     rng = np.random.default_rng(0)
     model = FixedScores(rng.normal(size=(9, 20)))

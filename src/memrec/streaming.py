@@ -106,7 +106,11 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
                     ks=(10, 20), batch_size: int = 1024) -> dict[str, float]:
     """Mean metrics over the events of ``events``: each ranks all items for its user, given what
     is ``known`` (the user's known items are not ranked, except the event's own item). The model
-    is asked once per distinct user; histories (for models that read them) are the known ones."""
+    is asked once per distinct user; histories (for models that read them) are the known ones.
+
+    Also ``warm_HR@K`` / ``warm_NDCG@K``: the same over the events of users with something known
+    (on ML-100K most users rate everything in one burst, so most test events are a new user's),
+    and ``warm_share``, the fraction of such events."""
     was_training = model.training
     model.eval()
     seen = known.user_items()
@@ -115,7 +119,8 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
     by_user = np.argsort(inverse, kind="stable")
     event_user_row = inverse[by_user]
     targets = events.item.astype(np.int64)[by_user]
-    acc = _Accumulator()
+    warm_user = np.diff(seen.indptr) > 0                     # the user has a known item
+    acc, warm = _Accumulator(), _Accumulator()
     try:
         for lo in range(0, len(users), batch_size):
             block = users[lo:lo + batch_size]
@@ -129,11 +134,19 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
                 scores = block_scores[local].clone()
                 relevant = torch.as_tensor(targets[rows])[:, None]
                 mask = torch.ones_like(relevant, dtype=torch.bool)
-                n_candidates = _mask_known_items(scores, seen, users[event_user_row[rows]], relevant, mask)
-                acc.add(metric_values(rank_counts(scores, relevant, mask, n_candidates=n_candidates), tuple(ks)))
+                event_users = users[event_user_row[rows]]
+                n_candidates = _mask_known_items(scores, seen, event_users, relevant, mask)
+                values = metric_values(rank_counts(scores, relevant, mask, n_candidates=n_candidates), tuple(ks))
+                acc.add(values)
+                is_warm = torch.as_tensor(warm_user[event_users])
+                if is_warm.any():
+                    warm.add({name: v[is_warm] for name, v in values.items()})
     finally:
         model.train(was_training)
-    return acc.mean()
+    out = acc.mean()
+    out.update({f"warm_{name}": v for name, v in warm.mean().items() if name[:2] in ("HR", "ND")})
+    out["warm_share"] = warm.count / max(acc.count, 1)
+    return out
 
 
 # -- update: feed a slice -----------------------------------------------------------------------
@@ -201,8 +214,8 @@ class StreamRunner:
             self.echo(f"slice {index}/{len(parts.slices)}: {len(events):,} events  "
                       + "  ".join(f"{m} {metrics[m]:.4f}" for m in _headline(stream.ks))
                       + f"  update {t2 - t1:.1f}s")
-        names = [k for k in slices[0] if k not in ("slice", "events")]
-        mean = {k: float(np.mean([s[k] for s in slices])) for k in names}
+        names = sorted({k for s in slices for k in s} - {"slice", "events"})
+        mean = {k: float(np.nanmean([s.get(k, np.nan) for s in slices])) for k in names}
         return {"model": cfg.model, "update": stream.update, "stream": asdict(stream),
                 "config": cfg.to_json(), "offline": {"events": len(parts.train), "valid_events": len(parts.valid),
                                                      "seconds": offline_seconds, "best_epoch": result.best_epoch},
