@@ -225,3 +225,14 @@ def test_reinforce_raises_the_probability_of_rewarded_negatives():
         g.reinforce(users, pool, picked, reward)
     p_after = torch.softmax(g.logits(T([0]), pool[:1]), -1).detach()
     assert p_after[0, 1] > p_before[0, 1] and p_after[0, 2] < p_before[0, 2]
+
+
+def test_the_scan_and_the_row_by_row_write_paths_agree(monkeypatch):
+    data = stream_data(n=60, seed=4)
+    users, items = torch.as_tensor(data.user, dtype=torch.long), torch.as_tensor(data.item, dtype=torch.long)
+    scanned = fixed_model()
+    scanned.observe(users, items)
+    monkeypatch.setattr(NMRN, "SCAN_BUDGET", 0)                      # always erase_add_final
+    looped = fixed_model()
+    looped.observe(users, items)
+    torch.testing.assert_close(scanned.memory, looped.memory)

@@ -53,7 +53,7 @@ from torch import nn
 
 from ..memory.read import similarity_scores
 from ..memory.state import MemoryState
-from ..memory.write import erase_add_final, erase_add_write
+from ..memory.write import erase_add_final, erase_add_unroll, erase_add_write
 from .base import Model, Query
 
 SCOPES = ("per_user", "global")
@@ -83,6 +83,8 @@ class NMRN(Model):
     """
 
     task = "stream"
+    #: floats of the [R, L, H, d] stack of states up to which writes use the affine scan
+    SCAN_BUDGET = 1 << 22
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 20,
                  scope: str = "per_user", merge: str = "sum", init_std: float = 0.1):
@@ -159,6 +161,11 @@ class NMRN(Model):
 
         mask = torch.zeros(R, width, dtype=torch.bool).index_put((sorted_slot, position), torch.tensor(True))
         state = MemoryState(start, torch.ones(start.shape[:2], dtype=torch.bool))
+        if R * width * start[0].numel() <= self.SCAN_BUDGET:
+            # every state of the padded sequences by the fused affine scan (one op per step
+            # forward and backward), when they fit; the last step per row is its final memory
+            states = erase_add_unroll(state, padded(w), padded(e), padded(a), mask).values
+            return states[:, -1] if width else start
         return erase_add_final(state, padded(w), padded(e), padded(a), mask).values
 
     @torch.no_grad()
