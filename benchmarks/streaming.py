@@ -40,7 +40,7 @@ SUITE = {
     "nmrn-uniform": ("nmrn", "online", ['train.sampler="uniform"']),
     "nmrn-popularity": ("nmrn", "online", ['train.sampler="popularity"', "train.sampler_alpha=0.75"]),
     "nmrn-gan-frozen": ("nmrn", "frozen", []),
-    "nmrn-gan-global": ("nmrn", "online", ['model.scope="global"']),
+    "nmrn-gan-per-user": ("nmrn", "online", ['model.scope="per_user"']),
     "pop-frozen": ("pop", "frozen", []),
     "pop-retrain": ("pop", "retrain", []),
     "bprmf-frozen": ("bprmf", "frozen", []),

@@ -87,7 +87,7 @@ class NMRN(Model):
     SCAN_BUDGET = 1 << 22
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 20,
-                 scope: str = "per_user", merge: str = "sum", init_std: float = 0.1):
+                 scope: str = "global", merge: str = "sum", init_std: float = 0.1):
         super().__init__(n_users, n_items)
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
