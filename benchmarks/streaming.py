@@ -9,6 +9,7 @@ first scored (every event's user, all items ranked, HR@10 / NDCG@10), then fed t
 
     PYTHONPATH=src .venv/bin/python benchmarks/streaming.py run ml-100k            # the whole suite
     PYTHONPATH=src .venv/bin/python benchmarks/streaming.py run ml-100k --only nmrn-gan,pop-frozen
+    PYTHONPATH=src .venv/bin/python benchmarks/streaming.py run amazon-games --only nmrn-gan --extra train.epochs=8
     PYTHONPATH=src .venv/bin/python benchmarks/streaming.py report                 # tables only
 
 Results: ``benchmarks/results/streaming.json`` (a run of the same dataset and label is replaced)
@@ -86,8 +87,9 @@ def run_child(spec: dict) -> dict:
     return result
 
 
-def spawn(label: str, dataset: str) -> dict:
+def spawn(label: str, dataset: str, extra: list[str]) -> dict:
     model, update, overrides = RUNS[label]
+    overrides = [*overrides, *extra]
     cfg = config_path(model, dataset)
     spec = {"label": label, "dataset": dataset, "model": model, "update": update,
             "config": str(cfg) if cfg else None, "overrides": overrides, "data": str(DATA_PATHS[dataset])}
@@ -153,6 +155,8 @@ def main() -> None:
     run = sub.add_parser("run")
     run.add_argument("dataset", choices=tuple(DATA_PATHS))
     run.add_argument("--only", default=None, help="comma list of run labels (default: the suite)")
+    run.add_argument("--extra", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="an override for every run of this call (e.g. a shorter train.epochs)")
     sub.add_parser("report")
     args = parser.parse_args()
     results = load_results()
@@ -163,7 +167,7 @@ def main() -> None:
                 raise SystemExit(f"unknown run {label!r}; known: {', '.join(RUNS)}")
         for label in labels:
             print(f"{dt.datetime.now():%H:%M:%S} {label} on {args.dataset}", flush=True)
-            record = spawn(label, args.dataset)
+            record = spawn(label, args.dataset, args.extra)
             record["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                                  "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%MZ}"}
             results["runs"] = [r for r in results["runs"]
