@@ -21,8 +21,8 @@ K = [k_1..k_H] and a value memory M = [m_1..m_H]:
 * loss     max(0, γ + d(s, v⁺) − d(s, v⁻)) = ``losses.hinge(−d⁺, −d⁻, margin=γ)``  (eq. 6)
 
 The value memory is per user (``scope="per_user"``: [n_users, H, d], written by the user's own
-events) or one memory for everyone (``"global"``: [1, H, d], written by every event). It is a
-buffer, not a parameter: it is *state*, written as the stream goes by, saved with the model.
+events) or one memory for everyone (``"global"``, the default: [1, H, d], written by every event;
+the toy re-implementation's choice, and the better one on an ML-100K probe). It is a buffer, not a parameter: it is *state*, written as the stream goes by, saved with the model.
 
 Training on the stream (``task = "stream"``, :class:`memrec.training.stream.StreamTask`) goes
 through the events in time order in micro-batches. :meth:`stream_step` scores each event's
@@ -71,7 +71,8 @@ class NMRN(Model):
     slots : int
         H, the number of key/value memory slots.
     scope : "per_user" | "global"
-        Whose events write a value memory: the user's own, or everyone's (one shared memory).
+        Whose events write a value memory: the user's own, or everyone's (one shared memory,
+        the default).
     merge : "sum" | "read"
         The user vector: u + read, or the read alone.
     init_std : float
