@@ -22,7 +22,8 @@ K = [k_1..k_H] and a value memory M = [m_1..m_H]:
 
 The value memory is per user (``scope="per_user"``: [n_users, H, d], written by the user's own
 events) or one memory for everyone (``"global"``, the default: [1, H, d], written by every event;
-the toy re-implementation's choice, and the better one on an ML-100K probe). It is a buffer, not a parameter: it is *state*, written as the stream goes by, saved with the model.
+the toy re-implementation's choice, and the better one on an ML-100K probe). It is a buffer,
+not a parameter: it is *state*, written as the stream goes by, saved with the model.
 
 Training on the stream (``task = "stream"``, :class:`memrec.training.stream.StreamTask`) goes
 through the events in time order in micro-batches. :meth:`stream_step` scores each event's
