@@ -144,6 +144,65 @@ def _recommend_session(rec, clicks: list[str], k: int, explain: bool) -> None:
 
 
 @main.command()
+@click.argument("model")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="Dataset file or folder (all of it is the stream).")
+@click.option("--format", "fmt", default=None, help="Input format (default: auto-detect).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config value, e.g. --set train.lr=0.01 (repeatable).")
+@click.option("--epochs", type=int, default=None, help="Offline training epochs.")
+@click.option("--seed", type=int, default=None)
+@click.option("--update", type=click.Choice(["frozen", "retrain", "online"]), default=None,
+              help="How each slice updates the model (default: online for stream models, else frozen).")
+@click.option("--train-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5,
+              show_default=True, help="Offline part of the time-ordered stream.")
+@click.option("--slices", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Consecutive test slices.")
+@click.option("--online-epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results JSON here.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def stream(model, data_path, fmt, config_path, overrides, epochs, seed, update, train_frac, slices,
+           online_epochs, out, progress):
+    """Streaming protocol: train MODEL offline on the first part of the time-ordered data, then
+    for each test slice recommend (HR/NDCG, full ranking) and update the model with the slice."""
+    from .data.preprocess import preprocess
+    from .data.readers import load
+    from .fileio import atomic_write_json
+    from .models import spec
+    from .streaming import StreamConfig, run_stream
+    from .training.config import load_config
+    config = load_config(model, config_path, list(overrides), epochs=epochs, seed=seed)
+    if update is None:
+        update = "online" if spec(config.model).cls.task == "stream" else "frozen"
+    stream_cfg = StreamConfig(train_frac=train_frac, n_slices=slices, update=update,
+                              online_epochs=online_epochs)
+    if out is not None and out.exists():
+        raise DataError(f"{out} already exists; choose another --out")
+    if not data_path.exists():
+        raise DataError(f"{data_path}: no such file or directory")
+    d = config.data
+    data_ = preprocess(load(data_path, fmt or d.format or None).interactions,
+                       threshold=d.threshold or None, user_k=d.user_k, item_k=d.item_k,
+                       duplicates=d.duplicates)
+    results = run_stream(config, data_, stream_cfg, echo=lambda line: click.echo(line, err=True),
+                         progress=sys.stderr.isatty() if progress is None else progress)
+    rows = [{"slice": s["slice"], "events": s["events"], "HR@10": s["HR@10"], "NDCG@10": s["NDCG@10"],
+             "update s": s["update_seconds"], "events/s": s["update_events_per_s"]}
+            for s in results["slices"]]
+    m = results["mean"]
+    rows.append({"slice": "mean", "events": sum(s["events"] for s in results["slices"]),
+                 "HR@10": m["HR@10"], "NDCG@10": m["NDCG@10"], "update s": m["update_seconds"],
+                 "events/s": m["update_events_per_s"]})
+    click.echo(f"{model} on {data_path} (streaming, update {update}, offline "
+               f"{results['offline']['seconds']:.1f}s, best epoch {results['offline']['best_epoch']})")
+    click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if out is not None:
+        atomic_write_json(out, results)
+        click.echo(f"saved to {out}")
+
+
+@main.command()
 def models():
     """List the registered models."""
     width = max(map(len, REGISTRY))

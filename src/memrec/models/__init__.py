@@ -21,6 +21,7 @@ from .cmn import CMN
 from .dmn import PurchaseDMN
 from .gmf import GMF
 from .mars import MARS
+from .nmrn import NMRN
 from .rum import RUMFeature, RUMItem
 from .stamp import STAMP, STMP
 
@@ -80,6 +81,9 @@ REGISTRY: dict[str, ModelSpec] = {
                        "batch_size": 256, "epochs": 50, "patience": 5}),
     "dmn": ModelSpec(PurchaseDMN, "Purchase DMN: multi-hop memory over a session's typed events, next purchase (Gligorijevic 2018; reconstruction)",
                      {**_SESSION_DEFAULTS, "lr": 1e-3, "clip_grad_norm": 0.0, "clip_per_tensor": False}),
+    "nmrn": ModelSpec(NMRN, "NMRN: key-value memory written by every event, Euclidean scores, GAN negatives (Wang 2018)",
+                      {"loss": "hinge", "margin": 1.0, "n_negatives": 1, "sampler": "adversarial",
+                       "optimizer": "adam", "lr": 1e-3, "batch_size": 256, "epochs": 20, "patience": 3}),
 }
 
 
@@ -123,7 +127,9 @@ def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> 
     params = check_params(name, dict(params or {}))
     try:
         return spec(name).cls(n_users, n_items, **params)
-    except ValueError as e:  # a value the constructor rejects (hops = 0, an unknown option)
+    except ConfigError:
+        raise
+    except ValueError as e:      # a constructor's check of an option (scope, query, ...)
         raise ConfigError(f"model {name!r}: {e}") from None
 
 

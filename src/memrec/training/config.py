@@ -45,7 +45,7 @@ class TrainConfig:
     margin: float = 1.0                # hinge margin
     bpr_max_reg: float = 1.0           # bpr_max's score regulariser λ (GRU4Rec's bpreg)
     n_negatives: int = 1
-    sampler: str = "uniform"           # uniform | popularity
+    sampler: str = "uniform"           # uniform | popularity | adversarial (stream models: NMRN's GAN)
     sampler_alpha: float = 1.0         # popularity exponent
     sample_only_seen_items: bool = False
     patience: int = 5                  # epochs without improvement before stopping; 0 = never stop
@@ -60,11 +60,19 @@ class TrainConfig:
     pretrain_batch_size: int = 0       # 0 = batch_size
     refit: bool = False                # after choosing epochs on valid, retrain on train + valid
     seed: int = 0
+    stream_mode: str = "micro_batch"   # stream models: micro_batch (fast) | exact (event by event)
+    gan_pool: int = 100                # adversarial sampler: uniform candidate pool per event
+    gan_dim: int = 32                  # generator embedding size
+    gan_lr: float = 1e-3               # generator Adam learning rate
+    gan_temperature: float = 1.0       # generator softmax temperature
+    gan_warmup_epochs: int = 1         # recommender epochs with uniform negatives before the GAN
+    gan_pretrain_epochs: int = 2       # generator BPR pretraining epochs, then alternate
 
     def __post_init__(self):
         choices = {"optimizer": ("adam", "rmsprop", "adagrad", "sgd", "tf_rmsprop"),
                    "loss": ("bpr", "bce", "hinge", "sampled_softmax", "bpr_max", "softmax"),
-                   "sampler": ("uniform", "popularity"),
+                   "sampler": ("uniform", "popularity", "adversarial"),
+                   "stream_mode": ("micro_batch", "exact"),
                    "valid_protocol": ("full", "sampled", "session")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -264,6 +264,12 @@ def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
     """The task a model trains with (its ``task`` attribute) and checks the loss fits it."""
     if model.task == "next_purchase":
         return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
+    if model.task == "stream":
+        from .stream import StreamTask
+        return StreamTask(train, config)
+    if config.sampler == "adversarial":
+        raise ConfigError(f"train.sampler = \"adversarial\" needs a stream model (nmrn); "
+                          f"{type(model).__name__} samples uniform or popularity negatives")
     if model.task == "next_item":
         if config.loss == "softmax" and not hasattr(model, "prefix_states"):
             raise ConfigError(f"{type(model).__name__} scores candidates through its memory and "

@@ -117,12 +117,14 @@ class Trainer:
         self.echo = echo or echo_stderr
 
     # -- public -------------------------------------------------------------------------------
-    def fit(self, model: Model, split: Split, *, resume: bool = False) -> TrainResult:
+    def fit(self, model: Model, split: Split, *, resume: bool = False, task=None) -> TrainResult:
+        """``task``: train with this task instead of the model's default one (the streaming
+        protocol keeps the task of an offline fit, with its negative sampler, for online updates)."""
         split.train.require_nonempty("training data")
         if not model.trainable:
             return self._fit_closed_form(model, split)
         with deterministic_algorithms(self.config.deterministic):
-            return self._fit_gradient(model, split, resume)
+            return self._fit_gradient(model, split, resume, task)
 
     # -- closed form --------------------------------------------------------------------------
     def _fit_closed_form(self, model: Model, split: Split) -> TrainResult:
@@ -138,10 +140,10 @@ class Trainer:
         return TrainResult(best_epoch=0, train_seconds=seconds, history=[record])
 
     # -- gradient -----------------------------------------------------------------------------
-    def _fit_gradient(self, model: Model, split: Split, resume: bool) -> TrainResult:
+    def _fit_gradient(self, model: Model, split: Split, resume: bool, task=None) -> TrainResult:
         cfg = self.config
         model.prepare(split.train)
-        task = make_task(model, split.train, cfg)
+        task = task if task is not None else make_task(model, split.train, cfg)
         optimizer = make_optimizer(cfg, model.parameter_groups(cfg.weight_decay))
         generator = torch.Generator().manual_seed(cfg.seed)
         evaluator = self._validator(split)
