@@ -39,9 +39,10 @@ Unlinked items (no TransE entity): e_i = 0 on the item side, and they **do not w
 memory (their "attribute values" would be r_a alone, the same for every unlinked item).
 
 Training (:meth:`KSR.prefix_scores`): every position of a padded sequence predicts its next
-item in one causal pass — one GRU pass for all h_t, one unroll of the gated write for all
-memory states (the write is a recurrence: a Python loop over time with batched ops, spec §0.3),
-one batched read. Streaming (:meth:`init_state` / :meth:`update` / :meth:`score_state`) gives
+item in one causal pass — one GRU pass for all h_t, one :func:`~memrec.memory.write.gated_unroll`
+for all memory states (the gated write is a recurrence with a state-dependent gate, so it runs
+as a loop over time, spec §0.3, but one fused step each way with a hand-written backward), one
+batched read. Streaming (:meth:`init_state` / :meth:`update` / :meth:`score_state`) gives
 the same scores as the batch path (tested).
 
 Deviations from the paper / official code (see ``docs/models/ksr.md``):
@@ -62,7 +63,7 @@ from torch import nn
 
 from ..memory.read import attention_read
 from ..memory.state import MemoryState
-from ..memory.write import gated_write, select_rows, unroll
+from ..memory.write import gated_unroll, gated_write, select_rows, unroll
 from .sequential import StatefulScorer
 
 VARIANTS = ("official", "paper")
@@ -203,7 +204,8 @@ class KSR(StatefulScorer):
         values = values.reshape(-1, R, d)
         memory = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=values.device),
                              keys=self.relation_keys.expand(len(values), R, d))
-        temperature = 1.0 if self.variant == "official" else 1.0 / self.gamma   # softmax(γ·s) = softmax(s/τ)
+        # softmax(γ·s) = softmax(s/τ) with τ = 1/γ; γ = 0 is the uniform read (τ = ∞)
+        temperature = 1.0 if self.variant == "official" else (1.0 / self.gamma if self.gamma else float("inf"))
         m, w = attention_read(self._query(h).reshape(-1, d), memory, temperature=temperature)  # eq. (7)
         return m.reshape(*lead, d), w.reshape(*lead, R)
 
@@ -279,7 +281,7 @@ class KSR(StatefulScorer):
         h, _ = self.gru(self.item_embedding(history))                    # one causal pass
         writes = mask & self.linked[history]
         initial = self._empty_memory(len(history))
-        states = unroll(self._write, initial, (history,), writes, return_all=True)
+        states = gated_unroll(initial, self._write_update(history), writes)   # every V_t, one fused scan
         if self.variant == "paper":                                      # read before write
             states = states.before(initial)
         return h, states.values
