@@ -300,3 +300,20 @@ def test_cli_train_transe_and_errors(tmp_path):
     split = CliRunner().invoke(main, ["train", "transe", "--data", str(data), "--out", str(tmp_path / "y"),
                                       "--split", "loo"])
     assert split.exit_code == 2 and "do not apply to transe" in split.output
+
+
+def test_linked_only_keeps_interactions_on_linked_items(tmp_path):
+    from memrec.runs import prepare_split
+    from memrec.training.config import DataConfig
+    data = write_recbole(tmp_path / "films")
+    rows = [(u, i, t) for t, (u, i) in enumerate([(u, i) for u in range(6) for i in (10, 11, 12, 14, 99)])]
+    (data / "films.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
+                                      + "".join(f"{u}\t{i}\t{t}\n" for u, i, t in rows))
+    _, everything = prepare_split(data, DataConfig(split="loo", n_negatives=0))
+    _, linked = prepare_split(data, DataConfig(split="loo", n_negatives=0, linked_only=True))
+    assert sorted(everything.train.items.raw.tolist()) == [10, 11, 12, 14, 99]
+    assert sorted(linked.train.items.raw.tolist()) == [10, 11, 12]          # 14, 99 have no link
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "plain.inter").write_text((data / "films.inter").read_text())
+    with pytest.raises(DataError, match="no knowledge graph with item links"):
+        prepare_split(tmp_path / "plain", DataConfig(linked_only=True))
