@@ -77,7 +77,7 @@ def recbole_epoch(dataset: str, venv: Path, epochs: int) -> dict:
             (folder / f"{name}.{suffix}").write_bytes((export / f"{dataset}.{suffix}").read_bytes())
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
         proc = subprocess.run([str(venv / "bin" / "python"), "-c", CHILD, tmp + "/", name, str(epochs)],
-                              capture_output=True, text=True, env=env)
+                              capture_output=True, text=True, env=env, cwd=tmp)   # its log/ folders stay there
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
         return json.loads(proc.stdout.strip().splitlines()[-1])
