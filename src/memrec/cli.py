@@ -72,7 +72,13 @@ def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, resume, out, progress):
-    """Train MODEL on a dataset, test it, and save the run to --out."""
+    """Train MODEL on a dataset, test it, and save the run to --out.
+
+    ``memrec train transe --data KG`` trains TransE on a knowledge graph (a RecBole .kg/.link
+    folder or a KGCN kg.txt folder) and exports its vectors for KSR."""
+    if model == "transe":
+        _train_transe(data_path, fmt, split, config_path, overrides, epochs, seed, resume, out)
+        return
     from .runs import train_run
     from .training.config import load_config
     overrides = list(overrides)
@@ -90,6 +96,24 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
                f"best epoch {results['best_epoch']}, {results['train_seconds']:.1f}s training")
     click.echo(_metrics_table(results["metrics"]))
     click.echo(f"saved to {out}")
+
+
+def _train_transe(data_path, fmt, split, config_path, overrides, epochs, seed, resume, out):
+    from .knowledge_runs import load_transe_config, train_transe_run
+    if fmt or split:
+        raise click.UsageError("--format and --split do not apply to transe (it reads the "
+                               "knowledge graph; set data.test_frac / data.valid_frac instead)")
+    config = load_transe_config(config_path, list(overrides), epochs=epochs, seed=seed)
+    if not resume and not Path(data_path).exists():
+        raise DataError(f"{data_path}: no such file or directory")
+    results = train_transe_run(config, data_path, out, resume=resume)
+    test, rand = results["test"], results["random_ranker_test"]
+    click.echo(f"transe on {results['data']}: best epoch {results['best_epoch']}, "
+               f"{results['train_seconds']:.1f}s training")
+    click.echo(f"filtered link prediction on {test['n_triples']:,} test triples (random ranker):")
+    for metric in ("MR", "MRR", "Hits@1", "Hits@3", "Hits@10"):
+        click.echo(f"  {metric:<8} {test.get(metric, float('nan')):10.4f}   ({rand.get(metric, float('nan')):.4f})")
+    click.echo(f"saved to {out}; vectors in {Path(out) / 'export'}")
 
 
 @main.command()
@@ -112,12 +136,19 @@ def evaluate(run_dir, protocols, as_json):
 @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--include-seen", is_flag=True, help="Do not filter the user's known items.")
 @click.option("--explain", is_flag=True, help="Show what the memory attended to for each item.")
-def recommend(run_dir, users, session, k, include_seen, explain):
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
+              help="With --explain (KSR): plot the attention over relations after each of the "
+                   "user's recent events to this file (PNG).")
+def recommend(run_dir, users, session, k, include_seen, explain, plot_path):
     """Top-k items for users of a trained run, or for a live session."""
     from .recommender import Recommender
     if bool(users) == (session is not None):
         raise click.UsageError("give either --user (repeatable) or --session")
+    if plot_path is not None and (not explain or len(users) != 1):
+        raise click.UsageError("--plot needs --explain and exactly one --user")
     rec = Recommender.load(run_dir)
+    if plot_path is not None:
+        _plot_attention(rec, users[0], plot_path)
     if session is not None:
         _recommend_session(rec, [c.strip() for c in session.split(",") if c.strip()], k, explain)
         return
@@ -130,6 +161,23 @@ def recommend(run_dir, users, session, k, include_seen, explain):
             if why:
                 kind = rec.model_.explains.rstrip("s")
                 click.echo("       attended: " + ", ".join(f"{kind} {i} ({w:.2f})" for i, w in why))
+
+
+def _plot_attention(rec, user, path: Path, last: int = 30) -> None:
+    """KSR's read attention over relations after each of the user's ``last`` events."""
+    import numpy as np
+
+    from .plots import relation_attention_plot
+    if not hasattr(rec.model_, "attention_trace"):
+        raise click.UsageError(f"--plot shows attention over relations (KSR); model "
+                               f"{rec.saved_.name!r} has none")
+    index = int(rec.saved_.users.to_index([user], what="user")[0])
+    query = rec.query(np.array([index]))
+    trace = rec.model_.attention_trace(query.history, query.mask).numpy()[-last:]
+    items = rec.saved_.items.to_raw(query.history[0][query.mask[0]].numpy())[-last:]
+    relation_attention_plot(trace, [str(i) for i in items], rec.model_.relation_labels(), path,
+                            title=f"user {user}: attention over relations after each event")
+    click.echo(f"attention plot written to {path}")
 
 
 def _recommend_session(rec, clicks: list[str], k: int, explain: bool) -> None:

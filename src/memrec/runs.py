@@ -43,11 +43,29 @@ def prepare_split(data_path: str | Path, cfg: DataConfig) -> tuple[str, Split]:
         return dataset.name, split
     if cfg.split == "given":
         raise DataError(f"{data_path} carries no split of its own; choose loo, temporal, random or session")
-    data = preprocess(dataset.interactions, threshold=cfg.threshold or None, user_k=cfg.user_k,
+    interactions = linked_items_only(dataset) if cfg.linked_only else dataset.interactions
+    data = preprocess(interactions, threshold=cfg.threshold or None, user_k=cfg.user_k,
                       item_k=cfg.item_k, duplicates=cfg.duplicates)
     kind = "loo" if cfg.split == "auto" else cfg.split
     options = {k: getattr(cfg, k) for k in SPLIT_OPTIONS.get(kind, ())}
     return dataset.name, make_split(data, kind, seed=cfg.seed, n_negatives=cfg.n_negatives, **options)
+
+
+def linked_items_only(dataset) -> "Interactions":
+    """The dataset's interactions on items its knowledge graph links to an entity
+    (``data.linked_only``: KGCN and KSR keep only linked items)."""
+    import numpy as np
+
+    from .data.knowledge import KnowledgeGraph
+    if "kg" not in dataset.extras or "link" not in dataset.extras:
+        raise DataError(f"data.linked_only: {dataset.name} has no knowledge graph with item links")
+    graph = KnowledgeGraph.from_frames(dataset.extras["kg"], dataset.extras["link"])
+    data = dataset.interactions
+    linked = graph.item_entities(data.items) >= 0
+    kept = data.take(np.flatnonzero(linked[data.item]))
+    if len(kept) == 0:
+        raise DataError(f"data.linked_only: no interaction of {dataset.name} is on a linked item")
+    return kept
 
 
 def _check_new_run_dir(out: Path, resume: bool) -> None:

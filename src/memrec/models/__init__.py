@@ -20,6 +20,7 @@ from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
 from .dmn import PurchaseDMN
 from .gmf import GMF
+from .ksr import KSR
 from .mars import MARS
 from .nmrn import NMRN
 from .rum import RUMFeature, RUMItem
@@ -72,6 +73,9 @@ REGISTRY: dict[str, ModelSpec] = {
                       {**_USER_SEQUENCE_DEFAULTS, "loss": "bce"}),
     "rumf": ModelSpec(RUMFeature, "RUM-F: K feature slots per user, erase-add writes, merged with p_u (Chen 2018)",
                       {**_USER_SEQUENCE_DEFAULTS, "loss": "bce"}),
+    "ksr": ModelSpec(KSR, "KSR: GRU plus a key-value memory of KG relations with TransE vectors (Huang 2018)",
+                     {**_USER_SEQUENCE_DEFAULTS, "loss": "bpr", "n_negatives": 10,
+                      "sampler": "popularity", "pretrain_epochs": 20}),
     "stamp": ModelSpec(STAMP, "STAMP: session clicks read by attention, last click + session mean (Liu 2018)",
                        _SESSION_DEFAULTS),
     "stmp": ModelSpec(STMP, "STMP: STAMP without attention, the paper's ablation (Liu 2018)",

@@ -103,6 +103,7 @@ class DataConfig:
     test_frac: float = 0.1
     valid_frac: float = 0.1
     seed: int = 0
+    linked_only: bool = False          # keep only items linked to a knowledge-graph entity (KSR)
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,44 @@ def pretrain_cmn_with_gmf(model: Model, split: Split, cfg: TrainConfig, echo=Non
 
 
 PRETRAINERS = {"cmn": pretrain_cmn_with_gmf}
+
+
+def pretrain_ksr(model: Model, split: Split, cfg: TrainConfig, echo=None) -> None:
+    """KSR's inputs (authors' pipeline): BPR-MF item vectors (qmf in the official code) trained
+    for ``pretrain_epochs`` with Adam 1e-3 and one uniform negative, copied into q_i; and, when
+    ``model.transe`` names a TransE run, its entity vectors for the linked items (zero rows and
+    no memory writes for unlinked ones) and the vectors of its item relations as memory keys."""
+    from ..data.interactions import DataError
+    from ..knowledge_runs import load_transe
+    from ..models import ConfigError
+    from ..models.baselines.bprmf import BPRMF
+    if model.transe:
+        vectors = load_transe(model.transe)
+        entity_of_item = torch.as_tensor(vectors.graph.item_entities(split.train.items))
+        linked = entity_of_item >= 0
+        if not bool(linked.any()):
+            raise DataError(f"{model.transe}: no item of the training data is linked in that "
+                            "TransE run's graph (was it trained on this dataset's KG?)")
+        if vectors.entity.shape[1] != model.entity.shape[1]:
+            raise ConfigError(f"model.kg_dim = {model.entity.shape[1]} but the TransE run has "
+                              f"{vectors.entity.shape[1]}-d vectors")
+        if len(vectors.item_relations) == 0:
+            raise DataError(f"{model.transe}: the graph has no item relations for KSR's memory")
+        entity = vectors.entity[entity_of_item.clamp_min(0)] * linked[:, None]
+        model.load_knowledge(entity, linked, vectors.relation[torch.as_tensor(vectors.item_relations)],
+                             vectors.graph.relations.raw[vectors.item_relations].tolist())
+        (echo or (lambda line: None))(
+            f"KSR knowledge: {int(linked.sum())}/{len(linked)} items linked, "
+            f"{len(vectors.item_relations)} relation slots from {model.transe}")
+    bpr = BPRMF(model.n_users, model.n_items, dim=model.item_embedding.embedding_dim)
+    bpr_cfg = replace(cfg, epochs=cfg.pretrain_epochs, optimizer="adam", lr=1e-3, eps=1e-8,
+                      batch_size=cfg.pretrain_batch_size or cfg.batch_size, weight_decay=0.0,
+                      loss="bpr", n_negatives=1, sampler="uniform", patience=0,
+                      clip_grad_norm=0.0, pretrain_epochs=0)
+    no_validation = replace(split, valid=None, valid_cases=None, valid_negatives=None)
+    Trainer(bpr_cfg, progress=False, echo=echo).fit(bpr, no_validation)
+    with torch.no_grad():
+        model.item_embedding.weight.copy_(bpr.item_embedding.weight)
+
+
+PRETRAINERS["ksr"] = pretrain_ksr
