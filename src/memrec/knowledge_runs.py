@@ -31,7 +31,6 @@ import copy
 import json
 import math
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from .fileio import (CheckpointError, atomic_torch_save, atomic_write_bytes, ato
 from .losses import hinge
 from .models import ConfigError
 from .models.transe import TransE, corrupt
-from .training.config import TrainConfig, _typed, parse_override
+from .training.config import TrainConfig, _typed, read_tables
 from .training.trainer import deterministic_algorithms, echo_stderr, make_optimizer
 
 FORMAT_VERSION = 1
@@ -110,24 +109,7 @@ class TransEConfig:
 
 def load_transe_config(path: str | Path | None = None, overrides=(), **train_overrides) -> TransEConfig:
     """Config file ← ``--set`` overrides ← explicit flags (``epochs=``, ``seed=``)."""
-    tables: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            loaded = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from None
-        for section, values in loaded.items():
-            if section not in tables or not isinstance(values, dict):
-                raise ConfigError(f"{path}: unknown table [{section}]; use [model], [train], [data]")
-            tables[section].update(values)
-    for text in overrides:
-        section, name, value = parse_override(text)
-        if section not in tables:
-            raise ConfigError(f"--set {text}: unknown section {section!r}; use model, train or data")
-        tables[section][name] = value
+    tables = read_tables(path, overrides)
     name = tables["model"].pop("name", "transe")
     if name != "transe":
         raise ConfigError(f"this is a TransE run but the config names model {name!r}")

@@ -161,12 +161,9 @@ def parse_override(text: str) -> tuple[str, str, object]:
     return section, name, value
 
 
-def load_config(model: str | None = None, path: str | Path | None = None,
-                overrides: list[str] = (), **train_overrides) -> RunConfig:
-    """Merge (model's training defaults) ← config file ← ``--set`` overrides ← explicit flags.
-
-    ``model`` (from the command line) must agree with the file's ``[model] name`` if both exist.
-    """
+def read_tables(path: str | Path | None, overrides=()) -> dict[str, dict]:
+    """The ``[model]``, ``[train]`` and ``[data]`` tables of a config file with ``--set`` overrides
+    applied (untyped; an unknown table or section is an error)."""
     tables: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
     if path is not None:
         path = Path(path)
@@ -185,6 +182,16 @@ def load_config(model: str | None = None, path: str | Path | None = None,
         if section not in tables:
             raise ConfigError(f"--set {text}: unknown section {section!r}; use model, train or data")
         tables[section][name] = value
+    return tables
+
+
+def load_config(model: str | None = None, path: str | Path | None = None,
+                overrides: list[str] = (), **train_overrides) -> RunConfig:
+    """Merge (model's training defaults) ← config file ← ``--set`` overrides ← explicit flags.
+
+    ``model`` (from the command line) must agree with the file's ``[model] name`` if both exist.
+    """
+    tables = read_tables(path, overrides)
     file_model = tables["model"].pop("name", None)
     if model and file_model and model != file_model:
         raise ConfigError(f"the command line says model {model!r} but the config says {file_model!r}")
