@@ -91,7 +91,7 @@ def test_exclude_seen(name, fitted_models, split):
 
 
 def test_unknown_user_is_a_clear_error(fitted_models):
-    from memrec.data.interactions import DataError
+    from memrec.errors import DataError
     with pytest.raises(DataError, match="unknown user: 99999"):
         fitted_models["pop"].recommend([99999])
 
@@ -106,7 +106,7 @@ def test_model_beats_popularity_on_planted_data(name, fitted_models, split):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_build_rejects_unknown_hyperparameters(name):
-    from memrec.models import ConfigError
+    from memrec.errors import ConfigError
     model = build(name, 4, 6)
     assert model.n_users == 4 and model.n_items == 6
     with pytest.raises(ConfigError, match="has no parameter 'no_such_knob'"):

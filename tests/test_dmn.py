@@ -10,7 +10,8 @@ from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import Split
 from memrec.data.synthetic import (CART, PURCHASE, VIEW, TypedSessionConfig,
                                    generate_typed_sessions)
-from memrec.models import ConfigError, build
+from memrec.models import build
+from memrec.errors import ConfigError
 from memrec.models.base import Query
 from memrec.models.dmn import PurchaseDMN, event_tokens
 from memrec.purchases import evaluate_purchases, purchase_cases, split_sessions_by_time

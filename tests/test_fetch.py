@@ -25,7 +25,7 @@ import pytest
 
 from memrec.data import fetch as fetch_mod
 from memrec.data.fetch import SOURCES, ManualDownloadRequired, Source, fetch
-from memrec.data.interactions import DataError
+from memrec.errors import DataError
 
 
 # ---------------------------------------------------------------------------------------------

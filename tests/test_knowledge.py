@@ -12,12 +12,12 @@ import torch
 from click.testing import CliRunner
 
 from memrec.cli import main
-from memrec.data.interactions import DataError, IdMap
+from memrec.data.interactions import IdMap
+from memrec.errors import ConfigError, DataError
 from memrec.data.knowledge import KnowledgeGraph
 from memrec.knowledge_runs import (KnownTriples, TransEConfig, TransETrainConfig, fit_transe,
                                    link_prediction, load_transe, load_transe_config, random_ranker,
                                    split_triples, train_transe_run)
-from memrec.models import ConfigError
 from memrec.models.transe import TransE, corrupt
 
 from .conftest import shared_path

@@ -13,7 +13,8 @@ from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import leave_one_out
 from memrec.memory.state import MemoryState
 from memrec.memory.write import gated_unroll, gated_write, unroll
-from memrec.models import ConfigError, build
+from memrec.models import build
+from memrec.errors import ConfigError
 from memrec.models.ksr import KSR
 from memrec.models.sequential import select_state
 from memrec.recommender import Recommender

@@ -12,7 +12,8 @@ from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import leave_one_out
 from memrec.data.synthetic import SynthConfig, generate
 from memrec.evaluation import Evaluator
-from memrec.models import ConfigError, build
+from memrec.models import build
+from memrec.errors import ConfigError
 from memrec.models.base import Query
 from memrec.memory.read import candidate_read
 from memrec.models.mars import MARS

@@ -11,7 +11,8 @@ from memrec.adversarial import AdversarialSampler, gumbel_noise
 from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import Split
 from memrec.losses import hinge
-from memrec.models import ConfigError, build
+from memrec.models import build
+from memrec.errors import ConfigError
 from memrec.models.base import Query
 from memrec.models.nmrn import NMRN
 from memrec.training.config import load_config

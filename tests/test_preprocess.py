@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memrec.data.interactions import DataError, Interactions
+from memrec.data.interactions import Interactions
+from memrec.errors import DataError
 from memrec.data.preprocess import binarize, compact, deduplicate, k_core, preprocess
 from memrec.data.sorting import stable_argsort
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memrec.data.interactions import DataError
+from memrec.errors import DataError
 from memrec.data.readers import FORMATS, Dataset, load, load_kg
 from memrec.data.readers.detect import detect_format
 

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from memrec.data.interactions import DataError
+from memrec.errors import DataError
 from memrec.data.safe_pickle import safe_load
 
 

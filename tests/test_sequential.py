@@ -13,7 +13,8 @@ from memrec.losses import bpr_max
 from memrec.memory.state import MemoryState
 from memrec.memory.write import (erase_add_final, erase_add_unroll, erase_add_write, fifo_append,
                                  fifo_positions, fifo_states, unroll)
-from memrec.models import ConfigError, build
+from memrec.models import build
+from memrec.errors import ConfigError
 from memrec.models.base import Query
 from memrec.models.rum import RUMFeature, RUMItem
 from memrec.models.sequential import select_state

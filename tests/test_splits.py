@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memrec.data.interactions import DataError, IdMap, Interactions
+from memrec.data.interactions import IdMap, Interactions
+from memrec.errors import DataError
 from memrec.data.splits import (Split, _exact_draw, leave_one_out, make_split, random_ratio,
                                 sample_negatives, session_split, temporal)
 

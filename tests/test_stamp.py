@@ -8,7 +8,8 @@ import torch
 from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import carve_session_validation, session_split
 from memrec.evaluation import Evaluator
-from memrec.models import ConfigError, build
+from memrec.models import build
+from memrec.errors import ConfigError
 from memrec.models.base import Query
 from memrec.models.stamp import STAMP, STMP, clip_norm
 from memrec.training.config import TrainConfig
@@ -261,7 +262,7 @@ def test_clicks_are_ordered_by_timeframe_and_rare_items_dropped(tmp_path):
 
 
 def test_raw_click_errors_are_clear(tmp_path):
-    from memrec.data.interactions import DataError
+    from memrec.errors import DataError
     from memrec.data.session_prep import read_raw_clicks
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="not a diginetica click file"):

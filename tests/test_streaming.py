@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from memrec.cli import main
 from memrec.data.interactions import IdMap, Interactions
 from memrec.data.synthetic import SynthConfig, generate, write_csv
-from memrec.evaluation import _concat
-from memrec.models import ConfigError, build
+from memrec.evaluation import concat_parts
+from memrec.models import build
+from memrec.errors import ConfigError
 from memrec.models.base import Model, Query
 from memrec.streaming import StreamConfig, evaluate_events, run_stream, stream_parts
 from memrec.training.config import load_config
@@ -119,14 +120,14 @@ def test_retrained_popularity_is_scored_on_what_was_known_before_each_slice(synt
     cfg = StreamConfig(n_slices=3, update="retrain", ks=(10,))
     result = run_stream(load_config("pop"), synthetic, cfg)
     parts = stream_parts(synthetic, cfg)
-    known = _concat([parts.train, parts.valid])
+    known = concat_parts([parts.train, parts.valid])
     for row, part in zip(result["slices"], parts.slices):
         model = build("pop", synthetic.n_users, synthetic.n_items)
         model.fit_closed_form(known)
         expected = evaluate_events(model, part, known, ks=(10,))
         assert row["HR@10"] == pytest.approx(expected["HR@10"])
         assert row["NDCG@10"] == pytest.approx(expected["NDCG@10"])
-        known = _concat([known, part])
+        known = concat_parts([known, part])
     assert result["mean"]["HR@10"] == pytest.approx(np.mean([r["HR@10"] for r in result["slices"]]))
 
 
@@ -136,7 +137,7 @@ def test_frozen_popularity_never_changes(synthetic):
     parts = stream_parts(synthetic, cfg)
     model = build("pop", synthetic.n_users, synthetic.n_items)
     model.fit_closed_form(parts.train)
-    known = _concat([parts.train, parts.valid, parts.slices[0]])
+    known = concat_parts([parts.train, parts.valid, parts.slices[0]])
     expected = evaluate_events(model, parts.slices[1], known, ks=(10,))
     assert result["slices"][1]["HR@10"] == pytest.approx(expected["HR@10"])
 

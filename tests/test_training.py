@@ -11,7 +11,8 @@ from memrec import losses
 from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import leave_one_out
 from memrec.data.synthetic import SynthConfig, generate
-from memrec.models import ConfigError, build
+from memrec.models import build
+from memrec.errors import ConfigError
 from memrec.sampling import NegativeSampler
 from memrec.training.config import TrainConfig, load_config, parse_override
 from memrec.training.trainer import Trainer, seed_everything
@@ -177,13 +178,13 @@ def test_early_stopping_restores_best_weights(split):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(split, tmp_path):
-    from memrec.fileio import CheckpointError
+    from memrec.errors import CheckpointError
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         train_bprmf(split, tmp_path, 2, resume=True)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(split, tmp_path):
-    from memrec.fileio import CheckpointError
+    from memrec.errors import CheckpointError
     train_bprmf(split, tmp_path, 1)
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from .data.interactions import IdMap
-from .fileio import CheckpointError, atomic_torch_save, atomic_write_json, safe_torch_load
+from .fileio import atomic_torch_save, atomic_write_json, safe_torch_load
+from .errors import CheckpointError
 from .models import Model, build
 
 FORMAT_VERSION = 1

@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from .data.interactions import DataError
-from .models import REGISTRY, ConfigError
+from .errors import ConfigError, DataError
+from .models import REGISTRY
 
 USER_ERRORS = (DataError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError)
 

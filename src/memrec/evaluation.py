@@ -28,7 +28,7 @@ KS = (5, 10, 20)
 PROTOCOLS = ("full", "sampled", "session")
 
 
-def _concat(parts: list[Interactions]) -> Interactions:
+def concat_parts(parts: list[Interactions]) -> Interactions:
     """Row-wise union of split parts (same id maps), keeping time order information."""
     first = parts[0]
     cat = lambda name: None if getattr(first, name) is None else np.concatenate(  # noqa: E731
@@ -41,7 +41,7 @@ def _concat(parts: list[Interactions]) -> Interactions:
 def known_interactions(split: Split, part: str) -> Interactions:
     """What a model may know when evaluated on ``part``: train for valid, train + valid for test."""
     if part == "test" and split.valid is not None and len(split.valid):
-        return _concat([split.train, split.valid])
+        return concat_parts([split.train, split.valid])
     return split.train
 
 
@@ -66,7 +66,7 @@ def _padded(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> tuple[to
     return q.history, q.mask
 
 
-def _mask_known_items(scores: torch.Tensor, matrix: sp.csr_matrix, rows: np.ndarray,
+def mask_known_items(scores: torch.Tensor, matrix: sp.csr_matrix, rows: np.ndarray,
                       relevant: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Set the scores of each request's known items to −inf (they are not ranked), except its
     relevant items (a repeat consumption is still a target). Returns the number of ranked
@@ -84,7 +84,7 @@ def _mask_known_items(scores: torch.Tensor, matrix: sp.csr_matrix, rows: np.ndar
     return scores.shape[1] - torch.as_tensor(np.diff(known.indptr), dtype=torch.float64) + repeats
 
 
-class _Accumulator:
+class MetricAccumulator:
     """Sums per-request metric values over batches; ``mean()`` averages over requests."""
 
     def __init__(self):
@@ -167,19 +167,19 @@ class Evaluator:
             yield np.arange(start, min(start + self.batch_size, n))
 
     def _full(self, model: Model) -> dict[str, float]:
-        acc = _Accumulator()
+        acc = MetricAccumulator()
         t = self.targets
         for rows in self._batches(len(t.users)):
             users = t.users[rows]
             relevant, mask = _padded(t.indptr, t.items, rows)
             scores = model.score_all(self._query(model, users)).detach().float().clone()
-            n_candidates = _mask_known_items(scores, self.seen, users, relevant, mask)
+            n_candidates = mask_known_items(scores, self.seen, users, relevant, mask)
             counts = rank_counts(scores, relevant, mask, n_candidates=n_candidates)
             acc.add(metric_values(counts, self.ks))
         return acc.mean()
 
     def _sampled(self, model: Model) -> dict[str, float]:
-        acc = _Accumulator()
+        acc = MetricAccumulator()
         t, neg = self.targets, self.negatives
         row_of_user = np.full(self.split.train.n_users, -1, dtype=np.int64)
         row_of_user[neg.users] = np.arange(len(neg.users))
@@ -208,7 +208,7 @@ class Evaluator:
         return present
 
     def _session(self, model: Model) -> dict[str, float]:
-        acc = _Accumulator()
+        acc = MetricAccumulator()
         c = self.cases
         if model.needs_user and (c.users < 0).any():
             raise ValueError(f"{type(model).__name__} scores known users only; the session "

@@ -14,11 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .data.interactions import DataError
-
-
-class CheckpointError(DataError):
-    """A run folder or checkpoint is missing, incomplete or corrupt."""
+from .errors import CheckpointError, DataError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -37,14 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.interactions import DataError
+from .errors import CheckpointError, ConfigError, DataError
 from .data.knowledge import KnowledgeGraph
-from .fileio import (CheckpointError, atomic_torch_save, atomic_write_bytes, atomic_write_json,
-                     safe_torch_load)
+from .fileio import atomic_torch_save, atomic_write_bytes, atomic_write_json, safe_torch_load
 from .losses import hinge
-from .models import ConfigError
 from .models.transe import TransE, corrupt
-from .training.config import TrainConfig, _typed, read_tables
+from .training.config import TrainConfig, typed_section, read_tables
 from .training.trainer import deterministic_algorithms, echo_stderr, make_optimizer
 
 FORMAT_VERSION = 1
@@ -114,9 +112,9 @@ def load_transe_config(path: str | Path | None = None, overrides=(), **train_ove
     if name != "transe":
         raise ConfigError(f"this is a TransE run but the config names model {name!r}")
     tables["train"].update({k: v for k, v in train_overrides.items() if v is not None})
-    return TransEConfig(_typed(TransEModelConfig, "model", tables["model"]),
-                        _typed(TransETrainConfig, "train", tables["train"]),
-                        _typed(TransEDataConfig, "data", tables["data"]))
+    return TransEConfig(typed_section(TransEModelConfig, "model", tables["model"]),
+                        typed_section(TransETrainConfig, "train", tables["train"]),
+                        typed_section(TransEDataConfig, "data", tables["data"]))
 
 
 # -- triple split -----------------------------------------------------------------------------

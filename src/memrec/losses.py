@@ -7,6 +7,8 @@ name from :data:`LOSSES`.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
@@ -64,3 +66,13 @@ PAIRWISE_LOSSES = {"bpr": bpr, "bce": bce, "hinge": hinge, "sampled_softmax": sa
                    "bpr_max": bpr_max}
 """Losses on (positive, sampled negatives) score pairs, by config name."""
 
+
+
+def pairwise_loss(name: str, *, margin: float = 1.0, bpr_max_reg: float = 1.0):
+    """The pairwise loss ``name`` with its option bound: (pos [B], neg [B, N]) → scalar."""
+    loss = PAIRWISE_LOSSES[name]
+    if name == "hinge":
+        return partial(loss, margin=margin)
+    if name == "bpr_max":
+        return partial(loss, regularization=bpr_max_reg)
+    return loss

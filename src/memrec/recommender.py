@@ -20,7 +20,8 @@ from .checkpoint import SavedModel, load_model, save_model
 from .data.interactions import Interactions
 from .data.splits import Split
 from .evaluation import known_interactions
-from .models import ConfigError, base, build
+from .models import base, build
+from .errors import ConfigError
 from .training.config import RunConfig, TrainConfig, load_config
 from .training.pretrain import PRETRAINERS
 from .training.trainer import Trainer, TrainResult, echo_stderr, seed_everything

@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 
 from .checkpoint import load_model
-from .data.interactions import DataError, IdMap
+from .data.interactions import IdMap
+from .errors import CheckpointError, DataError
 from .data.preprocess import preprocess
 from .data.readers import load as load_dataset
 from .data.split_io import load_split, save_split
 from .data.splits import Split, carve_session_validation, carve_validation, make_split
 from .evaluation import Evaluator
-from .fileio import CheckpointError, atomic_write_json
+from .fileio import atomic_write_json
 from .recommender import Recommender
 from .training.config import DataConfig, RunConfig
 

@@ -39,9 +39,10 @@ import torch
 
 from .data.interactions import Interactions
 from .data.splits import Split
-from .evaluation import _Accumulator, _concat, _mask_known_items
+from .evaluation import MetricAccumulator, concat_parts, mask_known_items
 from .metrics import metric_values, rank_counts
-from .models import ConfigError, build, spec
+from .models import build, spec
+from .errors import ConfigError
 from .models.base import Model, Query
 from .training.config import RunConfig
 from .training.stream import StreamTask, stream_order
@@ -120,7 +121,7 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
     event_user_row = inverse[by_user]
     targets = events.item.astype(np.int64)[by_user]
     warm_user = np.diff(seen.indptr) > 0                     # the user has a known item
-    acc, warm = _Accumulator(), _Accumulator()
+    acc, warm = MetricAccumulator(), MetricAccumulator()
     try:
         for lo in range(0, len(users), batch_size):
             block = users[lo:lo + batch_size]
@@ -135,7 +136,7 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
                 relevant = torch.as_tensor(targets[rows])[:, None]
                 mask = torch.ones_like(relevant, dtype=torch.bool)
                 event_users = users[event_user_row[rows]]
-                n_candidates = _mask_known_items(scores, seen, event_users, relevant, mask)
+                n_candidates = mask_known_items(scores, seen, event_users, relevant, mask)
                 values = metric_values(rank_counts(scores, relevant, mask, n_candidates=n_candidates), tuple(ks))
                 acc.add(values)
                 is_warm = torch.as_tensor(warm_user[event_users])
@@ -197,7 +198,7 @@ class StreamRunner:
                                              cfg.train)
         offline_seconds = time.perf_counter() - start
         self.retrain_epochs = max(result.best_epoch, 1)
-        known = _concat([parts.train, parts.valid])
+        known = concat_parts([parts.train, parts.valid])
         if len(parts.valid):
             model = self._feed(model, parts.valid, known)
         slices = []
@@ -205,7 +206,7 @@ class StreamRunner:
             t0 = time.perf_counter()
             metrics = evaluate_events(model, events, known, ks=stream.ks, batch_size=stream.batch_size)
             t1 = time.perf_counter()
-            known = _concat([known, events])
+            known = concat_parts([known, events])
             model = self._feed(model, events, known)
             t2 = time.perf_counter()
             slices.append({"slice": index, "events": len(events), **metrics,

@@ -53,7 +53,7 @@ from typing import Literal
 import requests
 from tqdm import tqdm
 
-from .interactions import DataError
+from ..errors import DataError
 
 __all__ = ["SOURCES", "Source", "ManualDownloadRequired", "fetch"]
 

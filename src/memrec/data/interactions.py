@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-
-class DataError(ValueError):
-    """Bad user data (malformed file, unknown id, empty dataset). The CLI prints it in one line."""
+from ..errors import DataError
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .interactions import DataError, IdMap
+from .interactions import IdMap
+from ..errors import DataError
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .interactions import DataError, IdMap, Interactions
+from .interactions import IdMap, Interactions
+from ..errors import DataError
 from .sorting import stable_argsort
 
 DUPLICATE_POLICIES = ("keep", "first", "last", "error")

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .interactions import DataError
+from ..errors import DataError
 
 try:  # NumPy >= 2 keeps the reconstructors in numpy._core; numpy.core is a deprecated alias.
     from numpy._core import multiarray as _multiarray

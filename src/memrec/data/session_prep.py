@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import atomic_write_bytes
-from .interactions import DataError
+from ..errors import DataError
 
 RAW_FORMATS = ("yoochoose", "diginetica")
 DAY = 86400.0

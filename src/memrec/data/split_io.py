@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import CheckpointError, atomic_write_bytes
+from ..fileio import atomic_write_bytes
+from ..errors import CheckpointError
 from .interactions import IdMap, Interactions
 from .splits import Candidates, NextItemCases, Split
 

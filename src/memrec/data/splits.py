@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .interactions import DataError, Interactions
+from .interactions import Interactions
+from ..errors import DataError
 from .sorting import stable_argsort
 
 

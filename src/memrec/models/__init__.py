@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
+from ..errors import ConfigError
 from .base import Query, Model
 from .baselines.bprmf import BPRMF
 from .baselines.ease import EASE
@@ -25,10 +26,6 @@ from .mars import MARS
 from .nmrn import NMRN
 from .rum import RUMFeature, RUMItem
 from .stamp import STAMP, STMP
-
-
-class ConfigError(ValueError):
-    """A configuration the user wrote is wrong (unknown model, unknown or mistyped key)."""
 
 
 @dataclass(frozen=True)
@@ -137,5 +134,5 @@ def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> 
         raise ConfigError(f"model {name!r}: {e}") from None
 
 
-__all__ = ["REGISTRY", "ModelSpec", "ConfigError", "Query", "Model", "build", "spec",
+__all__ = ["REGISTRY", "ModelSpec", "Query", "Model", "build", "spec",
            "hyperparameters", "check_params"]

@@ -61,6 +61,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..memory.read import attention_read
 from ..memory.state import MemoryState
 from ..memory.write import gated_unroll, gated_write, select_rows, unroll
@@ -175,7 +176,6 @@ class KSR(StatefulScorer):
 
     def _require_knowledge(self) -> None:
         if self.transe and not bool(self.knowledge_loaded):
-            from . import ConfigError
             raise ConfigError("model.transe is set but its vectors were never loaded: KSR loads "
                               "them in its pretraining step, so set train.pretrain_epochs > 0")
 

@@ -22,7 +22,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..models import ConfigError, check_params, spec
+from ..models import check_params, spec
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class RunConfig:
                 "train": asdict(self.train), "data": asdict(self.data)}
 
 
-def _typed(cls, section: str, values: dict):
+def typed_section(cls, section: str, values: dict):
     """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types."""
     allowed = {f.name: f for f in fields(cls)}
     out = {}
@@ -202,8 +203,8 @@ def load_config(model: str | None = None, path: str | Path | None = None,
     train_values = {**model_spec.train_defaults, **tables["train"],
                     **{k: v for k, v in train_overrides.items() if v is not None}}
     return RunConfig(model=name, model_params=check_params(name, tables["model"]),
-                     train=_typed(TrainConfig, "train", train_values),
-                     data=_typed(DataConfig, "data", tables["data"]))
+                     train=typed_section(TrainConfig, "train", train_values),
+                     data=typed_section(DataConfig, "data", tables["data"]))
 
 
 def with_seed(config: RunConfig, seed: int) -> RunConfig:

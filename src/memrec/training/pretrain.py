@@ -42,9 +42,9 @@ def pretrain_ksr(model: Model, split: Split, cfg: TrainConfig, echo=None) -> Non
     for ``pretrain_epochs`` with Adam 1e-3 and one uniform negative, copied into q_i; and, when
     ``model.transe`` names a TransE run, its entity vectors for the linked items (zero rows and
     no memory writes for unlinked ones) and the vectors of its item relations as memory keys."""
-    from ..data.interactions import DataError
+    from ..errors import DataError
     from ..knowledge_runs import load_transe
-    from ..models import ConfigError
+    from ..errors import ConfigError
     from ..models.baselines.bprmf import BPRMF
     if model.transe:
         vectors = load_transe(model.transe)

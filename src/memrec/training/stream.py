@@ -22,8 +22,8 @@ import torch
 from ..adversarial import AdversarialSampler, gumbel_noise
 from ..data.interactions import Interactions
 from ..data.sorting import stable_argsort
-from ..losses import PAIRWISE_LOSSES
-from ..models import ConfigError
+from ..losses import PAIRWISE_LOSSES, pairwise_loss
+from ..errors import ConfigError
 from ..models.base import Model
 from ..sampling import NegativeSampler
 from .config import TrainConfig
@@ -102,8 +102,7 @@ class StreamTask:
                                                 lr=config.gan_lr, temperature=config.gan_temperature,
                                                 seed=config.seed)
         self.epoch = 0
-        from .tasks import _pairwise_loss                      # (tasks imports this module lazily)
-        self.loss_fn = _pairwise_loss(config)
+        self.loss_fn = pairwise_loss(config.loss, margin=config.margin, bpr_max_reg=config.bpr_max_reg)
 
     def _adversarial(self) -> bool:
         """Generator negatives from the epoch after the warm-up (online updates: at once)."""

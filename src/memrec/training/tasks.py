@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from ..data.interactions import Interactions
-from ..losses import PAIRWISE_LOSSES, softmax_cross_entropy
-from ..models import ConfigError
+from ..losses import PAIRWISE_LOSSES, pairwise_loss, softmax_cross_entropy
+from ..errors import ConfigError
 from ..models.base import Query, Model
 from ..sampling import NegativeSampler
 from .config import TrainConfig
+from .stream import StreamTask
 
 
 class Task(Protocol):
@@ -252,12 +252,7 @@ class PurchaseTask:
 
 
 def _pairwise_loss(config: TrainConfig):
-    loss = PAIRWISE_LOSSES[config.loss]
-    if config.loss == "hinge":
-        return partial(loss, margin=config.margin)
-    if config.loss == "bpr_max":
-        return partial(loss, regularization=config.bpr_max_reg)
-    return loss
+    return pairwise_loss(config.loss, margin=config.margin, bpr_max_reg=config.bpr_max_reg)
 
 
 def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
@@ -265,7 +260,6 @@ def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
     if model.task == "next_purchase":
         return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
     if model.task == "stream":
-        from .stream import StreamTask
         return StreamTask(train, config)
     if config.sampler == "adversarial":
         raise ConfigError(f"train.sampler = \"adversarial\" needs a stream model (nmrn); "

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..fileio import CheckpointError, atomic_torch_save, atomic_write_bytes, safe_torch_load
+from ..fileio import atomic_torch_save, atomic_write_bytes, safe_torch_load
+from ..errors import CheckpointError
 from ..data.splits import Split
 from ..evaluation import Evaluator
 from ..models.base import Model

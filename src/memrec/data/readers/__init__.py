@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from ..interactions import DataError
+from ...errors import DataError
 from .base import Dataset, dataset_name, require_path
 from .cmn import read_cmn
 from .delimited import read_csv

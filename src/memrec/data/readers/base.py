@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..interactions import DataError, IdMap, Interactions
+from ..interactions import IdMap, Interactions
+from ...errors import DataError
 from ..splits import Split
 
 # Folder names that say how a dataset is stored rather than which dataset it is.

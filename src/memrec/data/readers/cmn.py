@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ..interactions import DataError, IdMap, Interactions
+from ..interactions import IdMap, Interactions
+from ...errors import DataError
 from ..safe_pickle import safe_load
 from ..splits import Candidates, Split
 from .base import Dataset, find_nested

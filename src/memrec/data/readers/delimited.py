@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..interactions import DataError, IdMap, Interactions
+from ..interactions import IdMap, Interactions
+from ...errors import DataError
 from .base import Dataset, single_text_file
 
 ROLES = ("user", "item", "rating", "timestamp", "session")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..interactions import DataError
+from ...errors import DataError
 from .base import Dataset, dataset_name, int_ids_or_str
 from .delimited import read_delimited
 from .recbole import read_kg_atomic, read_link_atomic

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..interactions import DataError
+from ...errors import DataError
 from .base import Dataset, dataset_name
 from .delimited import read_delimited
 

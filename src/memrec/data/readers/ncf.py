@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..interactions import DataError, Interactions
+from ..interactions import Interactions
+from ...errors import DataError
 from ..splits import Candidates, Split
 from .base import Dataset, concat_parts, dense_or_factorized, find_nested
 from .delimited import read_delimited

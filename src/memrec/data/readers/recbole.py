@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..interactions import DataError
+from ...errors import DataError
 from .base import Dataset, dataset_name, find_nested, int_ids_or_str, read_first_line
 from .delimited import ALIASES, normalize_name, read_delimited
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..interactions import DataError, IdMap, Interactions
+from ..interactions import IdMap, Interactions
+from ...errors import DataError
 from ..safe_pickle import safe_load
 from ..splits import NextItemCases, Split
 from .base import Dataset, dataset_name, find_nested
