@@ -183,3 +183,16 @@ def test_shared_layout_read_equals_one_ragged_read_per_request():
             torch.testing.assert_close(weights[b, indptr[i]:indptr[i + 1]], w)
     assert layout.empty_segments.tolist() == [False, True, False, False]
     assert torch.allclose(weights.view(2, -1)[:, :3].sum(1), torch.ones(2))
+
+
+def test_multi_hop_read_returns_the_last_query():
+    # the last hop reads with z¹ = ReLU(z⁰ + o⁰); MemN2N's output needs it (the purchase DMN)
+    keys = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    state = MemoryState(keys.clone(), torch.ones(1, 2, dtype=torch.bool), keys)
+    q = torch.tensor([[1.0, 1.0]])
+    first, _ = attention_read(q, state)
+    result = multi_hop_read(q, state, 2, lambda z, o, h: torch.relu(z + o))
+    assert torch.allclose(result.query, torch.relu(q + first))
+    assert len(result.weights) == 2
+    one = multi_hop_read(q, state, 1, lambda z, o, h: z + o)
+    assert torch.equal(one.query, q) and torch.allclose(one.read, first)

@@ -77,15 +77,17 @@ def similarity_scores(query: torch.Tensor, keys: torch.Tensor, similarity: str =
     return scores / math.sqrt(keys.shape[-1]) if similarity == "scaled_dot" else scores
 
 
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
+                   dim: int = -1) -> torch.Tensor:
     """Softmax over the valid slots of each row; invalid slots get exactly 0.
 
     A row with no valid slot gets all-zero weights (an *empty read* returns the zero vector)
-    rather than NaN. scores [B, M], mask bool [B, M] → weights [B, M].
+    rather than NaN. scores [B, M], mask bool [B, M] (broadcastable) → weights [B, M]; ``dim``
+    is the slot axis when it is not the last (RUM's [B, K, n_items] full-ranking block).
     """
     scores = (scores / temperature).masked_fill(~mask, float("-inf"))
-    any_valid = mask.any(dim=-1, keepdim=True)
-    weights = torch.softmax(scores.masked_fill(~any_valid, 0.0), dim=-1)
+    any_valid = mask.any(dim=dim, keepdim=True)
+    weights = torch.softmax(scores.masked_fill(~any_valid, 0.0), dim=dim)
     return weights.masked_fill(~mask, 0.0)
 
 
@@ -122,15 +124,30 @@ def weighted_read(scores: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
     return torch.bmm(weights, values), weights
 
 
-def multi_hop_read(query: torch.Tensor, state: MemoryState, hops: int,
+@dataclass(frozen=True)
+class HopReads:
+    """What :func:`multi_hop_read` returns: the last hop's read, every hop's weights, and the
+    query the last hop read with (MemN2N's output adds it to the read)."""
+
+    read: torch.Tensor
+    weights: list[torch.Tensor]
+    query: torch.Tensor
+
+    def __iter__(self):                     # ``read, weights = multi_hop_read(...)``
+        return iter((self.read, self.weights))
+
+
+def multi_hop_read(query: torch.Tensor, state: MemoryState | None, hops: int,
                    next_query: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
                    read: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
-                   **read_options) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                   **read_options) -> HopReads:
     """H reads of the same memory; between reads the query is updated from the last read.
 
     ``next_query(z, o, h)`` maps the query of hop h and its read to the query of hop h+1
-    (MemN2N: z + o; CMN: ReLU(W z + o + b)). ``read`` defaults to :func:`attention_read`
-    on ``state``. Returns the last read and every hop's weights.
+    (MemN2N: z + o; CMN: ReLU(W z + o + b)). ``read(z, **read_options) -> (read, weights)``
+    defaults to :func:`attention_read` on ``state`` (``state`` may be None when ``read`` is
+    given: a ragged, shared-layout or per-prefix memory). Returns the last read, every hop's
+    weights and the last query (:class:`HopReads`).
     """
     if hops < 1:
         raise ValueError(f"hops must be at least 1, got {hops}")
@@ -142,7 +159,7 @@ def multi_hop_read(query: torch.Tensor, state: MemoryState, hops: int,
         z = next_query(z, o, h)
         o, weights = read(z, **read_options)
         all_weights.append(weights)
-    return o, all_weights
+    return HopReads(o, all_weights, z)
 
 
 # -- ragged -------------------------------------------------------------------------------------
@@ -336,7 +353,7 @@ def ragged_to_padded(memory: RaggedMemory) -> MemoryState:
 
 __all__ = ["SIMILARITIES", "AdditiveScore", "similarity_scores", "masked_softmax", "attention_read",
            "prefix_mask", "weighted_read",
-           "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax", "weighted_segment_sum",
+           "HopReads", "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax", "weighted_segment_sum",
            "ragged_attention_read", "ragged_to_padded", "SharedLayout", "shared_layout_scores",
            "shared_layout_softmax", "shared_layout_read"]
 

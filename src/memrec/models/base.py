@@ -1,13 +1,18 @@
-"""The model contract every memrec model follows.
+"""The model contract every memrec model follows, and the capabilities a model declares.
 
 A model is an ``nn.Module`` that *scores*: given a :class:`Query` (who is asking, and what they
 did before) it returns one score per item. It never computes a loss, picks a device or reads a
 config; the trainer and the evaluation protocols do that around it.
+
+What else a model can do it declares by the classes it derives from (``models/capabilities.py``),
+and the trainer, the evaluation protocols, the streaming protocol and the façade dispatch on
+those declarations (``isinstance``) — never on ``hasattr`` or on strings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from abc import ABCMeta, abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -66,31 +71,30 @@ class Query:
                    torch.as_tensor(history, dtype=torch.long), torch.as_tensor(mask))
 
 
-class Model(nn.Module):
-    """Base class of every model: the scoring contract plus a default ``score_items``.
+class Model(nn.Module, metaclass=ABCMeta):
+    """Base class of every recommender: scores for users × items.
 
-    Subclasses set the class attributes and implement :meth:`score_all`. Closed-form models
-    (``trainable = False``) also implement :meth:`fit_closed_form`.
+    Subclasses implement :meth:`score_all`; closed-form models (``trainable = False``) also
+    implement :meth:`fit_closed_form`. A query's ``history`` is filled only for models that
+    declare :class:`~memrec.models.capabilities.HistoryScorer`; ``users`` is -1 (anonymous) only
+    for :class:`~memrec.models.capabilities.AnonymousScorer`.
     """
 
-    #: whether queries must carry the user's history (item-based and sequence models)
-    needs_history: ClassVar[bool] = False
     #: whether the model has parameters learned by gradient descent
     trainable: ClassVar[bool] = True
-    #: whether scores depend on a user index (False: the model can serve anonymous sessions)
-    needs_user: ClassVar[bool] = True
-    #: how it trains: "pairwise" (a user's items against sampled negatives) or "next_item"
-    #: (every prefix of a sequence predicts its next item; the model has ``prefix_states``)
-    task: ClassVar[str] = "pairwise"
+
+    #: buffers whose size depends on the data (e.g. CMN's neighbourhood lists); loading a
+    #: checkpoint resizes them before copying
+    data_buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, n_users: int, n_items: int):
         super().__init__()
         self.n_users = n_users
         self.n_items = n_items
 
+    @abstractmethod
     def score_all(self, query: Query) -> torch.Tensor:
         """Scores for every item. query [B] → float [B, n_items]; higher is better."""
-        raise NotImplementedError
 
     def score_items(self, query: Query, items: torch.Tensor) -> torch.Tensor:
         """Scores for given candidates. items long [B, C] → float [B, C].
@@ -99,13 +103,6 @@ class Model(nn.Module):
         candidates is much cheaper than scoring all items (the training hot path).
         """
         return self.score_all(query).gather(1, items)
-
-    #: what ``explain`` returns ids of ("users", "items" or "slots"); None: no explanations
-    explains: ClassVar[str | None] = None
-
-    #: buffers whose size depends on the data (e.g. CMN's neighbourhood lists); loading a
-    #: checkpoint resizes them before copying
-    data_buffers: ClassVar[tuple[str, ...]] = ()
 
     def prepare(self, train: Interactions) -> None:
         """Take data-derived, non-learned state from the training data before training

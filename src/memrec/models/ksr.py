@@ -58,19 +58,35 @@ Deviations from the paper / official code (see ``docs/models/ksr.md``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from ..memory.read import attention_read
-from ..memory.state import MemoryState
-from ..memory.write import gated_unroll, gated_write, select_rows, unroll
-from .sequential import StatefulScorer
+from ..memory.state import MemoryState, TensorState
+from ..memory.write import gated_unroll, gated_write, unroll
+from .base import Query
+from .capabilities import (AnonymousScorer, AttentionTracer, Explainer, HistoryScorer,
+                           MemoryEntry, NextItemPairwise, StatefulScorer, ranked_entries)
 
 VARIANTS = ("official", "paper")
 
 
-class KSR(StatefulScorer):
+@dataclass(frozen=True)
+class KSRState(TensorState):
+    """KSR's state: the GRU's hidden [B, H], the relation memory values [B, R, d_k] and the
+    paper variant's not-yet-written last item pending long [B] (-1: none; "official" writes at
+    once and keeps it -1)."""
+
+    hidden: torch.Tensor
+    values: torch.Tensor
+    pending: torch.Tensor
+
+
+class KSR(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise, Explainer,
+          AttentionTracer):
     """KSR scorer.
 
     Parameters
@@ -104,13 +120,12 @@ class KSR(StatefulScorer):
 
     Shapes
     ------
-    state: (h [B, H], MemoryState values [B, R, d_k] mask all True, pending item long [B])
-        ``pending`` is the paper variant's not-yet-written last item (-1: none; "official"
-        writes at once and keeps it -1).
+    state: :class:`KSRState` (h [B, H], memory values [B, R, d_k], pending item long [B])
     prefix_scores: history [B, L], candidates [B, L, C] → [B, L, C]
     """
 
-    explains = "relations"
+    explains = "relation"
+    state_type = KSRState
     #: sizes that depend on the TransE graph: resized when a checkpoint is loaded
     data_buffers = ("relation_names",)
 
@@ -168,7 +183,7 @@ class KSR(StatefulScorer):
             self.relation_keys = nn.Parameter(torch.empty_like(relations), requires_grad=trainable)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def relation_labels(self) -> list[str]:
+    def entry_labels(self) -> list[str]:
         """Names of the memory slots (TransE relation names; "relation a" when learned)."""
         if len(self.relation_names):
             return bytes(self.relation_names.tolist()).decode().split("\n")
@@ -201,18 +216,11 @@ class KSR(StatefulScorer):
         """m = Σ_a w_a v_a with w = softmax_a(γ · queryᵀ k_a): h [..., H], values [..., R, d_k]
         → (m [..., d_k], w [..., R]). One :func:`attention_read` over every position at once."""
         lead, (R, d) = h.shape[:-1], values.shape[-2:]
-        values = values.reshape(-1, R, d)
-        memory = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=values.device),
-                             keys=self.relation_keys.expand(len(values), R, d))
+        memory = self._memory(values.reshape(-1, R, d))
         # softmax(γ·s) = softmax(s/τ) with τ = 1/γ; γ = 0 is the uniform read (τ = ∞)
         temperature = 1.0 if self.variant == "official" else (1.0 / self.gamma if self.gamma else float("inf"))
         m, w = attention_read(self._query(h).reshape(-1, d), memory, temperature=temperature)  # eq. (7)
         return m.reshape(*lead, d), w.reshape(*lead, R)
-
-    def _address(self, h: torch.Tensor) -> torch.Tensor:
-        """Read weights over relations: h [..., H] → [..., R]."""
-        logits = self._query(h) @ self.relation_keys.T
-        return torch.softmax(logits if self.variant == "official" else self.gamma * logits, dim=-1)
 
     def _user_vectors(self, h: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """p_u = MLP([h ; m]) from h [..., H] and the memory values [..., R, d_k]
@@ -229,32 +237,36 @@ class KSR(StatefulScorer):
 
     def _empty_memory(self, batch: int) -> MemoryState:
         R, d = self.relation_keys.shape
-        values = self.relation_keys.new_zeros(batch, R, d)               # memory starts at 0 (both codes)
-        return MemoryState(values, torch.ones(batch, R, dtype=torch.bool, device=values.device),
-                           keys=self.relation_keys.expand(batch, R, d))
+        return self._memory(self.relation_keys.new_zeros(batch, R, d))   # memory starts at 0 (both codes)
 
     # -- streaming ----------------------------------------------------------------------------
-    def init_state(self, users: torch.Tensor):
+    def init_state(self, users: torch.Tensor) -> KSRState:
         B = len(users)
         h = self.item_embedding.weight.new_zeros(B, self.gru.hidden_size)
-        return h, self._empty_memory(B), torch.full((B,), -1, dtype=torch.long, device=h.device)
+        return KSRState(h, self._empty_memory(B).values,
+                        torch.full((B,), -1, dtype=torch.long, device=h.device))
 
-    def update(self, state, items: torch.Tensor):
-        h, memory, pending = state
-        _, h = self.gru(self.item_embedding(items)[:, None, :], h[None].contiguous())
-        to_write = pending if self.variant == "paper" else items
+    def update(self, state: KSRState, items: torch.Tensor) -> KSRState:
+        memory = self._memory(state.values)
+        _, h = self.gru(self.item_embedding(items)[:, None, :], state.hidden[None].contiguous())
+        to_write = state.pending if self.variant == "paper" else items
         writes = (to_write >= 0) & self.linked[to_write.clamp_min(0)]
-        memory = select_rows(writes, self._write(memory, to_write.clamp_min(0)), memory)
-        pending = items if self.variant == "paper" else pending
-        return h[0], memory, pending
+        memory = self._write(memory, to_write.clamp_min(0)).where(writes, memory)
+        pending = items if self.variant == "paper" else state.pending
+        return KSRState(h[0], memory.values, pending)
 
-    def encode(self, users, history, mask):
+    def _memory(self, values: torch.Tensor) -> MemoryState:
+        """The relation memory with values [B, R, d_k], keyed by the relation vectors."""
+        return MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=values.device),
+                           keys=self.relation_keys.expand(*values.shape))
+
+    def encode(self, users, history, mask) -> KSRState:
         state = self.init_state(users)
         length = mask.sum(1)
         rows = torch.nonzero(length > 0).flatten()
         if len(rows) == 0:
             return state
-        h0, memory, pending = state
+        h0, memory, pending = state.hidden, self._memory(state.values), state.pending
         packed = nn.utils.rnn.pack_padded_sequence(self.item_embedding(history[rows]), length[rows].cpu(),
                                                    batch_first=True, enforce_sorted=False)
         _, h_rows = self.gru(packed)
@@ -265,12 +277,11 @@ class KSR(StatefulScorer):
             writes = writes & (torch.arange(history.shape[1], device=mask.device) < (length - 1)[:, None])
             pending = torch.where(length > 0, last, pending)
         memory = unroll(self._write, memory, (history,), writes)         # final memory only
-        return h, memory, pending
+        return KSRState(h, memory.values, pending)
 
-    def score_state(self, state, users, items=None) -> torch.Tensor:
+    def score_state(self, state: KSRState, users, items=None) -> torch.Tensor:
         self._require_knowledge()
-        h, memory, _ = state
-        p, _ = self._user_vectors(h, memory.values)                      # [B, out]
+        p, _ = self._user_vectors(state.hidden, state.values)             # [B, out]
         if items is None:
             return p @ self._item_vectors().T
         return (p[:, None, :] * self._item_vectors(items)).sum(-1)
@@ -301,18 +312,15 @@ class KSR(StatefulScorer):
         """The read attention over relations after every event of one history (B = 1):
         [n_events, R] (the survey's "album, then singer" picture)."""
         h, values = self._all_states(history, mask)
-        return self._address(h)[0][mask[0]]
+        return self._read(h, values)[1][0][mask[0]]
 
     @torch.no_grad()
-    def explain_query(self, users, history, mask, items: torch.Tensor) -> list[list[tuple[str, float]]]:
-        """For one user (B = 1): the attention over relations (memory slots) of the read that
-        scores the items, strongest first. The read depends on h_t only, so every item gets the
-        same attention."""
-        h, memory, _ = self.encode(users, history, mask)
-        w = self._address(h)[0]
-        order = torch.argsort(w, descending=True)
-        names = self.relation_labels()
-        ranked = [(names[a], float(w[a])) for a in order.tolist()]
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """The attention over relations (memory slots) of the read that scores the items. The
+        read depends on h_t only, so every item gets the same attention."""
+        state = self.encode(query.users, query.history, query.mask)
+        w = self._read(state.hidden, state.values)[1][0]
+        ranked = ranked_entries("relation", torch.arange(len(w)), w)
         return [ranked for _ in range(len(items))]
 
 

@@ -38,22 +38,39 @@ all users; ``"zeros"`` as option); one item table shared by the memory and the s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ..memory.read import masked_softmax
-from ..memory.state import MemoryState
+from ..memory.state import MemoryState, TensorState
 from ..memory.write import (UnrolledStates, erase_add_final, erase_add_unroll, erase_add_write,
                              fifo_append, fifo_positions)
-from .sequential import StatefulScorer, chunked_items
+from .base import Query
+from .capabilities import (Explainer, HistoryScorer, MemoryEntry, NextItemPairwise,
+                           StatefulScorer, ranked_entries)
+from .chunks import chunked_items
 
 QUERIES = ("candidate", "last")
 
 
-class _RUM(StatefulScorer):
-    """What both variants share: p_u, q_i, α, β, the read query, merge and score."""
+@dataclass(frozen=True)
+class FeatureMemory(TensorState):
+    """RUM-F's state: the value memory values [B, K, d] (every slot in use) and the embedding of
+    the last consumed item last [B, d] (zero before the first event; the ``last`` query's)."""
 
-    explains = "items"
+    values: torch.Tensor
+    last: torch.Tensor
+
+    @property
+    def memory(self) -> MemoryState:
+        return MemoryState(self.values, torch.ones(self.values.shape[:2], dtype=torch.bool,
+                                                   device=self.values.device))
+
+
+class _RUM(StatefulScorer, HistoryScorer, NextItemPairwise, Explainer):
+    """What both variants share: p_u, q_i, α, β, the read query, merge and score."""
 
     def __init__(self, n_users: int, n_items: int, *, dim: int, slots: int, alpha: float,
                  beta: float, query: str, init_std: float):
@@ -100,6 +117,9 @@ class RUMItem(_RUM):
     prefix_scores: history [B, L], candidates [B, L, C] → [B, L, C]
     """
 
+    explains = "item"
+    state_type = MemoryState
+
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 20,
                  alpha: float = 0.2, beta: float = 1.0, query: str = "candidate",
                  init_std: float = 0.1):
@@ -109,7 +129,7 @@ class RUMItem(_RUM):
     # -- state --------------------------------------------------------------------------------
     def init_state(self, users: torch.Tensor) -> MemoryState:
         return MemoryState.empty(len(users), self.slots, self.item_embedding.embedding_dim,
-                                 dtype=self.item_embedding.weight.dtype)
+                                 dtype=self.item_embedding.weight.dtype, device=users.device)
 
     def update(self, state: MemoryState, items: torch.Tensor) -> MemoryState:
         return fifo_append(state, self.item_embedding(items))                      # FIFO write
@@ -164,8 +184,7 @@ class RUMItem(_RUM):
             memory, slot_mask = state.values[rows, -k:], state.mask[rows, -k:]      # [b, k, d], [b, k]
             for items in chunked_items(self.n_items, len(rows), 3 * k):
                 w = memory @ table[items].T                                         # [b, k, n] w_ki = m_kᵀ q_i
-                logits = (self.beta * w).masked_fill(~slot_mask[:, :, None], float("-inf"))
-                z = torch.softmax(logits, dim=1).nan_to_num_(0.0)                  # empty memory: no read
+                z = masked_softmax(self.beta * w, slot_mask[:, :, None], dim=1)     # over slots
                 scores[rows, items] += self.alpha * (z * w).sum(1)
         return scores
 
@@ -179,14 +198,15 @@ class RUMItem(_RUM):
 
     # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
-    def explain_query(self, users, history, mask, items: torch.Tensor) -> list[list[tuple[int, float]]]:
-        """For one user (B = 1) and items [C]: the remembered past items with the attention
-        each got when scoring the item, strongest first."""
-        state = self.encode(users, history, mask)
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """The remembered past items with the attention each got when scoring the item."""
+        state = self.encode(query.users, query.history, query.mask)
         q = self.item_embedding(items)[None]                                       # [1, C, d]
         z = self._read_score(state.values, state.mask, q)[1][0]                    # [C, K]
-        positions, filled = fifo_positions(mask, self.slots, only_last=True)
-        return _ranked(z, filled[0, 0], history[0, positions[0, 0]])
+        positions, filled = fifo_positions(query.mask, self.slots, only_last=True)
+        remembered = query.history[0, positions[0, 0]]
+        valid = filled[0, 0]
+        return [ranked_entries("item", remembered[valid], row[valid]) for row in z]
 
 
 class RUMFeature(_RUM):
@@ -211,7 +231,8 @@ class RUMFeature(_RUM):
     prefix_scores: history [B, L], candidates [B, L, C] → [B, L, C]
     """
 
-    explains = "slots"
+    explains = "slot"
+    state_type = FeatureMemory
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 20,
                  alpha: float = 0.2, beta: float = 1.0, query: str = "candidate",
@@ -227,12 +248,11 @@ class RUMFeature(_RUM):
                                if memory_init == "learned" else None)
 
     # -- state: (value memory, embedding of the last consumed item) -----------------------------
-    def init_state(self, users: torch.Tensor) -> tuple[MemoryState, torch.Tensor]:
+    def init_state(self, users: torch.Tensor) -> FeatureMemory:
         K, d = self.feature_keys.shape
         values = (self.initial_memory.expand(len(users), K, d) if self.initial_memory is not None
                   else self.feature_keys.new_zeros(len(users), K, d))
-        filled = torch.ones(len(users), K, dtype=torch.bool, device=values.device)
-        return MemoryState(values, filled), values.new_zeros(len(users), d)
+        return FeatureMemory(values, values.new_zeros(len(users), d))
 
     def _address(self, q: torch.Tensor) -> torch.Tensor:
         """z = softmax_k(β qᵀf_k). q [..., d] → [..., K]."""
@@ -246,24 +266,23 @@ class RUMFeature(_RUM):
         """Erase-add write of one consumed item per row, q [B, d]."""
         return erase_add_write(memory, *self._write_inputs(q))
 
-    def update(self, state, items: torch.Tensor):
+    def update(self, state: FeatureMemory, items: torch.Tensor) -> FeatureMemory:
         q = self.item_embedding(items)
-        return self._write(state[0], q), q
+        return FeatureMemory(self._write(state.memory, q).values, q)
 
     def _write_all(self, users, q_seq: torch.Tensor, mask) -> UnrolledStates:
         """The memory after every event of a padded sequence q_seq [B, L, d]: the addresses,
         erase and add vectors of all events in three batched ops, then one affine scan."""
-        memory, _ = self.init_state(users)
-        return erase_add_unroll(memory, *self._write_inputs(q_seq), mask)
+        return erase_add_unroll(self.init_state(users).memory, *self._write_inputs(q_seq), mask)
 
     def encode(self, users, history, mask):
         # keeping only the current memory: the scan's [B, L, K, d] stack of every state would be
         # gigabytes for a full-ranking batch of long histories
         q_seq = self.item_embedding(history)
-        memory = erase_add_final(self.init_state(users)[0], *self._write_inputs(q_seq), mask)
+        memory = erase_add_final(self.init_state(users).memory, *self._write_inputs(q_seq), mask)
         length = mask.sum(1)
         last = q_seq.gather(1, (length - 1).clamp_min(0)[:, None, None].expand(-1, 1, q_seq.shape[2]))
-        return memory, last[:, 0] * (length > 0)[:, None]
+        return FeatureMemory(memory.values, last[:, 0] * (length > 0)[:, None])
 
     # -- read ---------------------------------------------------------------------------------
     def _read_score(self, memory: torch.Tensor, q: torch.Tensor, last: torch.Tensor
@@ -276,8 +295,8 @@ class RUMFeature(_RUM):
         z = self._address(last).unsqueeze(-2)                                      # [..., 1, K]
         return (q * (z @ memory)).sum(-1), z.expand(*q.shape[:-1], z.shape[-1])
 
-    def score_state(self, state, users, items=None) -> torch.Tensor:
-        memory, last = state
+    def score_state(self, state: FeatureMemory, users, items=None) -> torch.Tensor:
+        memory, last = state.memory, state.last
         if items is not None:
             q = self.item_embedding(items)
             return self._merge_score(users, q, self._read_score(memory.values, q, last)[0])
@@ -299,21 +318,12 @@ class RUMFeature(_RUM):
 
     # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
-    def explain_query(self, users, history, mask, items: torch.Tensor) -> list[list[tuple[int, float]]]:
-        """For one user (B = 1) and items [C]: the feature slots with the attention each got
-        when scoring the item, strongest first."""
-        memory, last = self.encode(users, history, mask)
-        z = self._read_score(memory.values, self.item_embedding(items)[None], last)[1][0]
-        return _ranked(z, torch.ones(z.shape[1], dtype=torch.bool), torch.arange(z.shape[1]))
-
-
-def _ranked(weights: torch.Tensor, valid: torch.Tensor, ids: torch.Tensor) -> list[list[tuple[int, float]]]:
-    """Per row of weights [C, K]: (ids[k], weight) of the valid slots, strongest first."""
-    out = []
-    for row in weights:
-        order = torch.argsort(row[valid], descending=True)
-        out.append(list(zip(ids[valid][order].tolist(), row[valid][order].tolist())))
-    return out
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """The feature slots with the attention each got when scoring the item."""
+        state = self.encode(query.users, query.history, query.mask)
+        z = self._read_score(state.values, self.item_embedding(items)[None], state.last)[1][0]
+        slots = torch.arange(z.shape[1])
+        return [ranked_entries("slot", slots, row) for row in z]
 
 
 __all__ = ["RUMItem", "RUMFeature"]

@@ -17,6 +17,9 @@ Equation map (paper numbering):
 * eq. (9)  h_s = tanh(W_s m_a + b_s), h_t = tanh(W_t m_t + b_t)
 * eq. (10) z_i = ⟨h_s, h_t, x_i⟩                            → ``(h_s * h_t) @ E.T``
 
+The state a live session keeps is its clicks (:class:`~memrec.memory.state.ItemWindow`, the latest
+``max_history`` of them): a click appends to it, a score reads it as above.
+
 Every prefix of a session is a prediction point. :meth:`STAMP.prefix_states` computes them all in
 one causal pass: m_s for all prefixes by a cumulative sum, attention for all prefixes with a
 lower-triangular mask (O(L²d) per session), so training never runs one forward per prefix.
@@ -39,7 +42,10 @@ import torch
 from torch import nn
 
 from ..memory.read import AdditiveScore, prefix_mask, weighted_read
-from .base import Model, Query
+from ..memory.state import ItemWindow
+from .base import Query
+from .capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
+                           NextItemSoftmax, StatefulScorer, ranked_entries)
 
 VARIANTS = ("official", "paper")
 
@@ -60,8 +66,9 @@ def _running_mean(x: torch.Tensor, mask: torch.Tensor, window: int | None) -> to
     return total / count.clamp_min(1)[..., None].to(x.dtype)
 
 
-class STAMP(Model):
-    """STAMP (``attention=True``) or STMP (``attention=False``) session scorer.
+class ShortTermMemory(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemSoftmax):
+    """What STAMP and STMP share: the session's clicks as the memory, the last click and the
+    session mean as the query, the trilinear output (STMP when ``attention=False``).
 
     Parameters
     ----------
@@ -82,6 +89,7 @@ class STAMP(Model):
 
     Shapes
     ------
+    state: :class:`~memrec.memory.state.ItemWindow` of the latest ``max_history`` clicks
     score_all: history [B, L], mask [B, L] → [B, n_items]
     prefix_states: history [B, L], mask [B, L] → [B, L, d] (the representation after each click)
 
@@ -93,10 +101,7 @@ class STAMP(Model):
     torch.Size([1, 5])
     """
 
-    needs_history = True
-    needs_user = False
-    explains = "items"
-    task = "next_item"
+    state_type = ItemWindow
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 100, attention: bool = True,
                  variant: str = "official", max_norm: float = 1.0, embed_std: float = 0.002,
@@ -151,7 +156,8 @@ class STAMP(Model):
     def session_state(self, history: torch.Tensor, mask: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """The representation after the last click of each row, and its attention:
-        ([B, d], α [B, L])."""
+        ([B, d], α [B, L]). history is left-aligned and right-padded (a window's layout) and
+        holds no more than ``max_history`` clicks."""
         x = self._clicks(history, mask)
         length = mask.sum(1)
         if (length == 0).any():
@@ -165,20 +171,40 @@ class STAMP(Model):
         """Trilinear scores of every item, eq. (10). states [..., d] → [..., n_items]."""
         return states @ self.item_embedding.weight.T
 
-    # -- the contract -------------------------------------------------------------------------
-    def score_all(self, query: Query) -> torch.Tensor:
-        return self.output(self.session_state(query.history, query.mask)[0])
+    # -- the state ----------------------------------------------------------------------------
+    def init_state(self, users: torch.Tensor) -> ItemWindow:
+        return ItemWindow.empty(len(users), device=users.device)
 
-    def explain_history(self, query: Query) -> torch.Tensor:
-        """Attention each past click got (α of eq. (7); zeros for STMP). → [B, L]."""
-        return self.session_state(query.history, query.mask)[1]
+    def update(self, state: ItemWindow, items: torch.Tensor) -> ItemWindow:
+        return state.append(items, self.max_history)
+
+    def encode(self, users, history, mask) -> ItemWindow:
+        return ItemWindow.from_history(history, mask, self.max_history)
+
+    def score_state(self, state: ItemWindow, users, items=None) -> torch.Tensor:
+        scores = self.output(self.session_state(state.items, state.mask)[0])
+        return scores if items is None else scores.gather(1, items)
 
 
+class STAMP(ShortTermMemory, Explainer):
+    """STAMP: short-term attention/memory priority (see :class:`ShortTermMemory`; ``attention``
+    False is STMP's ablation, registered as ``stmp``)."""
 
-class STMP(STAMP):
+    explains = "click"
+
+    @torch.no_grad()
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """The attention α each click of the session got (eq. (7); the clicks the window
+        keeps). It depends on the session only, so every item gets the same entries."""
+        window = self.encode(query.users, query.history, query.mask)
+        alpha = self.session_state(window.items, window.mask)[1][0]
+        clicks = window.mask[0]
+        ranked = ranked_entries("click", window.items[0][clicks], alpha[clicks])
+        return [ranked for _ in range(len(items))]
+
+
+class STMP(ShortTermMemory):
     """STMP, the paper's ablation: STAMP without the attention network (m_a = m_s)."""
-
-    explains = None
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 100, variant: str = "official",
                  max_norm: float = 1.0, embed_std: float = 0.002, weight_std: float = 0.05,
@@ -188,4 +214,4 @@ class STMP(STAMP):
                          max_history=max_history)
 
 
-__all__ = ["STAMP", "STMP", "clip_norm"]
+__all__ = ["ShortTermMemory", "STAMP", "STMP", "clip_norm"]

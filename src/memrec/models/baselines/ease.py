@@ -40,11 +40,12 @@ import torch
 from scipy.linalg import lapack
 
 from ...data.interactions import Interactions
-from ..base import Model, Query
+from ..base import Query
+from ..capabilities import AnonymousScorer, HistoryScorer
 from ...nn.item_item import row_blocks, sparse_history
 
 
-class EASE(Model):
+class EASE(HistoryScorer, AnonymousScorer):
     """EASE^R: dense item-item weights with zero diagonal, fitted in closed form.
 
     Parameters
@@ -77,8 +78,6 @@ class EASE(Model):
     """
 
     trainable = False
-    needs_history = True
-    needs_user = False
     #: largest item count accepted (the dense n_items² buffers)
     max_items: ClassVar[int] = 30_000
 

@@ -22,10 +22,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..sequential import StatefulScorer
+from dataclasses import dataclass
+
+from ...memory.state import TensorState
+from ..capabilities import HistoryScorer, NextItemPairwise, StatefulScorer
 
 
-class FPMC(StatefulScorer):
+@dataclass(frozen=True)
+class LastItem(TensorState):
+    """FPMC's state: the previous item. last long [B], has_last bool [B] (False: no event yet)."""
+
+    last: torch.Tensor
+    has_last: torch.Tensor
+
+
+class FPMC(StatefulScorer, HistoryScorer, NextItemPairwise):
     """FPMC with baskets of one item.
 
     Parameters
@@ -38,9 +49,11 @@ class FPMC(StatefulScorer):
 
     Shapes
     ------
-    state: (last item long [B], has_last bool [B])
+    state: :class:`LastItem` (last item long [B], has_last bool [B])
     prefix_scores: history [B, L], candidates [B, L, C] → [B, L, C]
     """
+
+    state_type = LastItem
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, init_std: float = 0.1):
         super().__init__(n_users, n_items)
@@ -52,23 +65,23 @@ class FPMC(StatefulScorer):
             nn.init.normal_(table.weight, std=init_std)
 
     def init_state(self, users):
-        return (torch.zeros(len(users), dtype=torch.long), torch.zeros(len(users), dtype=torch.bool))
+        return LastItem(torch.zeros_like(users), torch.zeros_like(users, dtype=torch.bool))
 
     def update(self, state, items):
-        return (items, torch.ones_like(items, dtype=torch.bool))
+        return LastItem(items, torch.ones_like(items, dtype=torch.bool))
 
     def encode(self, users, history, mask):
         length = mask.sum(1)
         last = history.gather(1, (length - 1).clamp_min(0)[:, None])[:, 0] if history.shape[1] \
-            else torch.zeros(len(users), dtype=torch.long)
-        return (last, length > 0)
+            else torch.zeros_like(users)
+        return LastItem(last, length > 0)
 
     def _transition(self, last: torch.Tensor, has_last: torch.Tensor) -> torch.Tensor:
         """v_l^{L,I}, zero without a previous item. → [B, d]"""
         return self.last_item(last) * has_last[:, None]
 
     def score_state(self, state, users, items=None):
-        u, l = self.user_item(users), self._transition(*state)
+        u, l = self.user_item(users), self._transition(state.last, state.has_last)
         if items is None:
             return u @ self.item_user.weight.T + l @ self.item_last.weight.T
         return (u[:, None] * self.item_user(items)).sum(-1) + (l[:, None] * self.item_last(items)).sum(-1)

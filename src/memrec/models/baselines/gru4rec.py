@@ -22,10 +22,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..sequential import StatefulScorer
+from dataclasses import dataclass
+
+from ...memory.state import TensorState
+from ..capabilities import (AnonymousScorer, HistoryScorer, NextItemPairwise, NextItemSoftmax,
+                            StatefulScorer)
 
 
-class GRU4Rec(StatefulScorer):
+@dataclass(frozen=True)
+class GRUHidden(TensorState):
+    """A GRU's state: hidden float [B, layers, hidden]."""
+
+    hidden: torch.Tensor
+
+
+class GRU4Rec(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemSoftmax, NextItemPairwise):
     """GRU4Rec scorer.
 
     Parameters
@@ -43,11 +54,11 @@ class GRU4Rec(StatefulScorer):
 
     Shapes
     ------
-    state: hidden float [B, layers, hidden]
+    state: :class:`GRUHidden` hidden float [B, layers, hidden]
     prefix_states: history [B, L] → [B, L, dim]
     """
 
-    needs_user = False
+    state_type = GRUHidden
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, hidden: int = 128,
                  layers: int = 1, dropout: float = 0.3):
@@ -60,16 +71,17 @@ class GRU4Rec(StatefulScorer):
 
     # -- state --------------------------------------------------------------------------------
     def init_state(self, users):
-        return self.item_embedding.weight.new_zeros(len(users), self.gru.num_layers, self.gru.hidden_size)
+        return GRUHidden(self.item_embedding.weight.new_zeros(len(users), self.gru.num_layers,
+                                                              self.gru.hidden_size))
 
     def update(self, state, items):
         x = self.dropout(self.item_embedding(items))[:, None, :]                 # one step
-        _, h = self.gru(x, state.transpose(0, 1).contiguous())
-        return h.transpose(0, 1)
+        _, h = self.gru(x, state.hidden.transpose(0, 1).contiguous())
+        return GRUHidden(h.transpose(0, 1))
 
     def encode(self, users, history, mask):
         length = mask.sum(1)
-        state = self.init_state(users)
+        state = self.init_state(users).hidden
         rows = torch.nonzero(length > 0).flatten()
         if len(rows):
             packed = nn.utils.rnn.pack_padded_sequence(
@@ -77,10 +89,10 @@ class GRU4Rec(StatefulScorer):
                 batch_first=True, enforce_sorted=False)
             _, h = self.gru(packed)                                                # h [layers, b, H]
             state = state.index_copy(0, rows, h.transpose(0, 1))
-        return state
+        return GRUHidden(state)
 
     def score_state(self, state, users, items=None):
-        out = self.project(state[:, -1])                                           # top layer
+        out = self.project(state.hidden[:, -1])                                           # top layer
         if items is None:
             return self.output(out)
         return (out[:, None, :] * self.item_embedding(items)).sum(-1)

@@ -43,10 +43,11 @@ import torch
 
 from ...data.interactions import Interactions
 from ...nn.item_item import neighbour_scores, row_blocks, topk_rows
-from ..base import Model, Query
+from ..base import Query
+from ..capabilities import AnonymousScorer, HistoryScorer
 
 
-class ItemKNN(Model):
+class ItemKNN(HistoryScorer, AnonymousScorer):
     """Item-based k-nearest-neighbours with shrunk cosine similarity.
 
     Parameters
@@ -83,8 +84,6 @@ class ItemKNN(Model):
     """
 
     trainable = False
-    needs_history = True
-    needs_user = False
 
     def __init__(self, n_users: int, n_items: int, *, neighbours: int = 100, shrink: float = 10.0):
         super().__init__(n_users, n_items)

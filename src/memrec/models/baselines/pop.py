@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from ...data.interactions import Interactions
-from ..base import Query, Model
+from ..base import Query
+from ..capabilities import AnonymousScorer
 
 
-class Popularity(Model):
+class Popularity(AnonymousScorer):
     """Score of item j = number of training interactions with j (duplicates counted once per
     user when ``distinct_users``).
 
@@ -37,7 +38,6 @@ class Popularity(Model):
     """
 
     trainable = False
-    needs_user = False
 
     def __init__(self, n_users: int, n_items: int, *, distinct_users: bool = False):
         super().__init__(n_users, n_items)

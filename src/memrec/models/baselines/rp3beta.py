@@ -55,7 +55,8 @@ import scipy.sparse as sp
 import torch
 
 from ...data.interactions import Interactions
-from ..base import Model, Query
+from ..base import Query
+from ..capabilities import AnonymousScorer, HistoryScorer
 from ...nn.item_item import neighbour_scores, row_blocks, topk_rows
 
 
@@ -66,7 +67,7 @@ def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv) @ m)
 
 
-class RP3Beta(Model):
+class RP3Beta(HistoryScorer, AnonymousScorer):
     """Popularity-penalised three-step random walk (RP3β), as an item-item top-k model.
 
     Parameters
@@ -107,8 +108,6 @@ class RP3Beta(Model):
     """
 
     trainable = False
-    needs_history = True
-    needs_user = False
 
     def __init__(self, n_users: int, n_items: int, *, alpha: float = 1.0, beta: float = 0.5,
                  neighbours: int = 100, normalize_similarity: bool = False):

@@ -1,0 +1,254 @@
+"""What a model can do, declared by the classes it derives from.
+
+Every registered recommender is a :class:`~memrec.models.base.Model` (a scorer over users ×
+items). On top of that a model class declares, by inheritance, each capability it has:
+
+=========================  ======================================================================
+capability                 meaning (who dispatches on it)
+=========================  ======================================================================
+:class:`HistoryScorer`     queries carry the user's past items, the latest ``max_history``
+                           (evaluation, façade, streaming)
+:class:`AnonymousScorer`   scores do not depend on a user index: anonymous sessions can be served
+                           (session protocol, ``recommend --session``)
+:class:`StatefulScorer`    a per-user state written event by event: ``init_state`` / ``update`` /
+                           ``score_state``, serialisable (serving; the streaming == batch tests)
+:class:`ItemStateScorer`   a per-item state written by the events on the item (CMN's
+                           neighbourhoods)
+:class:`Explainer`         ``explain(query, items)``: the memory entries each score attended to
+:class:`AttentionTracer`   the read attention after every event of a history (KSR's plot)
+:class:`NextItemSoftmax`   every prefix's state in one causal pass, scored against all items
+                           (next-item training with a full softmax)
+:class:`NextItemPairwise`  every prefix's scores of sampled candidates in one causal pass
+                           (next-item training with a pairwise loss)
+:class:`PurchasePredictor` typed events; trains on purchases when ``target == "purchase"``
+:class:`StreamLearner`     learns on the time-ordered stream, its memory written as it goes (NMRN)
+=========================  ======================================================================
+
+The capabilities are abstract base classes: declaring one without implementing its methods fails
+when the model is constructed, and ``isinstance`` is the only test anyone makes.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..memory.state import TensorState
+from .base import Model, Query
+
+#: the kinds of memory entries an explanation names
+ENTRY_KINDS = ("user", "item", "relation", "slot", "click")
+
+
+# -- queries ---------------------------------------------------------------------------------------
+class HistoryScorer(Model):
+    """Scores from the request's history: each query carries the user's past items, oldest
+    first, the most recent ``max_history`` of them (None: all).
+
+    ``max_history`` is the model's own cap (a hyper-parameter where the paper has one); callers
+    read it from here and nowhere else.
+    """
+
+    max_history: int | None = None
+
+
+class AnonymousScorer(Model):
+    """Scores depend on the request's history (or nothing), not on a user index, so anonymous
+    requests (``users == -1``: a live session) can be scored."""
+
+
+def make_query(model: Model, users, indptr: np.ndarray, items: np.ndarray, rows=None) -> Query:
+    """The query ``model`` needs for ``users``: with their histories (CSR rows ``rows``, default
+    ``users``) capped at the model's ``max_history`` when it is a :class:`HistoryScorer`, else
+    the users alone."""
+    if isinstance(model, HistoryScorer):
+        return Query.from_csr(users, users if rows is None else rows, indptr, items, model.max_history)
+    return Query.for_users(users)
+
+
+# -- state -----------------------------------------------------------------------------------------
+class StatefulScorer(Model):
+    """A per-user state that each event updates, and scores read from it (DESIGN.md, "streaming
+    == batch"):
+
+    * serving: ``init_state(users)`` → ``update(state, items)`` once per arriving event →
+      ``score_state(state, users[, items])``; states are :class:`TensorState` s, so a store keeps
+      them as bytes (:meth:`state_from_bytes` reads them back);
+    * batch: ``encode(users, history, mask)`` is the state after a whole padded history, equal to
+      replaying ``update`` event by event (the default *is* that replay; models override it with
+      a vectorised equivalent, and the registry-wide property test holds them to it).
+
+    ``init_state`` is the state before any *new* event: empty for sequence models, the memory
+    the model holds after training for models that keep one (MARS's recent items, NMRN's memory).
+    ``score_all`` / ``score_items`` are ``score_state(encode(...))``.
+    """
+
+    #: the class of this model's states (for :meth:`state_from_bytes`)
+    state_type: ClassVar[type[TensorState]]
+
+    @abstractmethod
+    def init_state(self, users: torch.Tensor) -> TensorState:
+        """The state before any new event, for users long [B]."""
+
+    @abstractmethod
+    def update(self, state: TensorState, items: torch.Tensor) -> TensorState:
+        """The state after one more event per row: items long [B]."""
+
+    @abstractmethod
+    def score_state(self, state: TensorState, users: torch.Tensor,
+                    items: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores from a state: every item ([B, n_items]) or the candidates items [B, C]."""
+
+    def encode(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> TensorState:
+        """The state after a padded history [B, L] (mask [B, L]): replays :meth:`update`,
+        leaving rows whose step is padding unchanged."""
+        state = self.init_state(users)
+        for t in range(history.shape[1]):
+            state = self.update(state, history[:, t]).where(mask[:, t], state)
+        return state
+
+    def state_from_bytes(self, data: bytes) -> TensorState:
+        """A state :meth:`TensorState.to_bytes` wrote, on this model's device."""
+        device = next(iter(self.parameters()), torch.empty(0)).device
+        return self.state_type.from_bytes(data, device=device)
+
+    def score_all(self, query: Query) -> torch.Tensor:
+        return self.score_state(self.encode(query.users, query.history, query.mask), query.users)
+
+    def score_items(self, query: Query, items: torch.Tensor) -> torch.Tensor:
+        return self.score_state(self.encode(query.users, query.history, query.mask), query.users, items)
+
+
+class ItemStateScorer(Model):
+    """A per-*item* state written by the events on the item: an event (u, i) adds u to item
+    i's memory (CMN's neighbourhoods). Serving keeps one state per item; ``prepare`` builds the
+    same states from the training data in one pass.
+    """
+
+    item_state_type: ClassVar[type[TensorState]]
+
+    @abstractmethod
+    def init_item_state(self, items: torch.Tensor) -> TensorState:
+        """The memory of items long [B] before any new event."""
+
+    @abstractmethod
+    def update_item_state(self, state: TensorState, users: torch.Tensor) -> TensorState:
+        """Each item's memory after user ``users[b]`` interacted with item b."""
+
+    @abstractmethod
+    def score_item_state(self, state: TensorState, items: torch.Tensor,
+                         users: torch.Tensor) -> torch.Tensor:
+        """Scores of (users[c], items[c]) pairs from the items' states: long [C] → [C]."""
+
+
+# -- explanations ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One memory entry a score attended to: ``kind`` (one of :data:`ENTRY_KINDS`), its index
+    (a user or item index, a relation or slot number), and its attention weight."""
+
+    kind: str
+    id: int
+    weight: float
+
+
+class Explainer(Model):
+    """Models with attention over a memory say what each score attended to."""
+
+    #: the kind of entry this model's memory holds
+    explains: ClassVar[str]
+
+    @abstractmethod
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """For one request (a query of B = 1) and items long [C]: per item, the memory entries
+        its score read, strongest first."""
+
+    def entry_labels(self) -> list[str] | None:
+        """Names of the relation / slot entries (None: they are numbered)."""
+        return None
+
+
+class AttentionTracer(Model):
+    """The read attention after every event of a history (KSR: over relations)."""
+
+    @abstractmethod
+    def attention_trace(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One history (B = 1) → attention [n_events, n_entries]."""
+
+    @abstractmethod
+    def entry_labels(self) -> list[str] | None: ...
+
+
+def ranked_entries(kind: str, ids: torch.Tensor, weights: torch.Tensor) -> list[MemoryEntry]:
+    """The entries ids [M] with weights [M], strongest first."""
+    order = torch.argsort(weights, descending=True)
+    return [MemoryEntry(kind, int(i), float(w)) for i, w in zip(ids[order].tolist(), weights[order].tolist())]
+
+
+# -- training --------------------------------------------------------------------------------------
+class NextItemSoftmax(Model):
+    """Next-item training with a full softmax: every prefix's state in one causal pass."""
+
+    @abstractmethod
+    def prefix_states(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The state after every position of a right-padded history [B, L] → [B, L, d];
+        position t sees events 0..t only."""
+
+    @abstractmethod
+    def output(self, states: torch.Tensor) -> torch.Tensor:
+        """Scores of every item: states [..., d] → [..., n_items]."""
+
+
+class NextItemPairwise(Model):
+    """Next-item training with a pairwise loss: every prefix's candidate scores in one pass."""
+
+    @abstractmethod
+    def prefix_scores(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor,
+                      candidates: torch.Tensor) -> torch.Tensor:
+        """Scores of candidates long [B, L, C] for the item after each position of a
+        right-padded history [B, L] → [B, L, C]; position t sees events 0..t only."""
+
+
+class PurchasePredictor(NextItemSoftmax):
+    """Typed events (history tokens = type · n_items + item); with ``target == "purchase"`` the
+    purchase events are the training targets."""
+
+    target: str
+    event_types: int
+    purchase_type: int
+
+    @abstractmethod
+    def candidate_scores(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of given candidates: states [P, d], items [P, C] → [P, C]."""
+
+
+class StreamLearner(Model):
+    """Learns on the time-ordered stream: each micro-batch is scored from the memory before it,
+    then written into it (``training/stream.py``)."""
+
+    @abstractmethod
+    def stream_step(self, users: torch.Tensor, items: torch.Tensor,
+                    candidates: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def stream_step_exact(self, users: torch.Tensor, items: torch.Tensor,
+                          candidates: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def observe(self, users: torch.Tensor, items: torch.Tensor) -> None:
+        """Write events into the memory without learning."""
+
+    @abstractmethod
+    def reset_memory(self) -> None: ...
+
+    @abstractmethod
+    def forget_pending(self) -> None: ...
+
+
+__all__ = ["ENTRY_KINDS", "HistoryScorer", "AnonymousScorer", "make_query", "StatefulScorer",
+           "ItemStateScorer", "MemoryEntry", "Explainer", "AttentionTracer", "ranked_entries",
+           "NextItemSoftmax", "NextItemPairwise", "PurchasePredictor", "StreamLearner"]
