@@ -203,7 +203,8 @@ def test_recommend_for_a_live_session_with_attention(session_run):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "session 1,2,3"
-    assert lines[1].startswith("  attention per click: 1 (") and "3 (" in lines[1]
+    assert lines[1].startswith("  attention per click, strongest first: ")
+    assert {c.split(" ")[0] for c in lines[1].split(": ")[1].split(", ")} == {"1", "2", "3"}
     assert len(lines) == 2 + 3
 
 

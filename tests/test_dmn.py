@@ -273,7 +273,9 @@ def test_dmn_trains_from_the_cli_on_session_files_and_explains_a_live_session(tm
     assert results["metrics"]["session"]["HR@5"] > 0.6, results["metrics"]["session"]
     result = run("recommend", out, "--session", "1,2,3", "-k", 3, "--explain")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[1].startswith("  attention per click: 1 (")
+    line = result.output.splitlines()[1]
+    assert line.startswith("  attention per click, strongest first: ")
+    assert {c.split(" ")[0] for c in line.split(": ")[1].split(", ")} == {"1", "2", "3"}
 
 
 def test_without_type_embeddings_a_view_and_a_cart_are_the_same_memory():

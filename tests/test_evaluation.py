@@ -11,7 +11,8 @@ from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import Candidates, NextItemCases, Split
 from memrec.evaluation import Evaluator
 from memrec.models.baselines.pop import Popularity
-from memrec.models.base import Query, Model
+from memrec.models.base import Query
+from memrec.models.capabilities import AnonymousScorer, HistoryScorer
 
 from .conftest import shared_path
 
@@ -77,10 +78,8 @@ def test_a_repeated_test_item_is_still_a_target():
     assert full["HR@1"] == 1.0  # item 0 excluded, item 1 ranked and first
 
 
-class LastItemEcho(Model):
+class LastItemEcho(HistoryScorer, AnonymousScorer):
     """Scores 1 for the request's last history item: a probe for the session protocol."""
-    needs_history = True
-    needs_user = False
     trainable = False
 
     def score_all(self, query: Query) -> torch.Tensor:

@@ -16,7 +16,6 @@ from memrec.memory.write import gated_unroll, gated_write, unroll
 from memrec.models import build
 from memrec.errors import ConfigError
 from memrec.models.ksr import KSR
-from memrec.models.sequential import select_state
 from memrec.recommender import Recommender
 
 from .test_knowledge import write_recbole
@@ -134,12 +133,12 @@ def test_streaming_equals_batch(variant):
     prefix = model.prefix_scores(users, history, mask, candidates)
     state = model.init_state(users)
     for t in range(history.shape[1]):
-        state = select_state(mask[:, t], model.update(state, history[:, t]), state)
+        state = model.update(state, history[:, t]).where(mask[:, t], state)
         streamed = model.score_state(state, users, candidates[:, t])
         assert torch.allclose(streamed[mask[:, t]], prefix[:, t][mask[:, t]], atol=1e-5)
     batch = model.encode(users, history, mask)
     assert torch.allclose(model.score_state(state, users), model.score_state(batch, users), atol=1e-5)
-    assert torch.allclose(state[1].values, batch[1].values, atol=1e-6)
+    assert torch.allclose(state.values, batch.values, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["official", "paper"])
@@ -151,8 +150,8 @@ def test_unlinked_items_and_padding_do_not_write(variant):
     b = model.encode(users, torch.tensor([[1, 7, 2]]), torch.tensor([[True, True, True]]))
     c = model.encode(users, torch.tensor([[1, 2, 9, 9]]), torch.tensor([[True, True, False, False]]))
     if variant == "official":
-        assert torch.equal(a[1].values, b[1].values)                        # 7 left the memory as it was
-    assert torch.equal(a[1].values, c[1].values) and torch.equal(a[0], c[0])
+        assert torch.equal(a.values, b.values)                        # 7 left the memory as it was
+    assert torch.equal(a.values, c.values) and torch.equal(a.hidden, c.hidden)
     assert torch.allclose(model.score_state(a, users), model.score_state(c, users))
 
 
@@ -161,8 +160,8 @@ def test_official_writes_before_reading_paper_reads_first():
     users, history, mask = torch.arange(1), torch.tensor([[4]]), torch.tensor([[True]])
     official = tiny("official").encode(users, history, mask)
     paper = tiny("paper").encode(users, history, mask)
-    assert official[1].values.abs().sum() > 0
-    assert paper[1].values.abs().sum() == 0 and paper[2].item() == 4
+    assert official.values.abs().sum() > 0
+    assert paper.values.abs().sum() == 0 and paper.pending.item() == 4
 
 
 # -- pretraining, freezing, checkpoints -------------------------------------------------------------
@@ -199,17 +198,18 @@ def test_pretraining_loads_transe_and_bpr_vectors(transe_run, tmp_path):
     assert model.linked.tolist() == linked.tolist() and not linked.all()
     assert torch.equal(model.entity[torch.as_tensor(linked)], vectors.entity[entity[linked]])   # frozen
     assert model.entity[torch.as_tensor(~linked)].abs().sum() == 0
-    assert model.relation_labels() == ["film.genre", "film.director"]
+    assert model.entry_labels() == ["film.genre", "film.director"]
     assert torch.equal(model.relation_keys, vectors.relation[torch.as_tensor(vectors.item_relations)])
     # checkpoint round trip: the relation table is resized from the default 8 slots to 2
     rec.save(tmp_path / "ksr")
     loaded = Recommender.load(tmp_path / "ksr")
     assert loaded.model_.relation_keys.shape == (2, 4)
-    assert loaded.model_.relation_labels() == ["film.genre", "film.director"]
+    assert loaded.model_.entry_labels() == ["film.genre", "film.director"]
     np.testing.assert_allclose(rec.recommend([0, 1], k=3)[1], loaded.recommend([0, 1], k=3)[1], rtol=1e-6)
     why = loaded.explain(0, rec.recommend([0], k=2)[0][0])
-    assert [name for name, _ in why[0]] in (["film.genre", "film.director"], ["film.director", "film.genre"])
-    assert sum(w for _, w in why[0]) == pytest.approx(1.0, abs=1e-5)
+    assert [e.id for e in why[0]] in (["film.genre", "film.director"], ["film.director", "film.genre"])
+    assert {e.kind for e in why[0]} == {"relation"}
+    assert sum(e.weight for e in why[0]) == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("freeze", [True, False])

@@ -62,7 +62,7 @@ def test_equal_logits_give_the_mean_of_the_values():
     mean = torch.tensor([[3.0, 1.0], [-1.0, 2.0], [0.5, 0.5]]).mean(0)
     expected = (mean * torch.tensor([2.0, -1.0])).sum()
     torch.testing.assert_close(scores(model, 0, [3]), expected[None])
-    x, weights, _ = model._read(torch.tensor([0]), torch.tensor([[3]]))
+    x, weights = model._read(torch.tensor([0]), torch.tensor([[3]]), model.init_state(torch.tensor([0])))
     torch.testing.assert_close(weights[0, 0], torch.full((3,), 1 / 3))
 
 
@@ -149,7 +149,7 @@ def test_a_memory_of_only_the_target_reads_nothing():
     model = bare_model()
     set_memory(model, [[2, 2], [0]])
     assert scores(model, 0, [2]).item() == 0.0                    # empty read, no p_u, no MLP
-    (entries,) = model.explain(0, torch.tensor([2]))
+    (entries,) = model.explain(Query.for_users([0]), torch.tensor([2]))
     assert entries == []
 
 
@@ -161,7 +161,7 @@ def test_score_all_equals_pair_scoring_over_blocks_and_chunks(options):
     set_memory(model, [[1, 4, 7, 11], [2], []])
     q = Query.for_users([0, 1, 2, 0])
     with torch.no_grad():
-        full = model.score_all(q, users_per_block=3)
+        full = model.score_state(model.init_state(q.users), q.users, users_per_block=3)
         direct = model.score_items(q, torch.arange(12).expand(4, -1))
     assert full.abs().max() > 0.05
     torch.testing.assert_close(full, direct, atol=1e-6, rtol=1e-5)
@@ -199,9 +199,9 @@ def test_prepare_keeps_the_most_recent_items_and_checkpoints_resize_them():
 def test_explain_ranks_the_attended_history_items():
     model = bare_model()
     set_memory(model, [[0, 1], [0]])
-    (entries,) = model.explain(0, torch.tensor([2]))
-    assert [i for i, _ in entries] == [1, 0]
-    assert [w for _, w in entries] == pytest.approx([0.731059, 0.268941], abs=1e-6)
+    (entries,) = model.explain(Query.for_users([0]), torch.tensor([2]))
+    assert [(e.kind, e.id) for e in entries] == [("item", 1), ("item", 0)]
+    assert [e.weight for e in entries] == pytest.approx([0.731059, 0.268941], abs=1e-6)
 
 
 def test_bad_options_are_config_errors():

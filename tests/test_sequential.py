@@ -17,7 +17,6 @@ from memrec.models import build
 from memrec.errors import ConfigError
 from memrec.models.base import Query
 from memrec.models.rum import RUMFeature, RUMItem
-from memrec.models.sequential import select_state
 from memrec.training.config import TrainConfig
 from memrec.training.tasks import NextItemTask, make_task
 from memrec.training.trainer import Trainer
@@ -37,7 +36,7 @@ def random_histories(B=5, L=8, n_items=30, seed=0):
 def replay(model, users, history, mask):
     state = model.init_state(users)
     for t in range(history.shape[1]):
-        state = select_state(mask[:, t], model.update(state, history[:, t]), state)
+        state = model.update(state, history[:, t]).where(mask[:, t], state)
     return state
 
 
@@ -122,9 +121,9 @@ def test_rum_item_by_hand():
     z0 = math.exp(2) / (math.exp(2) + 1)
     torch.testing.assert_close(m.score_items(q, torch.tensor([[0]])), torch.tensor([[1.0 + 0.5 * z0]]))
     # the explanation is that attention: item 0 first, with z0
-    (entries,) = m.explain_query(q.users, q.history, q.mask, torch.tensor([0]))
-    assert entries[0][0] == 0 and entries[0][1] == pytest.approx(z0)
-    assert sum(w for _, w in entries) == pytest.approx(1.0)
+    (entries,) = m.explain(q, torch.tensor([0]))
+    assert entries[0].kind == "item" and entries[0].id == 0 and entries[0].weight == pytest.approx(z0)
+    assert sum(e.weight for e in entries) == pytest.approx(1.0)
 
 
 def test_rum_feature_write_and_read_by_hand():
@@ -140,12 +139,12 @@ def test_rum_feature_write_and_read_by_hand():
     a = torch.tanh(torch.tensor([1.0, 0.0]))                            # add vector of item 0
     memory = z[:, None] * a[None, :]                                    # zeros erased, then added
     state = m.update(m.init_state(torch.tensor([0])), torch.tensor([0]))
-    torch.testing.assert_close(state[0].values[0], memory)
+    torch.testing.assert_close(state.values[0], memory)
     # a second write of item 0 erases e = σ(q0) per slot in proportion to z, then adds again
     e = torch.sigmoid(torch.tensor([1.0, 0.0]))
     memory2 = memory * (1 - z[:, None] * e[None, :]) + z[:, None] * a[None, :]
     state = m.update(state, torch.tensor([0]))
-    torch.testing.assert_close(state[0].values[0], memory2)
+    torch.testing.assert_close(state.values[0], memory2)
     # read for candidate 0: Σ_k z_k (m_k · q0), p_u = 0, α = 1
     expected = (z * (memory2 @ torch.tensor([1.0, 0.0]))).sum()
     torch.testing.assert_close(m.score_state(state, torch.tensor([0]), torch.tensor([[0]]))[0, 0], expected)

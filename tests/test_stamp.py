@@ -53,7 +53,9 @@ def test_hand_computed_session(variant, expected):
     m = tiny(variant)
     q = session(0, 1)
     np.testing.assert_allclose(m.score_all(q)[0].detach().numpy(), expected, atol=1e-6)
-    np.testing.assert_allclose(m.explain_history(q)[0].detach().numpy(), [0.731059, 0.5], atol=1e-6)
+    (entries,) = m.explain(q, torch.tensor([2]))
+    assert [(e.kind, e.id) for e in entries] == [("click", 0), ("click", 1)]
+    np.testing.assert_allclose([e.weight for e in entries], [0.731059, 0.5], atol=1e-6)
 
 
 def test_single_click_stmp_equals_stamp_without_attention():

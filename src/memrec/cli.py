@@ -124,7 +124,7 @@ def _train_transe(data_path, fmt, split, config_path, overrides, epochs, seed, r
 def evaluate(run_dir, protocols, as_json):
     """Evaluate a trained run on its test data."""
     from .runs import evaluate_run
-    metrics = evaluate_run(run_dir, protocols or ("full", "sampled", "session"))
+    metrics = evaluate_run(run_dir, protocols or None)    # none named: all the split can run
     click.echo(json.dumps(metrics, indent=2) if as_json else _metrics_table(metrics))
 
 
@@ -159,8 +159,7 @@ def recommend(run_dir, users, session, k, include_seen, explain, plot_path):
         for rank, (item, score, why) in enumerate(zip(row_ids, row_scores, reasons), 1):
             click.echo(f"  {rank:>3}. {item}\t{score:.4f}")
             if why:
-                kind = rec.model_.explains.rstrip("s")
-                click.echo("       attended: " + ", ".join(f"{kind} {i} ({w:.2f})" for i, w in why))
+                click.echo("       attended: " + ", ".join(f"{e.kind} {e.id} ({e.weight:.2f})" for e in why))
 
 
 def _plot_attention(rec, user, path: Path, last: int = 30) -> None:
@@ -168,14 +167,15 @@ def _plot_attention(rec, user, path: Path, last: int = 30) -> None:
     import numpy as np
 
     from .plots import relation_attention_plot
-    if not hasattr(rec.model_, "attention_trace"):
+    from .models.capabilities import AttentionTracer
+    if not isinstance(rec.model_, AttentionTracer):
         raise click.UsageError(f"--plot shows attention over relations (KSR); model "
                                f"{rec.saved_.name!r} has none")
     index = int(rec.saved_.users.to_index([user], what="user")[0])
     query = rec.query(np.array([index]))
     trace = rec.model_.attention_trace(query.history, query.mask).numpy()[-last:]
     items = rec.saved_.items.to_raw(query.history[0][query.mask[0]].numpy())[-last:]
-    relation_attention_plot(trace, [str(i) for i in items], rec.model_.relation_labels(), path,
+    relation_attention_plot(trace, [str(i) for i in items], rec.model_.entry_labels(), path,
                             title=f"user {user}: attention over relations after each event")
     click.echo(f"attention plot written to {path}")
 
@@ -185,8 +185,8 @@ def _recommend_session(rec, clicks: list[str], k: int, explain: bool) -> None:
     click.echo("session " + ",".join(clicks))
     if explain:
         # STAMP's attention depends on the session only, so it is the same for every item
-        click.echo("  attention per click: " + ", ".join(f"{i} ({w:.3f})"
-                                                       for i, w in rec.explain_session(clicks)))
+        click.echo("  attention per click, strongest first: " + ", ".join(f"{e.id} ({e.weight:.3f})"
+                                                       for e in rec.explain_session(clicks)))
     for rank, (item, score) in enumerate(zip(ids, scores), 1):
         click.echo(f"  {rank:>3}. {item}\t{score:.4f}")
 
@@ -218,11 +218,12 @@ def stream(model, data_path, fmt, config_path, overrides, epochs, seed, update, 
     from .data.readers import load
     from .fileio import atomic_write_json
     from .models import spec
+    from .models.capabilities import StreamLearner
     from .streaming import StreamConfig, run_stream
     from .training.config import load_config
     config = load_config(model, config_path, list(overrides), epochs=epochs, seed=seed)
     if update is None:
-        update = "online" if spec(config.model).cls.task == "stream" else "frozen"
+        update = "online" if issubclass(spec(config.model).cls, StreamLearner) else "frozen"
     stream_cfg = StreamConfig(train_frac=train_frac, n_slices=slices, update=update,
                               online_epochs=online_epochs)
     if out is not None and out.exists():

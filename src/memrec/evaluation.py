@@ -9,6 +9,12 @@
 
 All three are batched: one ``score_all`` / ``score_items`` call per batch of requests, metrics
 from :mod:`memrec.metrics` (exact under ties), never a Python loop per user.
+
+Asking for a protocol the split cannot run (``sampled`` without stored negatives, ``full`` on a
+session split, ``session`` on an interaction split) is a :class:`~memrec.errors.ConfigError`
+that says why; ``protocols=None`` runs every protocol the split supports. A metric undefined for
+some requests (AUC with no non-relevant candidate) is averaged over the others, and
+``"<metric>_undefined"`` reports how many were left out.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import torch
 
 from .data.interactions import Interactions
 from .data.splits import Candidates, NextItemCases, Split
+from .errors import ConfigError
 from .metrics import metric_values, rank_counts
-from .models.base import Query, Model
+from .models.base import Model, Query
+from .models.capabilities import AnonymousScorer, make_query
 
 KS = (5, 10, 20)
 PROTOCOLS = ("full", "sampled", "session")
@@ -85,19 +93,26 @@ def mask_known_items(scores: torch.Tensor, matrix: sp.csr_matrix, rows: np.ndarr
 
 
 class MetricAccumulator:
-    """Sums per-request metric values over batches; ``mean()`` averages over requests."""
+    """Sums per-request metric values over batches; ``mean()`` averages each metric over the
+    requests where it is defined (not NaN) and reports how many it left out."""
 
     def __init__(self):
         self.sums: dict[str, float] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}
+        self.undefined: dict[str, int] = {}
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
         for name, v in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(torch.nan_to_num(v, nan=0.0).sum())
-        self.count += len(next(iter(values.values())))
+            defined = ~torch.isnan(v)
+            self.sums[name] = self.sums.get(name, 0.0) + float(v[defined].double().sum())
+            self.counts[name] = self.counts.get(name, 0) + int(defined.sum())
+            self.undefined[name] = self.undefined.get(name, 0) + int((~defined).sum())
 
     def mean(self) -> dict[str, float]:
-        return {name: s / max(self.count, 1) for name, s in self.sums.items()}
+        out = {name: (s / self.counts[name] if self.counts[name] else float("nan"))
+               for name, s in self.sums.items()}
+        out.update({f"{name}_undefined": float(n) for name, n in self.undefined.items() if n})
+        return out
 
 
 class Evaluator:
@@ -110,26 +125,30 @@ class Evaluator:
     ----------
     split : Split
     part : "valid" | "test"
-    protocols : protocols to run; those the split cannot support are skipped (``sampled``
-        without stored negatives, ``full``/``sampled`` for a session split).
+    protocols : protocols to run (None: every protocol the split supports); one the split cannot
+        run is a ConfigError that says why.
     ks : cutoffs.
     batch_size : requests per scoring call.
     """
 
-    def __init__(self, split: Split, part: str = "test", *, protocols=("full", "sampled"),
+    def __init__(self, split: Split, part: str = "test", *, protocols=None,
                  ks=KS, batch_size: int = 1024):
         if part not in ("valid", "test"):
             raise ValueError(f"part must be valid or test, not {part!r}")
-        for p in protocols:
-            if p not in PROTOCOLS:
-                raise ValueError(f"unknown protocol {p!r} (choose from {', '.join(PROTOCOLS)})")
         self.split, self.part, self.ks, self.batch_size = split, part, tuple(ks), batch_size
-        cases: NextItemCases | None = getattr(split, f"{part}_cases")
-        heldout: Interactions | None = getattr(split, part)
-        negatives: Candidates | None = getattr(split, f"{part}_negatives")
-        self.cases = cases
-        self.negatives = negatives
-        self.protocols = self._supported(protocols, cases, heldout, negatives)
+        parts = {"valid": (split.valid_cases, split.valid, split.valid_negatives),
+                 "test": (split.test_cases, split.test, split.test_negatives)}
+        cases, heldout, negatives = parts[part]
+        self.cases: NextItemCases | None = cases
+        self.negatives: Candidates | None = negatives
+        supported = self.supported(split, part)
+        if protocols is None:
+            self.protocols = supported
+        else:
+            for p in protocols:
+                self._check_runs(p, supported)
+            self.protocols = tuple(dict.fromkeys(protocols))
+        self._runners = {"full": self._full, "sampled": self._sampled, "session": self._session}
         if cases is None and heldout is not None and len(heldout):
             known = known_interactions(split, part)
             self.targets = _targets(heldout)
@@ -137,19 +156,31 @@ class Evaluator:
             self.history_indptr, self.history_items = known.sequences()
 
     @staticmethod
-    def _supported(protocols, cases, heldout, negatives) -> tuple[str, ...]:
-        if cases is not None:
+    def supported(split: Split, part: str) -> tuple[str, ...]:
+        """The protocols ``split``'s ``part`` can run."""
+        if getattr(split, f"{part}_cases") is not None:
             return ("session",)
+        heldout = getattr(split, part)
         if heldout is None or not len(heldout):
             return ()
-        return tuple(p for p in protocols if p == "full" or (p == "sampled" and negatives is not None))
+        return ("full", "sampled") if getattr(split, f"{part}_negatives") is not None else ("full",)
 
-    # -- queries ------------------------------------------------------------------------------
-    def _query(self, model: Model, users: np.ndarray) -> Query:
-        if not model.needs_history:
-            return Query.for_users(users)
-        return Query.from_csr(users, users, self.history_indptr, self.history_items,
-                              getattr(model, "max_history", None))
+    def _check_runs(self, protocol: str, supported: tuple[str, ...]) -> None:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        if protocol in supported:
+            return
+        if not supported:
+            why = f"the split holds nothing in its {self.part} part"
+        elif protocol == "session":
+            why = ("it ranks the next item of session cases, and this split holds held-out "
+                   "interactions (use full or sampled)")
+        elif self.cases is not None:
+            why = "this is a session split: its cases are next-item predictions (use session)"
+        else:
+            why = (f"the split stores no sampled negatives for its {self.part} part "
+                   "(set data.n_negatives > 0, or use full)")
+        raise ConfigError(f"protocol {protocol!r} cannot run: {why}")
 
     # -- protocols ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -158,7 +189,7 @@ class Evaluator:
         was_training = model.training
         model.eval()
         try:
-            return {p: getattr(self, f"_{p}")(model) for p in self.protocols}
+            return {p: self._runners[p](model) for p in self.protocols}
         finally:
             model.train(was_training)
 
@@ -172,7 +203,8 @@ class Evaluator:
         for rows in self._batches(len(t.users)):
             users = t.users[rows]
             relevant, mask = _padded(t.indptr, t.items, rows)
-            scores = model.score_all(self._query(model, users)).detach().float().clone()
+            query = make_query(model, users, self.history_indptr, self.history_items)
+            scores = model.score_all(query).detach().float().clone()
             n_candidates = mask_known_items(scores, self.seen, users, relevant, mask)
             counts = rank_counts(scores, relevant, mask, n_candidates=n_candidates)
             acc.add(metric_values(counts, self.ks))
@@ -197,7 +229,8 @@ class Evaluator:
             known = torch.as_tensor(self._is_known(users, neg.negatives[neg_rows]))
             excluded = torch.cat([~mask, known], dim=1)
             relevant = torch.arange(width).expand(len(rows), width)
-            scores = model.score_items(self._query(model, users), candidates)
+            query = make_query(model, users, self.history_indptr, self.history_items)
+            scores = model.score_items(query, candidates)
             acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
         return acc.mean()
 
@@ -210,12 +243,11 @@ class Evaluator:
     def _session(self, model: Model) -> dict[str, float]:
         acc = MetricAccumulator()
         c = self.cases
-        if model.needs_user and (c.users < 0).any():
-            raise ValueError(f"{type(model).__name__} scores known users only; the session "
-                             "protocol's requests are anonymous sessions")
-        max_len = getattr(model, "max_history", None)
+        if not isinstance(model, AnonymousScorer) and (c.users < 0).any():
+            raise ConfigError(f"{type(model).__name__} scores known users only; the session "
+                              "protocol's requests are anonymous sessions")
         for rows in self._batches(len(c)):
-            query = Query.from_csr(c.users[rows], rows, c.indptr, c.items, max_len)
+            query = make_query(model, c.users[rows], c.indptr, c.items, rows=rows)
             scores = model.score_all(query)
             relevant = torch.as_tensor(c.targets[rows], dtype=torch.long)[:, None]
             mask = torch.ones_like(relevant, dtype=torch.bool)

@@ -24,8 +24,10 @@ import torch
 
 from .data.interactions import Interactions
 from .data.synthetic import PURCHASE
+from .evaluation import MetricAccumulator
 from .metrics import metric_values, rank_counts
 from .models.base import Model, Query
+from .models.capabilities import make_query
 from .models.dmn import event_tokens
 
 
@@ -106,19 +108,18 @@ def evaluate_purchases(model: Model, cases: PurchaseCases, ks=(1, 5, 10, 20),
     """Mean metrics over the cases: Precision@K, Recall@K (and HR, NDCG, MRR, MAP, AUC)."""
     was_training = model.training
     model.eval()
-    sums: dict[str, float] = {}
+    acc = MetricAccumulator()
     try:
         for start in range(0, len(cases), batch_size):
             rows = np.arange(start, min(start + batch_size, len(cases)))
-            query = Query.from_csr(np.full(len(rows), -1), rows, cases.memory_indptr,
-                                   cases.memory_tokens, getattr(model, "max_history", None))
+            query = make_query(model, np.full(len(rows), -1), cases.memory_indptr,
+                               cases.memory_tokens, rows=rows)
             relevant = Query.from_csr(rows, rows, cases.bought_indptr, cases.bought_items)
             counts = rank_counts(model.score_all(query), relevant.history, relevant.mask)
-            for name, value in metric_values(counts, tuple(ks)).items():
-                sums[name] = sums.get(name, 0.0) + float(torch.nan_to_num(value, nan=0.0).sum())
+            acc.add(metric_values(counts, tuple(ks)))
     finally:
         model.train(was_training)
-    return {name: total / max(len(cases), 1) for name, total in sums.items()}
+    return acc.mean()
 
 
 __all__ = ["split_sessions_by_time", "PurchaseCases", "purchase_cases", "evaluate_purchases"]

@@ -20,8 +20,10 @@ from .checkpoint import SavedModel, load_model, save_model
 from .data.interactions import Interactions
 from .data.splits import Split
 from .evaluation import known_interactions
-from .models import base, build
 from .errors import ConfigError
+from .models import base, build
+from .models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
+                                  make_query)
 from .training.config import RunConfig, TrainConfig, load_config
 from .training.pretrain import PRETRAINERS
 from .training.trainer import Trainer, TrainResult, echo_stderr, seed_everything
@@ -96,10 +98,7 @@ class Recommender:
 
     def query(self, users: np.ndarray) -> base.Query:
         """Queries for user indices, with their known histories when the model reads them."""
-        if not self.model_.needs_history:
-            return base.Query.for_users(users)
-        return base.Query.from_csr(users, users, self.saved_.seen_indptr, self.saved_.seen_items,
-                                   getattr(self.model_, "max_history", None))
+        return make_query(self.model_, users, self.saved_.seen_indptr, self.saved_.seen_items)
 
     @torch.no_grad()
     def recommend(self, user_ids, k: int = 10, *, exclude_seen: bool = True
@@ -118,43 +117,38 @@ class Recommender:
         return s.items.to_raw(top.indices.numpy()), top.values.numpy()
 
     @torch.no_grad()
-    def explain(self, user_id, item_ids, top: int = 5) -> list[list[tuple[str, float]]]:
+    def explain(self, user_id, item_ids, top: int = 5) -> list[list[MemoryEntry]]:
         """What the model attended to when scoring each item for the user: per item, the top
-        memory entries (raw ids of users / items, or slot numbers) with attention weights."""
-        kind = self.model_.explains
-        if kind is None:
-            raise ConfigError(f"model {self.saved_.name!r} has no attention to explain")
+        memory entries, strongest first, with raw user / item ids (relations and slots by
+        name or number) and attention weights."""
         s = self.saved_
         user = int(s.users.to_index([user_id], what="user")[0])
         items = torch.as_tensor(s.items.to_index(item_ids, what="item"))
-        self.model_.eval()
-        raw = {"users": s.users.to_raw, "items": s.items.to_raw}.get(kind, lambda ids: ids)
-        return [[(str(raw([i])[0]) if kind != "slots" else str(i), w) for i, w in entries[:top]]
-                for entries in self._explanations(user, items)]
+        return self._explain(self.query(np.array([user])), items, top)
 
-    def _explanations(self, user: int, items: torch.Tensor) -> list[list[tuple[int, float]]]:
-        if hasattr(self.model_, "explain"):
-            return self.model_.explain(user, items)
-        if hasattr(self.model_, "explain_query"):
-            # per-user memories (RUM): the attention depends on the item being scored
-            q = self.query(np.array([user]))
-            return self.model_.explain_query(q.users, q.history, q.mask, items)
-        # sequence models (STAMP): one attention over the user's history, the same for every item
-        history, weights = self._history_attention(self.query(np.array([user])))
-        order = torch.argsort(weights, descending=True)
-        entries = list(zip(history[order].tolist(), weights[order].tolist()))
-        return [entries] * len(items)
+    def _explain(self, query: base.Query, items: torch.Tensor, top: int | None) -> list[list[MemoryEntry]]:
+        model = self.model_
+        if not isinstance(model, Explainer):
+            raise ConfigError(f"model {self.saved_.name!r} has no attention to explain")
+        model.eval()
+        return [[self._labelled(e) for e in entries[:top]] for entries in model.explain(query, items)]
 
-    def _history_attention(self, query: base.Query) -> tuple[torch.Tensor, torch.Tensor]:
-        """(item indices, attention) of the one request's history, in click order."""
-        valid = query.mask[0]
-        return query.history[0][valid], self.model_.explain_history(query)[0][valid]
+    def _labelled(self, entry: MemoryEntry) -> MemoryEntry:
+        """The entry with the raw id (users, items) or the label (relations, slots) as its id."""
+        if entry.kind == "user":
+            label = self.saved_.users.to_raw([entry.id])[0]
+        elif entry.kind in ("item", "click"):
+            label = self.saved_.items.to_raw([entry.id])[0]
+        else:
+            names = self.model_.entry_labels()
+            label = names[entry.id] if names else entry.id
+        return MemoryEntry(entry.kind, str(label), entry.weight)
 
     @torch.no_grad()
     def recommend_session(self, item_ids, k: int = 10, *, exclude_seen: bool = False
                           ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k raw item ids and scores [k] for a live, anonymous session: its clicks' raw item
-        ids, oldest first. Session models only (``needs_user = False``); clicks already in the
+        ids, oldest first. Session models only (:class:`AnonymousScorer` history scorers); clicks already in the
         session stay recommendable unless ``exclude_seen`` (re-clicks are common in sessions)."""
         query = self._session_query(item_ids)
         scores = self.model_.score_all(query).float()[0].clone()
@@ -164,25 +158,21 @@ class Recommender:
         return self.saved_.items.to_raw(top.indices.numpy()), top.values.numpy()
 
     @torch.no_grad()
-    def explain_session(self, item_ids) -> list[tuple[str, float]]:
-        """The attention each click of the session got: [(raw item id, weight)] in click order
-        (the clicks the model's history window keeps)."""
-        if not hasattr(self.model_, "explain_history") or self.model_.explains is None:
-            raise ConfigError(f"model {self.saved_.name!r} has no attention over the session to explain")
-        history, weights = self._history_attention(self._session_query(item_ids))
-        clicks = self.saved_.items.to_raw(history.numpy())
-        return [(str(i), float(w)) for i, w in zip(clicks, weights)]
+    def explain_session(self, item_ids) -> list[MemoryEntry]:
+        """The attention the session's clicks got (those the model's window keeps), strongest
+        first, with raw item ids."""
+        query = self._session_query(item_ids)
+        return self._explain(query, query.history[0, :1], None)[0]
 
     def _session_query(self, item_ids) -> base.Query:
-        if self.model_.needs_user or not self.model_.needs_history:
+        if not (isinstance(self.model_, AnonymousScorer) and isinstance(self.model_, HistoryScorer)):
             raise ConfigError(f"model {self.saved_.name!r} recommends for known users, not for "
                               "sessions; use --user")
         items = self.saved_.items.to_index(item_ids, what="item")
         if len(items) == 0:
             raise ConfigError("a session needs at least one click")
         self.model_.eval()
-        return base.Query.from_csr([-1], [0], np.array([0, len(items)]), items,
-                                   getattr(self.model_, "max_history", None))
+        return make_query(self.model_, [-1], np.array([0, len(items)]), items, rows=[0])
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, folder: str | Path) -> None:

@@ -98,9 +98,9 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     rec = Recommender.from_config(config)
     rec.fit_split(split, run_dir=out, resume=resume, progress=progress, echo=echo)
     rec.save(out)
-    protocols = tuple(p.strip() for p in config.train.test_protocols.split(","))
-    metrics, eval_seconds = evaluate_split(rec.model_, split, protocols + ("session",),
-                                           config.train.eval_batch_size)
+    protocols = (None if config.train.test_protocols.strip() == "auto"
+                 else tuple(p.strip() for p in config.train.test_protocols.split(",")))
+    metrics, eval_seconds = evaluate_split(rec.model_, split, protocols, config.train.eval_batch_size)
     results = {"model": config.model, "data": data_name, "split": split.kind,
                "params": config.model_params, "best_epoch": rec.result_.best_epoch,
                "refit_epochs": rec.result_.refit_epochs,
@@ -110,8 +110,9 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     return results
 
 
-def evaluate_split(model, split: Split, protocols=("full", "sampled", "session"),
+def evaluate_split(model, split: Split, protocols=None,
                    batch_size: int = 1024) -> tuple[dict, float]:
+    """Test metrics of ``protocols`` (None: every protocol the split can run) and seconds."""
     start = time.perf_counter()
     metrics = Evaluator(split, "test", protocols=protocols, batch_size=batch_size).evaluate(model)
     return metrics, time.perf_counter() - start
@@ -132,8 +133,9 @@ def load_ids(out: Path) -> tuple[IdMap, IdMap]:
     return IdMap.from_json(ids["users"]), IdMap.from_json(ids["items"])
 
 
-def evaluate_run(run_dir: str | Path, protocols=("full", "sampled")) -> dict:
-    """Re-evaluate a finished run on its stored split's test part."""
+def evaluate_run(run_dir: str | Path, protocols=None) -> dict:
+    """Re-evaluate a finished run on its stored split's test part (``protocols`` None: every
+    protocol the split can run; a named one it cannot run is a ConfigError)."""
     run_dir = Path(run_dir)
     saved = load_model(run_dir)
     split = load_split(run_dir / "split.npz", saved.users, saved.items)

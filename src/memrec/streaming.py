@@ -41,9 +41,10 @@ from .data.interactions import Interactions
 from .data.splits import Split
 from .evaluation import MetricAccumulator, concat_parts, mask_known_items
 from .metrics import metric_values, rank_counts
-from .models import build, spec
 from .errors import ConfigError
-from .models.base import Model, Query
+from .models import build, spec
+from .models.base import Model
+from .models.capabilities import StreamLearner, make_query
 from .training.config import RunConfig
 from .training.stream import StreamTask, stream_order
 from .training.tasks import make_task
@@ -125,8 +126,7 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
     try:
         for lo in range(0, len(users), batch_size):
             block = users[lo:lo + batch_size]
-            query = (Query.from_csr(block, block, indptr, history, getattr(model, "max_history", None))
-                     if model.needs_history else Query.for_users(block))
+            query = make_query(model, block, indptr, history)
             block_scores = model.score_all(query).float()
             first, last = np.searchsorted(event_user_row, [lo, lo + len(block)])
             for start in range(first, last, batch_size):
@@ -176,21 +176,20 @@ class StreamRunner:
             cfg = replace(self.config.train, epochs=self.retrain_epochs, patience=0)
             return self._fit(known, None, cfg)[0]
         if update == "frozen":
-            if hasattr(model, "observe"):
+            if isinstance(model, StreamLearner):
                 order = stream_order(events)
                 model.observe(torch.as_tensor(events.user[order], dtype=torch.long),
                               torch.as_tensor(events.item[order], dtype=torch.long))
             return model
         cfg = replace(self.config.train, epochs=self.stream.online_epochs, patience=0)
-        task = StreamTask(events, cfg, known=known, adversary=getattr(self.task, "adversary", None),
-                          reset_memory=False)
+        task = StreamTask(events, cfg, known=known, adversary=self.task.adversary, reset_memory=False)
         split = Split(kind="stream", train=events, test=events.take(np.arange(0)))
         Trainer(cfg, progress=self.progress, echo=lambda line: None).fit(model, split, task=task)
         return model
 
     def run(self, data: Interactions) -> dict:
         stream, cfg = self.stream, self.config
-        if stream.update == "online" and spec(cfg.model).cls.task != "stream":
+        if stream.update == "online" and not issubclass(spec(cfg.model).cls, StreamLearner):
             raise ConfigError(f"model {cfg.model!r} has no online update; use --update frozen or retrain")
         parts = stream_parts(data, stream)
         start = time.perf_counter()

@@ -233,6 +233,11 @@ class ItemWindow(TensorState):
         width = int(grown_mask.sum(1).max()) if B else 0
         return ItemWindow(grown[:, :width], grown_mask[:, :width])
 
+    def trimmed(self) -> "ItemWindow":
+        """The same window without all-padding columns at the end (width = the longest row)."""
+        width = int(self.mask.sum(1).max()) if self.mask.numel() else 0
+        return ItemWindow(self.items[:, :width], self.mask[:, :width])
+
     def align(self, other: "ItemWindow") -> tuple["ItemWindow", "ItemWindow"]:
         width = max(self.items.shape[1], other.items.shape[1])
         return self._padded(width), other._padded(width)

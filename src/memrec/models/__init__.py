@@ -40,8 +40,7 @@ class ModelSpec:
 #: per-tensor clipping at 150, full softmax; P@20 (= HR@20) chosen on validation sessions
 _SESSION_DEFAULTS = {"loss": "softmax", "optimizer": "adam", "lr": 3e-3, "batch_size": 512,
                      "clip_grad_norm": 150.0, "clip_per_tensor": True, "epochs": 10,
-                     "valid_protocol": "session", "valid_metric": "HR@20",
-                     "test_protocols": "session", "eval_batch_size": 512}
+                     "valid_metric": "HR@20", "eval_batch_size": 512}
 
 #: next-item training on user sequences with sampled negatives (RUM's pointwise loss, FPMC's
 #: S-BPR): Adam 0.001, every prefix of a user's training sequence predicts its next item

@@ -52,8 +52,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..memory.read import candidate_read, prefix_mask
-from .base import Model, Query
+from ..memory.read import candidate_read, multi_hop_read, prefix_mask
+from ..memory.state import ItemWindow
+from .base import Query
+from .capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
+                           PurchasePredictor, StatefulScorer, ranked_entries)
 
 HOPS = ("add", "linear")
 TARGETS = ("next_item", "purchase")
@@ -64,7 +67,7 @@ def event_tokens(items: torch.Tensor, types: torch.Tensor, n_items: int) -> torc
     return types * n_items + items
 
 
-class PurchaseDMN(Model):
+class PurchaseDMN(StatefulScorer, HistoryScorer, AnonymousScorer, PurchasePredictor, Explainer):
     """Multi-hop memory network over the session's typed events (reconstruction).
 
     Parameters
@@ -94,14 +97,13 @@ class PurchaseDMN(Model):
 
     Shapes
     ------
+    state: :class:`~memrec.memory.state.ItemWindow` of the session's latest event tokens
     prefix_states: tokens [B, L], mask [B, L] → [B, L, d] (the state after each event)
     score_all: query.history tokens [B, L] → [B, n_items]
     """
 
-    needs_history = True
-    needs_user = False
-    explains = "items"
-    task = "next_item"
+    explains = "click"
+    state_type = ItemWindow
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, hops: int = 2,
                  hop: str = "add", event_types: int = 1, target: str = "next_item",
@@ -121,8 +123,6 @@ class PurchaseDMN(Model):
         self.hops, self.hop, self.event_types = hops, hop, event_types
         self.target, self.purchase_type, self.max_history = target, purchase_type, max_history
         self.type_embeddings = type_embeddings
-        if target == "purchase":
-            self.task = "next_purchase"        # training/tasks.py: purchase events are the targets
         self.item_query = nn.Embedding(n_items, dim)          # Q
         self.item_key = nn.Embedding(n_items, dim)            # A
         self.item_value = nn.Embedding(n_items, dim)          # C
@@ -157,14 +157,12 @@ class PurchaseDMN(Model):
     def _hops(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
               readable: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """H reads; query [B, P, d], readable [B, P, L] → (u^H + o^H [B, P, d], weights per hop)."""
-        u = query
-        o, weights = candidate_read(u, key, value, readable)                  # eqs. 1–2, hop 1
-        all_weights = [weights]
-        for h in range(1, self.hops):
-            u = torch.relu(self.hop_maps[h - 1](u) + o) if self.hop == "linear" else u + o
-            o, weights = candidate_read(u, key, value, readable)
-            all_weights.append(weights)
-        return u + o, all_weights
+        def next_query(u: torch.Tensor, o: torch.Tensor, h: int) -> torch.Tensor:
+            return torch.relu(self.hop_maps[h - 1](u) + o) if self.hop == "linear" else u + o
+
+        hops = multi_hop_read(query, None, self.hops, next_query,               # eqs. 1–2 per hop
+                              read=lambda u: candidate_read(u, key, value, readable))
+        return hops.query + hops.read, hops.weights                              # u^H + o^H
 
     # -- every prefix in one pass ---------------------------------------------------------------
     def prefix_states(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -195,13 +193,30 @@ class PurchaseDMN(Model):
         """Scores of given candidates (the pairwise option): states [P, d], items [P, C] → [P, C]."""
         return (self.item_output(items) * states[:, None, :]).sum(-1)
 
-    # -- the contract -------------------------------------------------------------------------
-    def score_all(self, query: Query) -> torch.Tensor:
-        return self.output(self.session_state(query.history, query.mask)[0])
+    # -- the state ----------------------------------------------------------------------------
+    def init_state(self, users: torch.Tensor) -> ItemWindow:
+        return ItemWindow.empty(len(users), device=users.device)
 
-    def explain_history(self, query: Query) -> torch.Tensor:
-        """Last-hop attention each event of the session got → [B, L]."""
-        return self.session_state(query.history, query.mask)[1][-1]
+    def update(self, state: ItemWindow, items: torch.Tensor) -> ItemWindow:
+        """One more event (a history token) per row."""
+        return state.append(items, self.max_history)
+
+    def encode(self, users, history, mask) -> ItemWindow:
+        return ItemWindow.from_history(history, mask, self.max_history)
+
+    def score_state(self, state: ItemWindow, users, items=None) -> torch.Tensor:
+        scores = self.output(self.session_state(state.items, state.mask)[0])
+        return scores if items is None else scores.gather(1, items)
+
+    @torch.no_grad()
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """The last hop's attention each event of the session got (ids are the events' items);
+        the same for every item scored."""
+        window = self.encode(query.users, query.history, query.mask)
+        weights = self.session_state(window.items, window.mask)[1][-1][0]
+        events = window.mask[0]
+        ranked = ranked_entries("click", window.items[0][events] % self.n_items, weights[events])
+        return [ranked for _ in range(len(items))]
 
 
 __all__ = ["PurchaseDMN", "event_tokens"]

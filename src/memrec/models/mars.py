@@ -41,6 +41,9 @@ Deviations from the paper (all reconstructions; see ``docs/models/mars.md``)
 * Memory contents: the training interactions only (``prepare(train)``), as CMN's neighbourhoods;
   items in the validation part are not in the memory at test time unless the run refits on
   train + valid (``train.refit``).
+* Serving: the state of a user is the memory H_u (:class:`~memrec.memory.state.ItemWindow`,
+  starting from the training memory); a new event appends to it, dropping the oldest beyond
+  ``max_history``.
 * g is ``mlp_layers`` Linear layers with ReLU between them (none after the last, so h can take
   any sign before the inner product); 0 layers = no MLP.
 """
@@ -52,13 +55,15 @@ from torch import nn
 
 from ..data.interactions import Interactions
 from ..memory.read import AdditiveScore, candidate_read
-from .base import Model, Query
-from .sequential import chunked_items
+from ..memory.state import ItemWindow
+from .base import Query
+from .capabilities import Explainer, MemoryEntry, StatefulScorer, ranked_entries
+from .chunks import chunked_items
 
 ATTENTIONS = ("dot", "additive")
 
 
-class MARS(Model):
+class MARS(StatefulScorer, Explainer):
     """MARS scorer (reconstruction): attention over the user's own items, queried by the target.
 
     Parameters
@@ -96,7 +101,8 @@ class MARS(Model):
     """
 
     data_buffers = ("memory_items", "memory_mask")
-    explains = "items"  # explain() names the user's remembered items
+    explains = "item"   # explain() names the user's remembered items
+    state_type = ItemWindow
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, max_history: int = 50,
                  attention: str = "dot", attention_hidden: int = 0, user_embedding: bool = True,
@@ -136,19 +142,21 @@ class MARS(Model):
         memory = Query.from_csr(users, users, indptr, items, self.max_history)
         self.memory_items, self.memory_mask = memory.history, memory.mask
 
-    def _memory(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(items [B, L], mask [B, L]) of the users' memories, trimmed to the longest."""
-        items, mask = self.memory_items[users], self.memory_mask[users]
-        width = int(mask.sum(1).max()) if len(users) and mask.numel() else 0
-        return items[:, :width], mask[:, :width]
+    # -- the state: each user's memory H_u ------------------------------------------------------
+    def init_state(self, users: torch.Tensor) -> ItemWindow:
+        """The users' memories after training (items [B, L], trimmed to the longest)."""
+        return ItemWindow(self.memory_items[users], self.memory_mask[users]).trimmed()
+
+    def update(self, state: ItemWindow, items: torch.Tensor) -> ItemWindow:
+        return state.append(items, self.max_history)
 
     # -- scoring ------------------------------------------------------------------------------
-    def _read(self, users: torch.Tensor, items: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Adaptive user vectors for pairs (users[b], items[b, c]).
+    def _read(self, users: torch.Tensor, items: torch.Tensor, state: ItemWindow
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adaptive user vectors for pairs (users[b], items[b, c]) from the memories ``state``.
 
-        → (x [B, C, d] (p_u included), weights [B, C, L], memory items [B, L])."""
-        memory, mask = self._memory(users)
+        → (x [B, C, d] (p_u included), weights [B, C, L])."""
+        memory, mask = state.items, state.mask
         slot_mask = mask[:, None, :].expand(-1, items.shape[1], -1)
         if self.leave_self_out:                                                   # §2(c)
             slot_mask = slot_mask & (memory[:, None, :] != items[:, :, None])
@@ -156,39 +164,39 @@ class MARS(Model):
                                        self.item_value(memory), slot_mask, self.scorer)  # a.1–a.3
         if self.user is not None:
             read = read + self.user(users)[:, None, :]                            # x_ui + p_u
-        return read, weights, memory
+        return read, weights
 
-    def score_items(self, query: Query, items: torch.Tensor) -> torch.Tensor:
-        x, _, _ = self._read(query.users, items)
+    def _pair_scores(self, users: torch.Tensor, items: torch.Tensor, state: ItemWindow) -> torch.Tensor:
+        x, _ = self._read(users, items, state)
         return (self.deep(x) * self.item_query(items)).sum(-1)                    # a.4: ⟨g(x), q_i⟩
 
-    def score_all(self, query: Query, users_per_block: int = 64) -> torch.Tensor:
-        """Every item for each user: blocks of users × chunks of items through
-        :meth:`score_items` — per chunk one [b, c, L] score product, one [b, c, L] × [b, L, d]
-        read and the MLP on [b, c, d]; no loop over items or users inside a block."""
-        out = torch.empty(len(query), self.n_items)
-        width = max(1, self.memory_items.shape[1])
+    def score_state(self, state: ItemWindow, users: torch.Tensor, items=None,
+                    users_per_block: int = 64) -> torch.Tensor:
+        """Candidates items [B, C], or every item: blocks of users × chunks of items — per chunk
+        one [b, c, L] score product, one [b, c, L] × [b, L, d] read and the MLP on [b, c, d];
+        no loop over items or users inside a block."""
+        if items is not None:
+            return self._pair_scores(users, items, state)
+        out = torch.empty(len(users), self.n_items, device=users.device)
+        width = max(1, state.items.shape[1])
         per_item = width * (self.scorer.out.in_features if self.scorer is not None else 2) \
             + 4 * self.item_query.embedding_dim
-        for rows in torch.arange(len(query)).split(users_per_block):
-            block = Query.for_users(query.users[rows])
+        for rows in torch.arange(len(users), device=users.device).split(users_per_block):
+            block = state.index(rows).trimmed()
             for chunk in chunked_items(self.n_items, len(rows), per_item):
-                items = torch.arange(chunk.start, chunk.stop).expand(len(rows), -1)
-                out[rows, chunk] = self.score_items(block, items)
+                items = torch.arange(chunk.start, chunk.stop, device=users.device).expand(len(rows), -1)
+                out[rows, chunk] = self._pair_scores(users[rows], items, block)
         return out
 
     # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
-    def explain(self, user: int, items: torch.Tensor) -> list[list[tuple[int, float]]]:
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
         """For each item, the user's remembered items it attended to with their weights,
         strongest first (the item itself never appears: leave-self-out)."""
-        _, weights, memory = self._read(torch.tensor([user]), items[None])
-        out = []
-        for row in weights[0]:
-            readable = row > 0
-            order = torch.argsort(row[readable], descending=True)
-            out.append(list(zip(memory[0][readable][order].tolist(), row[readable][order].tolist())))
-        return out
+        state = self.encode(query.users, query.history, query.mask)
+        _, weights = self._read(query.users, items[None], state)
+        memory = state.items[0]
+        return [ranked_entries("item", memory[row > 0], row[row > 0]) for row in weights[0]]
 
 
 __all__ = ["MARS"]

@@ -49,19 +49,46 @@ Deviations from the paper (all reconstructions; see ``docs/models/nmrn.md``)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from ..memory.read import similarity_scores
-from ..memory.state import MemoryState
+from ..memory.read import attention_read, similarity_scores
+from ..memory.state import MemoryState, TensorState
 from ..memory.write import erase_add_final, erase_add_unroll, erase_add_write
-from .base import Model, Query
+from .capabilities import StatefulScorer, StreamLearner
 
 SCOPES = ("per_user", "global")
 MERGES = ("sum", "read")
 
 
-class NMRN(Model):
+@dataclass(frozen=True)
+class UserMemory(TensorState):
+    """NMRN's state for serving: whose it is, users long [B], and the value memory each user
+    reads, values [B, H, d] (the user's own row with ``scope="per_user"``; a copy of the one
+    shared memory with ``"global"``, which a server keeps as one shared state)."""
+
+    users: torch.Tensor
+    values: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _PendingWrite:
+    """The last micro-batch's write, kept so that the next loss back-propagates into it
+    (truncated BPTT through one micro-batch): the memory rows it wrote, those rows before it
+    start [R, H, d], each event's row slot [b], its users and items; ``exact``: written one
+    event at a time by :meth:`NMRN.stream_step_exact` (re-applied with the per-event write)."""
+
+    rows: torch.Tensor
+    start: torch.Tensor
+    slot: torch.Tensor
+    users: torch.Tensor
+    items: torch.Tensor
+    exact: bool = False
+
+
+class NMRN(StatefulScorer, StreamLearner):
     """Key-value memory streaming recommender with Euclidean scores.
 
     Parameters
@@ -81,10 +108,10 @@ class NMRN(Model):
 
     Shapes
     ------
-    memory buffer: [n_users or 1, H, d]; ``stream_step``: users, items [b], candidates [b, C] → [b, C]
+    state: :class:`UserMemory` (users [B], values [B, H, d]); memory buffer: [n_users or 1, H, d]; ``stream_step``: users, items [b], candidates [b, C] → [b, C]
     """
 
-    task = "stream"
+    state_type = UserMemory
     #: floats of the [R, L, H, d] stack of states up to which writes use the affine scan
     SCAN_BUDGET = 1 << 22
 
@@ -106,7 +133,7 @@ class NMRN(Model):
         self.erase = nn.Linear(dim, dim)                                           # E, b_e
         self.add = nn.Linear(dim, dim)                                             # A, b_a
         self.register_buffer("memory", torch.zeros(n_users if scope == "per_user" else 1, slots, dim))
-        self._pending = None    # (rows, memory before the last micro-batch, its events): see stream_step
+        self._pending: _PendingWrite | None = None     # see stream_step
 
     # -- the pieces -----------------------------------------------------------------------------
     def rows(self, users: torch.Tensor) -> torch.Tensor:
@@ -121,8 +148,11 @@ class NMRN(Model):
 
     def user_vectors(self, users: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """s from each user's memory rows memory [B, H, d] → [B, d]."""
-        read = (self.address(users)[:, None, :] @ memory)[:, 0]                    # eq. (2)
-        return self.user_embedding(users) + read if self.merge == "sum" else read  # eq. (3)
+        u = self.user_embedding(users)
+        state = MemoryState(memory, torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device),
+                            keys=self.keys.expand(len(users), *self.keys.shape))
+        read, _ = attention_read(u, state, similarity="euclidean")                 # eqs. (1)-(2)
+        return u + read if self.merge == "sum" else read                           # eq. (3)
 
     def _write_inputs(self, users: torch.Tensor, items: torch.Tensor):
         v = self.item_embedding(items)
@@ -133,13 +163,21 @@ class NMRN(Model):
         """‖s − v‖² for s [B, d] against every row of v [n, d] → [B, n]: one matmul."""
         return (s * s).sum(1, keepdim=True) - 2 * s @ v.T + (v * v).sum(1)[None, :]   # eq. (4)
 
-    # -- the Model contract ---------------------------------------------------------------------
-    def score_all(self, query: Query) -> torch.Tensor:
-        s = self.user_vectors(query.users, self.memory[self.rows(query.users)])
-        return -self.distances(s, self.item_embedding.weight)
+    # -- the state (serving) --------------------------------------------------------------------
+    def init_state(self, users: torch.Tensor) -> UserMemory:
+        """The memory each user reads now (after training and any observed stream)."""
+        return UserMemory(users, self.memory[self.rows(users)])
 
-    def score_items(self, query: Query, items: torch.Tensor) -> torch.Tensor:
-        s = self.user_vectors(query.users, self.memory[self.rows(query.users)])
+    def update(self, state: UserMemory, items: torch.Tensor) -> UserMemory:
+        """Eq. (5): the event (user, item) of each row written into its memory copy."""
+        memory = MemoryState(state.values, torch.ones(state.values.shape[:2], dtype=torch.bool,
+                                                      device=state.values.device))
+        return UserMemory(state.users, erase_add_write(memory, *self._write_inputs(state.users, items)).values)
+
+    def score_state(self, state: UserMemory, users: torch.Tensor, items=None) -> torch.Tensor:
+        s = self.user_vectors(users, state.values)
+        if items is None:
+            return -self.distances(s, self.item_embedding.weight)
         return -(s[:, None, :] - self.item_embedding(items)).pow(2).sum(-1)
 
     # -- writes ---------------------------------------------------------------------------------
@@ -193,14 +231,15 @@ class NMRN(Model):
         wrote are recomputed from the memory before it with the current parameters, so the loss
         back-propagates into that write (E, A, keys); the other rows come from the buffer."""
         current = self.memory[rows]
-        if self._pending is None or len(self._pending) != 5:     # none, or left by the exact path
+        if self._pending is None or self._pending.exact:
             return current
-        prev_rows, prev_start, prev_slot, prev_users, prev_items = self._pending
+        prev = self._pending
+        prev_rows = prev.rows
         at = torch.searchsorted(prev_rows, rows).clamp(max=len(prev_rows) - 1)
         hit = prev_rows[at] == rows
         if not hit.any():       # no graph at all: the optimizer then skips the write's parameters
             return current      # (a zero gradient would still move them through Adam's momentum)
-        rewritten = self._write_grouped(prev_start, prev_slot, prev_users, prev_items)
+        rewritten = self._write_grouped(prev.start, prev.slot, prev.users, prev.items)
         return torch.where(hit[:, None, None], rewritten[at], current)
 
     def stream_step(self, users: torch.Tensor, items: torch.Tensor,
@@ -214,7 +253,7 @@ class NMRN(Model):
         scores = -(s[:, None, :] - self.item_embedding(candidates)).pow(2).sum(-1)
         with torch.no_grad():
             self.memory[rows] = self._write_grouped(start.detach(), slot, users, items)
-        self._pending = (rows, start.detach(), slot, users, items)
+        self._pending = _PendingWrite(rows, start.detach(), slot, users, items)
         return scores
 
     def stream_step_exact(self, users: torch.Tensor, items: torch.Tensor,
@@ -225,9 +264,10 @@ class NMRN(Model):
             raise ValueError("the exact stream step takes one event at a time")
         row = self.rows(users)
         memory = MemoryState(self.memory[row], torch.ones(1, self.memory.shape[1], dtype=torch.bool))
-        if self._pending is not None and len(self._pending) == 4 and bool(self._pending[0] == row):
-            _, before, prev_user, prev_item = self._pending
-            memory = erase_add_write(before, *self._write_inputs(prev_user, prev_item))
+        prev = self._pending
+        if prev is not None and prev.exact and bool(prev.rows == row):
+            before = MemoryState(prev.start, memory.mask)
+            memory = erase_add_write(before, *self._write_inputs(prev.users, prev.items))
         w = self.address(users)
         s = w[:, None, :] @ memory.values                                          # read
         s = s[:, 0] + self.user_embedding(users) if self.merge == "sum" else s[:, 0]
@@ -235,7 +275,7 @@ class NMRN(Model):
         with torch.no_grad():
             detached = memory.with_values(memory.values.detach())
             self.memory[row] = erase_add_write(detached, *self._write_inputs(users, items)).values
-        self._pending = (row, detached, users, items)
+        self._pending = _PendingWrite(row, detached.values, torch.zeros_like(row), users, items, exact=True)
         return scores
 
 

@@ -51,10 +51,10 @@ class TrainConfig:
     sample_only_seen_items: bool = False
     patience: int = 5                  # epochs without improvement before stopping; 0 = never stop
     valid_metric: str = "NDCG@10"
-    valid_protocol: str = "full"
+    valid_protocol: str = "auto"       # auto: session on a session split, else full; or one of them
     eval_every: int = 1
     eval_batch_size: int = 1024
-    test_protocols: str = "full,sampled"  # protocols of the final test evaluation (comma list)
+    test_protocols: str = "auto"       # final test protocols (comma list); auto: all the split can run
     deterministic: bool = True         # PyTorch deterministic kernels (bitwise-reproducible runs)
     pretrain_epochs: int = 0           # two-stage recipes (CMN: GMF pretraining); 0 = none
     pretrain_weight_decay: float = 1e-4
@@ -74,7 +74,7 @@ class TrainConfig:
                    "loss": ("bpr", "bce", "hinge", "sampled_softmax", "bpr_max", "softmax"),
                    "sampler": ("uniform", "popularity", "adversarial"),
                    "stream_mode": ("micro_batch", "exact"),
-                   "valid_protocol": ("full", "sampled", "session")}
+                   "valid_protocol": ("auto", "full", "sampled", "session")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} = {getattr(self, name)!r}; choose from {', '.join(allowed)}")
@@ -82,9 +82,10 @@ class TrainConfig:
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
         for protocol in self.test_protocols.split(","):
-            if protocol.strip() not in ("full", "sampled", "session"):
+            if protocol.strip() not in ("auto", "full", "sampled", "session") or (
+                    protocol.strip() == "auto" and self.test_protocols.strip() != "auto"):
                 raise ConfigError(f"train.test_protocols: unknown protocol {protocol!r}; "
-                                  "choose from full, sampled, session")
+                                  "choose from full, sampled, session (a comma list), or auto")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
 

@@ -19,6 +19,8 @@ from ..data.interactions import Interactions
 from ..losses import PAIRWISE_LOSSES, pairwise_loss, softmax_cross_entropy
 from ..errors import ConfigError
 from ..models.base import Query, Model
+from ..models.capabilities import (HistoryScorer, NextItemPairwise, NextItemSoftmax,
+                                   PurchasePredictor, StreamLearner)
 from ..sampling import NegativeSampler
 from .config import TrainConfig
 from .stream import StreamTask
@@ -95,8 +97,8 @@ class SequenceBatch:
 class NextItemTask:
     """Every prefix of every training sequence predicts its next item (SR-GNN/STAMP's prefix
     augmentation), with a full softmax cross-entropy over all items (``train.loss = "softmax"``,
-    models with ``prefix_states``/``output``) or a pairwise loss against N negatives sampled
-    outside the sequence's user's training items (models with ``prefix_scores``: RUM, FPMC).
+    :class:`NextItemSoftmax` models) or a pairwise loss against N negatives sampled
+    outside the sequence's user's training items (:class:`NextItemPairwise` models: RUM, FPMC).
 
     A sequence is a user's chronological history (for session files every session is a
     pseudo-user). Batches hold whole sequences and about ``batch_size`` prediction targets; the
@@ -256,22 +258,30 @@ def _pairwise_loss(config: TrainConfig):
 
 
 def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
-    """The task a model trains with (its ``task`` attribute) and checks the loss fits it."""
-    if model.task == "next_purchase":
-        return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
-    if model.task == "stream":
+    """The task a model trains with, from the capabilities it declares, and a check that the
+    configured loss fits it:
+
+    * :class:`StreamLearner` — the time-ordered stream (NMRN);
+    * :class:`PurchasePredictor` with ``target == "purchase"`` — next purchase (purchase DMN);
+    * :class:`NextItemSoftmax` / :class:`NextItemPairwise` history scorers — every prefix
+      predicts its next item (full softmax / a pairwise loss, whichever the model declares);
+    * any other model — (user, item) pairs against sampled negatives.
+    """
+    name = type(model).__name__
+    if isinstance(model, StreamLearner):
         return StreamTask(train, config)
     if config.sampler == "adversarial":
         raise ConfigError(f"train.sampler = \"adversarial\" needs a stream model (nmrn); "
-                          f"{type(model).__name__} samples uniform or popularity negatives")
-    if model.task == "next_item":
-        if config.loss == "softmax" and not hasattr(model, "prefix_states"):
-            raise ConfigError(f"{type(model).__name__} scores candidates through its memory and "
-                              f"cannot train with a full softmax; use train.loss = one of "
-                              f"{', '.join(PAIRWISE_LOSSES)}")
-        if config.loss != "softmax" and not hasattr(model, "prefix_scores"):
-            raise ConfigError(f"{type(model).__name__} trains on next items with "
-                              f"train.loss = \"softmax\", not {config.loss!r}")
+                          f"{name} samples uniform or popularity negatives")
+    if isinstance(model, PurchasePredictor) and model.target == "purchase":
+        return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
+    if isinstance(model, HistoryScorer) and isinstance(model, (NextItemSoftmax, NextItemPairwise)):
+        if config.loss == "softmax" and not isinstance(model, NextItemSoftmax):
+            raise ConfigError(f"{name} scores candidates through its memory and cannot train "
+                              f"with a full softmax; use train.loss = one of {', '.join(PAIRWISE_LOSSES)}")
+        if config.loss != "softmax" and not isinstance(model, NextItemPairwise):
+            raise ConfigError(f"{name} trains on next items with train.loss = \"softmax\", "
+                              f"not {config.loss!r}")
         return NextItemTask(train, config)
     if config.loss not in PAIRWISE_LOSSES:
         raise ConfigError(f"train.loss = {config.loss!r} needs a next-item model; "

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..fileio import atomic_torch_save, atomic_write_bytes, safe_torch_load
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..data.splits import Split
 from ..evaluation import Evaluator
 from ..models.base import Model
@@ -217,14 +217,19 @@ class Trainer:
 
     # -- validation ---------------------------------------------------------------------------
     def _validator(self, split: Split) -> Evaluator | None:
-        has_valid = (split.valid is not None and len(split.valid)) or split.valid_cases is not None
-        if not has_valid:
+        """The validation evaluator: ``train.valid_protocol`` on the split's validation part (a
+        protocol it cannot run is an error; ``auto`` is session for a session split, else full);
+        None when nothing is held out for validation."""
+        supported = Evaluator.supported(split, "valid")
+        if not supported:
             return None
-        ev = Evaluator(split, "valid", protocols=(self.config.valid_protocol,),
-                       batch_size=self.config.eval_batch_size)
-        if not ev.protocols:  # e.g. sampled asked but the split stores no validation negatives
-            ev = Evaluator(split, "valid", protocols=("full",), batch_size=self.config.eval_batch_size)
-        return ev if ev.protocols else None
+        protocol = self.config.valid_protocol
+        if protocol == "auto":
+            protocol = "session" if "session" in supported else "full"
+        try:
+            return Evaluator(split, "valid", protocols=(protocol,), batch_size=self.config.eval_batch_size)
+        except ConfigError as e:
+            raise ConfigError(f"train.valid_protocol: {e}") from None
 
     def _valid_score(self, metrics: dict, evaluator: Evaluator) -> float:
         values = metrics[evaluator.protocols[0]]

@@ -1,0 +1,159 @@
+"""The stateful-scorer contract, once for every registered model that declares it (DESIGN.md:
+"encoding a whole sequence equals replaying it event by event").
+
+For random padded histories: ``encode`` equals replaying ``update`` one event at a time, one user
+at a time; scoring from the state equals ``score_all`` / ``score_items`` for the same history;
+a state survives ``to_bytes`` / ``from_bytes``.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from memrec.data.synthetic import SynthConfig, generate
+from memrec.memory.state import ItemWindow
+from memrec.models import REGISTRY, build
+from memrec.models.base import Query
+from memrec.models.capabilities import AnonymousScorer, HistoryScorer, StatefulScorer
+
+#: small sizes so every model builds and scores in milliseconds
+SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5},
+         "stamp": {"dim": 8, "max_history": 4}, "stmp": {"dim": 8},
+         "dmn": {"dim": 8, "max_history": 3}, "mars": {"dim": 8, "max_history": 4},
+         "nmrn": {"dim": 8, "slots": 3, "scope": "per_user"}}
+STATEFUL = sorted(name for name, s in REGISTRY.items() if issubclass(s.cls, StatefulScorer))
+
+
+def test_every_model_with_memory_is_stateful():
+    # the issue's list: memory models and the sequential baselines keep a serialisable state
+    assert {"rumi", "rumf", "ksr", "nmrn", "gru4rec", "fpmc", "stamp", "stmp", "dmn", "mars"} <= set(STATEFUL)
+
+
+def _model(name: str, params: dict | None = None):
+    torch.manual_seed(0)
+    data = generate(SynthConfig(n_users=12, n_items=15, mean_length=6, seed=1))
+    model = build(name, data.n_users, data.n_items, params if params is not None else SMALL.get(name, {}))
+    model.prepare(data)
+    with torch.no_grad():                  # memories that are non-empty before any new event
+        if name == "nmrn":
+            model.memory.normal_()
+    return model.eval(), data.n_items
+
+
+def _histories(n_items: int, seed: int, B: int = 6, L: int = 7):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, L + 1, (B,), generator=g)
+    lengths[0] = L                                                   # one full row, one short
+    lengths[1] = 1
+    mask = torch.arange(L)[None, :] < lengths[:, None]
+    history = torch.randint(0, n_items, (B, L), generator=g) * mask  # right padding with 0
+    return torch.arange(B), history, mask
+
+
+def _replayed(model, user: torch.Tensor, items: torch.Tensor):
+    """The serving path: one user, one event at a time."""
+    state = model.init_state(user)
+    for item in items:
+        state = model.update(state, item.reshape(1))
+    return state
+
+
+def _assert_states_equal(a, b, atol=1e-5):
+    if isinstance(a, ItemWindow):
+        a, b = a.align(b)
+    for name, x in a.tensors().items():
+        y = b.tensors()[name]
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert x.shape == y.shape, name
+            assert torch.allclose(x.float(), y.float(), atol=atol), name
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("seed", [0, 1])
+@torch.no_grad()
+def test_encode_equals_event_by_event_replay(name, seed):
+    model, n_items = _model(name)
+    users, history, mask = _histories(n_items, seed)
+    batch = model.encode(users, history, mask)
+    for b in range(len(users)):
+        single = _replayed(model, users[b:b + 1], history[b][mask[b]])
+        _assert_states_equal(batch.index(torch.tensor([b])), single)
+        assert torch.allclose(model.score_state(batch.index(torch.tensor([b])), users[b:b + 1]),
+                              model.score_state(single, users[b:b + 1]), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@torch.no_grad()
+def test_scores_from_the_state_equal_score_all(name):
+    model, n_items = _model(name)
+    users, history, mask = _histories(n_items, seed=2)
+    if not isinstance(model, HistoryScorer):      # queries carry no history: the state is init's
+        history, mask = history[:, :0], mask[:, :0]
+    query = Query(users, history, mask)
+    state = model.encode(users, history, mask)
+    assert torch.allclose(model.score_state(state, users), model.score_all(query), atol=1e-5)
+    items = torch.randint(0, n_items, (len(users), 4), generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(model.score_state(state, users, items), model.score_items(query, items), atol=1e-5)
+    assert torch.allclose(model.score_items(query, items), model.score_all(query).gather(1, items), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@torch.no_grad()
+def test_state_round_trips_through_bytes(name):
+    model, n_items = _model(name)
+    users, history, mask = _histories(n_items, seed=4)
+    state = model.encode(users, history, mask)
+    for b in range(len(users)):        # a store keeps one user's state
+        row = state.index(torch.tensor([b]))
+        back = model.state_from_bytes(row.to_bytes())
+        assert type(back) is type(row)
+        _assert_states_equal(row, back, atol=0.0)
+        assert torch.equal(model.score_state(back, users[b:b + 1]), model.score_state(row, users[b:b + 1]))
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@torch.no_grad()
+def test_a_new_event_changes_the_scores(name):
+    # a state that ignored its events would pass the equalities above trivially
+    model, n_items = _model(name)
+    users = torch.tensor([3])
+    before = model.encode(users, torch.tensor([[2, 5]]), torch.ones(1, 2, dtype=torch.bool))
+    after = model.update(before, torch.tensor([7]))
+    a, b = model.score_state(before, users), model.score_state(after, users)
+    assert (a - b).abs().max() > 1e-3 * a.abs().max()            # relative: STAMP's scale is tiny
+
+
+def test_regression_stamp_max_history_applies_when_scoring_directly():
+    # STAMP's session_state used the whole session although training and evaluation keep only
+    # the last max_history clicks; scoring a long session differed from the trained path
+    model, n_items = _model("stamp", {"dim": 8, "max_history": 3})
+    history = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    mask = torch.ones_like(history, dtype=torch.bool)
+    direct = model.score_all(Query(torch.tensor([-1]), history, mask))
+    recent = model.score_all(Query(torch.tensor([-1]), history[:, -3:], mask[:, -3:]))
+    trained_path = model.output(model.prefix_states(history, mask)[:, -1])
+    assert torch.allclose(direct, recent, atol=1e-6)
+    assert torch.allclose(direct, trained_path, atol=1e-5)
+
+
+def test_state_bytes_reject_another_type_and_truncation():
+    model, n_items = _model("gru4rec")
+    state = model.init_state(torch.tensor([0]))
+    data = state.to_bytes()
+    with pytest.raises(ValueError, match="cannot be read as"):
+        ItemWindow.from_bytes(data)
+    with pytest.raises(ValueError, match="truncated"):
+        model.state_from_bytes(data[:-4])
+    with pytest.raises(ValueError, match="not a memrec state"):
+        model.state_from_bytes(b"\x80\x04pickle")
+
+
+def test_anonymous_stateful_models_need_no_user():
+    for name in STATEFUL:
+        cls = REGISTRY[name].cls
+        if issubclass(cls, AnonymousScorer):
+            model, n_items = _model(name)
+            users = torch.tensor([-1, -1])
+            state = model.encode(users, torch.tensor([[1, 2], [3, 0]]), torch.tensor([[True, True], [True, False]]))
+            assert model.score_state(state, users).shape == (2, n_items)
