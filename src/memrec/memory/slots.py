@@ -71,11 +71,33 @@ class LearnedSlots(nn.Module):
                           if separate_keys else None)
         self.reset_parameters()
 
+    @classmethod
+    def from_tables(cls, values: nn.Embedding, keys: nn.Embedding | None = None) -> "LearnedSlots":
+        """Slots over tables the caller built and initialised: its own initialisation (CMN's
+        truncated normal, drawn in the order its earlier releases drew it, so seeded runs keep
+        their numbers), or ``sparse=True`` gradients. Nothing is drawn or re-initialised here.
+
+        ``keys`` is registered before ``values`` (``parameters()`` yields keys, then values).
+        """
+        if keys is not None and keys.num_embeddings != values.num_embeddings:
+            raise ValueError(f"key table has {keys.num_embeddings} rows, value table {values.num_embeddings}")
+        if keys is not None and keys.padding_idx != values.padding_idx:
+            raise ValueError("key and value tables must share their padding_idx")
+        slots = cls.__new__(cls)
+        nn.Module.__init__(slots)
+        slots.n_slots_total, slots.dim = values.num_embeddings, values.embedding_dim
+        slots.padding_idx, slots.init_std = values.padding_idx, None
+        slots.key_table = keys
+        slots.value_table = values
+        return slots
+
     @property
     def separate_keys(self) -> bool:
         return self.key_table is not None
 
     def reset_parameters(self) -> None:
+        if self.init_std is None:
+            raise ValueError("slots built by from_tables are initialised by their owner")
         for table in (self.value_table, self.key_table):
             if table is None:
                 continue
