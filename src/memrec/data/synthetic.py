@@ -157,7 +157,7 @@ class _World:
 
 
 def zipf_weights(n: int, exponent: float) -> np.ndarray:
-    """Zipf probabilities over ranks 1..n: p_r ∝ r^(−exponent), summing to 1. → float64 [n]."""
+    """Zipf probabilities over ranks 1..n: p_r ∝ r^(−exponent), summing to 1 → float64 [n]."""
     w = np.arange(1, n + 1, dtype=np.float64) ** -exponent
     return w / w.sum()
 

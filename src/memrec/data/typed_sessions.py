@@ -118,7 +118,8 @@ def generate_typed_sessions(config: TypedSessionConfig = TypedSessionConfig()
     triggers, partners = items[:cfg.n_triggers], items[cfg.n_triggers:2 * cfg.n_triggers]
     partner = np.full(cfg.n_items, -1, np.int64)
     partner[triggers] = partners
-    popular = zipf_weights(cfg.n_items, cfg.popularity_skew)[np.argsort(rng.permutation(cfg.n_items))]
+    popular = zipf_weights(cfg.n_items, cfg.popularity_skew)
+    popular = popular[np.argsort(rng.permutation(cfg.n_items))]
 
     n_events = 1 + rng.poisson(cfg.mean_events - 1, cfg.n_sessions)
     total = int(n_events.sum())

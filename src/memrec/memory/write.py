@@ -32,8 +32,9 @@ module                              contents
                                     via :func:`affine_scan` (the write is affine in the memory)
 :mod:`memrec.memory.gated`          :func:`gated_write`; every state :func:`gated_unroll`
                                     (one fused step per event, hand-written backward)
-:mod:`memrec.memory.unroll`         :func:`unroll` (any write, any padding), :class:`UnrolledStates`,
-                                    :func:`select_rows`, and the shape helpers the writes share
+:mod:`memrec.memory.unroll`         :func:`unroll` (any write, any padding),
+                                    :class:`UnrolledStates`, :func:`select_rows`, and the shape
+                                    helpers the writes share
 ==================================  =============================================================
 
 The parameters that produce the write's inputs (RUM-F's ``E, A``, KSR's relation embeddings, the
