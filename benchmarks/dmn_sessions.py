@@ -3,7 +3,7 @@ untyped next-item prediction on Yoochoose 1/64 beside STAMP.
 
 Sections (each writes its part of the results file as soon as it ends):
 
-* ``synthetic`` — :func:`memrec.data.synthetic.generate_typed_sessions` (views, carts,
+* ``synthetic`` — :func:`memrec.data.typed_sessions.generate_typed_sessions` (views, carts,
   purchases; carting a trigger item plants its partner as the purchase), temporal split of whole
   sessions (latest 20% test), memory = the events before a test session's first purchase,
   Precision@K / Recall@K over the items it bought (:mod:`memrec.purchases`). Rows: purchase
@@ -48,7 +48,7 @@ def section_synthetic(seeds: int, epochs: int) -> dict:
     import numpy as np
     import torch
     from memrec.data.splits import Split
-    from memrec.data.synthetic import PURCHASE, TypedSessionConfig, generate_typed_sessions
+    from memrec.data.typed_sessions import PURCHASE, TypedSessionConfig, generate_typed_sessions
     from memrec.models import build
     from memrec.models.base import Query
     from memrec.purchases import evaluate_purchases, purchase_cases, split_sessions_by_time

@@ -178,7 +178,8 @@ def child_profile(path: str, users: int = 20480, dim: int = 64) -> dict:
 def code_version() -> dict:
     """sha256 prefixes of the measured modules: the code is in flux, this says which was run."""
     import hashlib
-    files = ("evaluation.py", "metrics.py", "data/splits.py", "data/readers/delimited.py")
+    files = ("evaluation.py", "metrics.py", "data/splits.py", "data/negatives.py",
+             "data/readers/delimited.py")
     return {f: hashlib.sha256((ROOT / "src" / "memrec" / f).read_bytes()).hexdigest()[:12] for f in files}
 
 

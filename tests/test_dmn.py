@@ -8,8 +8,8 @@ import torch
 
 from memrec.data.interactions import IdMap, Interactions
 from memrec.data.splits import Split
-from memrec.data.synthetic import (CART, PURCHASE, VIEW, TypedSessionConfig,
-                                   generate_typed_sessions)
+from memrec.data.typed_sessions import (CART, PURCHASE, VIEW, TypedSessionConfig,
+                                        generate_typed_sessions)
 from memrec.models import build
 from memrec.errors import ConfigError
 from memrec.models.base import Query

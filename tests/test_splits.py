@@ -1,4 +1,4 @@
-"""Splits and sampled negatives.
+"""Splits (memrec.data.splits) and sampled negatives (memrec.data.negatives).
 
 Tables carry their row number in the ``rating`` column, so every assertion names the exact rows
 that land in each part.
@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from memrec.data.interactions import IdMap, Interactions
 from memrec.errors import DataError
-from memrec.data.splits import (Split, _exact_draw, leave_one_out, make_split, random_ratio,
-                                sample_negatives, session_split, temporal)
+from memrec.data.negatives import _exact_draw
+from memrec.data.splits import (Split, leave_one_out, make_split, random_ratio, sample_negatives,
+                                session_split, temporal)
 
 
 def table(users, items, timestamp=None, session=None) -> Interactions:

@@ -2,7 +2,7 @@
 Precision@K / Recall@K over the purchases.
 
 A typed session log is an :class:`~memrec.data.interactions.Interactions` whose ``rating``
-column holds each event's type code (:data:`memrec.data.synthetic.EVENT_TYPES`: 0 view, 1 cart,
+column holds each event's type code (:data:`memrec.data.typed_sessions.EVENT_TYPES`: 0 view, 1 cart,
 2 purchase) and whose ``session`` column (else ``user``) groups events into sessions.
 
 * :func:`split_sessions_by_time` — whole sessions, ordered by their first event: the earliest go
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .data.interactions import Interactions
-from .data.synthetic import PURCHASE
+from .data.typed_sessions import PURCHASE
 from .evaluation import MetricAccumulator
 from .metrics import metric_values, rank_counts
 from .models.base import Model, Query

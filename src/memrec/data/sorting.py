@@ -1,5 +1,6 @@
-"""Fast stable sorting for tens of millions of rows (NumPy's stable argsort and lexsort are
-several times slower than one plain ``np.sort`` of packed keys)."""
+"""Index helpers for tens of millions of rows: fast stable sorting (NumPy's stable argsort and
+lexsort are several times slower than one plain ``np.sort`` of packed keys) and vectorised
+concatenated ranges."""
 
 from __future__ import annotations
 
@@ -49,3 +50,11 @@ def stable_argsort(key: np.ndarray) -> np.ndarray:
         pairs.sort()
         return pairs.imag.astype(np.int64)
     return np.argsort(key, kind="stable").astype(np.int64)
+
+
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(starts[k], starts[k] + lengths[k])`` over k, vectorised."""
+    lengths = np.asarray(lengths, np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    shift = np.asarray(starts, np.int64) - offsets
+    return np.arange(int(lengths.sum())) + np.repeat(shift, lengths)

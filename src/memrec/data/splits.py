@@ -1,4 +1,11 @@
-"""Train / valid / test splits and the fixed sampled-negative candidate sets stored with them."""
+"""Train / valid / test splits and the fixed sampled-negative candidate sets stored with them.
+
+The split functions (:func:`leave_one_out`, :func:`temporal`, :func:`random_ratio`,
+:func:`session_split`), their dispatch (:func:`make_split`) and the validation carving live
+here with the :class:`Split` they return. :func:`sample_negatives` fills a split's candidate
+sets; the sampling machinery it calls (uniform draws among a user's unseen items) is
+:mod:`memrec.data.negatives`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,8 @@ import numpy as np
 
 from .interactions import Interactions
 from ..errors import DataError
-from .sorting import stable_argsort
+from .negatives import draw_negatives, seen_keys
+from .sorting import concat_ranges, stable_argsort
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,8 +176,8 @@ def random_ratio(data: Interactions, *, test_frac: float = 0.2, valid_frac: floa
     order = shuffled[stable_argsort(data.user[shuffled])]
     starts = np.cumsum(counts) - counts
     label = np.zeros(len(data), np.int8)
-    label[order[_ranges(starts, n_test)]] = _TEST
-    label[order[_ranges(starts + n_test, n_valid)]] = _VALID
+    label[order[concat_ranges(starts, n_test)]] = _TEST
+    label[order[concat_ranges(starts + n_test, n_valid)]] = _VALID
     return _split_from_labels("random", data, label, with_valid)
 
 
@@ -272,14 +280,6 @@ def _next_item_cases(sess: np.ndarray, item: np.ndarray, user: np.ndarray) -> Ne
                          users=user[target_row].astype(np.int64))
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(starts[k], starts[k] + lengths[k])`` over k, vectorised."""
-    lengths = np.asarray(lengths, np.int64)
-    offsets = np.cumsum(lengths) - lengths
-    shift = np.asarray(starts, np.int64) - offsets
-    return np.arange(int(lengths.sum())) + np.repeat(shift, lengths)
-
-
 def _then_by(order: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Re-sort positions ``order`` stably by ``key[order]``: the result is sorted by ``key``,
     ties keeping their order in ``order`` (least-significant-key-first sorting)."""
@@ -331,10 +331,8 @@ def sample_negatives(split: Split, n: int = 100, *, seed: int = 0,
     :class:`Split` with ``valid_negatives`` / ``test_negatives`` set; a part that is ``None`` is
     skipped. Raises :class:`DataError` if some user has fewer than ``n`` such items.
 
-    Sampling is rejection sampling on a [U, m] random matrix (m a little over ``n``): draws that
-    hit the user's items (a searchsorted membership test on sorted (user, item) keys) or repeat
-    an earlier draw are discarded and the first ``n`` survivors kept, which is uniform sampling
-    without replacement. The few rows left short are redrawn exactly, in small chunks.
+    The drawing itself (uniform sampling without replacement by vectorised rejection) is
+    :func:`memrec.data.negatives.draw_negatives`.
     """
     known = {"valid": "valid_negatives", "test": "test_negatives"}
     bad = [p for p in parts if p not in known]
@@ -346,8 +344,7 @@ def sample_negatives(split: Split, n: int = 100, *, seed: int = 0,
     present = [split.train, split.valid, split.test]
     present = [p for p in present if p is not None]
     n_items = split.train.n_items
-    seen = _sorted_unique(np.concatenate(
-        [p.user.astype(np.int64) * n_items + p.item for p in present]))   # (user, item) keys
+    seen = seen_keys(present, n_items)                       # (user, item) keys
     changes = {}
     for index, name in enumerate(("valid", "test")):
         part = getattr(split, name)
@@ -355,90 +352,9 @@ def sample_negatives(split: Split, n: int = 100, *, seed: int = 0,
             continue
         users = np.flatnonzero(np.bincount(part.user, minlength=part.n_users)).astype(np.int64)
         rng = np.random.default_rng([seed, index])
-        changes[known[name]] = Candidates(users, _draw_negatives(users, seen, n_items, n, rng,
-                                                                 split.train.users))
+        changes[known[name]] = Candidates(users, draw_negatives(users, seen, n_items, n, rng,
+                                                                split.train.users))
     return replace(split, **changes)
-
-
-_CHUNK = 1 << 20   # candidate draws per vectorised block: bounds memory, keeps lookups in cache
-
-
-def _draw_negatives(users: np.ndarray, seen: np.ndarray, n_items: int, n: int,
-                    rng: np.random.Generator, user_map) -> np.ndarray:
-    """[U, n] negatives for sorted ``users``; ``seen`` = sorted unique (user, item) keys."""
-    lo = np.searchsorted(seen, users * n_items)           # users' slices of ``seen``
-    hi = np.searchsorted(seen, (users + 1) * n_items)
-    free = n_items - (hi - lo)
-    out = np.empty((len(users), n), np.int64)
-    if len(users) == 0:
-        return out
-    if free.min() < n:
-        worst = int(np.argmin(free))
-        raise DataError(f"cannot sample {n} negatives for user "
-                        f"{user_map.raw[users[worst]].item()!r}: only {int(free[worst]):,} of "
-                        f"{n_items:,} items are ones they never interacted with; lower the "
-                        f"number of negatives")
-    # Draws per user: enough that most rows reach n survivors (misses at the 90th-percentile
-    # density, plus expected repeats, plus a margin); short rows are completed exactly below.
-    p = float(np.quantile(1.0 - free / n_items, 0.9))
-    m0 = n / max(1.0 - p, 1e-3)
-    m = int(min(1.15 * (m0 + m0 * m0 / (2.0 * n_items)) + 16, 4 * n + 64 + n_items))
-    step = max(1, _CHUNK // m)
-    short = []
-    for a in range(0, len(users), step):
-        b = min(a + step, len(users))
-        cand = rng.integers(0, n_items, size=(b - a, m), dtype=np.int64)
-        ok = _fresh(cand, users[a:b], seen[lo[a]:hi[b - 1]], n_items)
-        got = np.cumsum(ok, axis=1, dtype=np.int32)
-        full = got[:, -1] >= n
-        out[a:b][full] = cand[ok & (got <= n) & full[:, None]].reshape(-1, n)
-        short.append(a + np.flatnonzero(~full))
-    short = np.concatenate(short)
-    for a in range(0, len(short), max(1, _CHUNK // n_items)):
-        rows = short[a:a + max(1, _CHUNK // n_items)]
-        out[rows] = _exact_draw(users[rows], lo[rows], hi[rows], seen, n_items, n, rng)
-    return out
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique`` by sort and compare (np.unique is far slower on tens of millions)."""
-    values = np.sort(values)
-    keep = np.empty(len(values), bool)
-    keep[:1] = True
-    np.not_equal(values[1:], values[:-1], out=keep[1:])
-    return values[keep]
-
-
-def _fresh(cand: np.ndarray, users: np.ndarray, seen: np.ndarray, n_items: int) -> np.ndarray:
-    """Mask [U, m]: draw is not one of the user's items and not a repeat of an earlier draw."""
-    col_bits = int(cand.shape[1] - 1).bit_length()
-    srt = cand << col_bits                                # each row sorted by (item, column)
-    srt |= np.arange(cand.shape[1], dtype=np.int64)
-    srt.sort(axis=1)
-    col = srt & ((1 << col_bits) - 1)
-    srt >>= col_bits
-    bad = np.zeros(srt.shape, bool)
-    np.equal(srt[:, 1:], srt[:, :-1], out=bad[:, 1:])     # repeats; the earliest draw survives
-    srt += (users * n_items)[:, None]                     # (user, item) keys, globally sorted
-    if len(seen):
-        at = np.searchsorted(seen, srt.ravel()).reshape(srt.shape)
-        np.minimum(at, len(seen) - 1, out=at)
-        bad |= seen[at] == srt
-    ok = np.empty_like(bad)
-    np.put_along_axis(ok, col, ~bad, axis=1)
-    return ok
-
-
-def _exact_draw(users, lo, hi, seen, n_items, n, rng) -> np.ndarray:
-    """Uniform n-subsets of each user's unseen items: random keys, seen items masked out."""
-    key = rng.random((len(users), n_items))
-    counts = hi - lo
-    row = np.repeat(np.arange(len(users)), counts)
-    at = _ranges(lo, counts)                              # positions of their items in seen
-    key[row, seen[at] - users[row] * n_items] = np.inf
-    pick = np.argpartition(key, n - 1, axis=1)[:, :n]
-    order = np.argsort(np.take_along_axis(key, pick, axis=1), axis=1)
-    return np.take_along_axis(pick, order, axis=1).astype(np.int64)
 
 
 # -- dispatch -------------------------------------------------------------------------------------
