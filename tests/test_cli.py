@@ -2,10 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from memrec.cli import main
+from memrec.recommender import Recommender
 from memrec.data.synthetic import SynthConfig, generate, write_csv
 
 
@@ -90,17 +93,57 @@ def test_existing_run_dir_is_never_overwritten(trained, data_file):
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
-def test_resume_of_a_finished_run_gives_the_same_results(trained, data_file, tmp_path):
-    import shutil
-    out, _ = trained
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
-    result = run("train", "bprmf", "--data", data_file, "--out", copy, "--epochs", 2,
-                 "--set", "model.dim=8", "--resume", "--no-progress")
+def log_epochs(out):
+    return [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_regression_cli_resume_continues_an_interrupted_run(data_file, tmp_path):
+    """Resume must run the missing epochs (not reload a finished run): a run stopped after
+    epoch 1 of 3 (simulated by a 1-epoch budget; ``--resume`` takes the budget from
+    ``--epochs``) then resumed ends with the weights and metrics of 3 epochs straight."""
+    common = ["--data", data_file, "--set", "model.dim=8", "--no-progress"]
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert run("train", "bprmf", "--out", straight, "--epochs", 3, *common).exit_code == 0
+    assert run("train", "bprmf", "--out", cut, "--epochs", 1, *common).exit_code == 0
+    assert log_epochs(cut) == [1]
+    result = run("train", "bprmf", "--out", cut, "--epochs", 3, "--resume", *common)
     assert result.exit_code == 0, result.output
-    a = json.loads((out / "results.json").read_text())["metrics"]
-    b = json.loads((copy / "results.json").read_text())["metrics"]
-    assert a == b
+    assert "resuming after epoch 1" in result.stderr
+    assert "epoch 2/3" in result.stderr and "epoch 3/3" in result.stderr
+    assert log_epochs(cut) == [1, 2, 3]
+    expected = Recommender.load(straight).model_.state_dict()
+    got = Recommender.load(cut).model_.state_dict()
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    a = json.loads((straight / "results.json").read_text())
+    b = json.loads((cut / "results.json").read_text())
+    assert a["metrics"] == b["metrics"] and a["best_epoch"] == b["best_epoch"]
+
+
+def split_arrays(out):
+    with np.load(out / "split.npz") as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def test_regression_seed_reseeds_training_not_the_split(data_file, tmp_path):
+    """``--seed`` is the training seed (train.seed); the split, with its fixed negatives, is
+    ``data.seed``'s, set only by ``--set data.seed=`` or the config. Both are in results.json."""
+    common = ["train", "bprmf", "--data", data_file, "--epochs", 1, "--set", "model.dim=8", "--no-progress"]
+    for seed in (1, 2):
+        assert run(*common, "--out", tmp_path / f"s{seed}", "--seed", seed).exit_code == 0
+    one, two = split_arrays(tmp_path / "s1"), split_arrays(tmp_path / "s2")
+    assert one.keys() == two.keys() and "test_negatives.negatives" in one
+    assert all(np.array_equal(one[k], two[k]) for k in one)
+    seeds = [json.loads((tmp_path / f"s{s}" / "results.json").read_text())["seeds"] for s in (1, 2)]
+    assert seeds == [{"train": 1, "data": 0}, {"train": 2, "data": 0}]
+    w1 = Recommender.load(tmp_path / "s1").model_.state_dict()
+    w2 = Recommender.load(tmp_path / "s2").model_.state_dict()
+    assert not all(torch.equal(w1[k], w2[k]) for k in w1)          # training did change
+    # the split seed is its own setting
+    assert run(*common, "--out", tmp_path / "d5", "--seed", 1, "--set", "data.seed=5").exit_code == 0
+    other = split_arrays(tmp_path / "d5")
+    assert not np.array_equal(other["test_negatives.negatives"], one["test_negatives.negatives"])
+    assert json.loads((tmp_path / "d5" / "results.json").read_text())["seeds"] == {"train": 1, "data": 5}
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -213,14 +213,27 @@ def test_pretraining_loads_transe_and_bpr_vectors(transe_run, tmp_path):
 
 
 @pytest.mark.parametrize("freeze", [True, False])
-def test_frozen_tables_do_not_move(freeze):
+def test_regression_frozen_tables_keep_their_weights(freeze, monkeypatch):
+    """The item table's weights after training equal those the trainer started from (after
+    the BPR pretraining loaded them) when frozen, and move when not. Checking ``requires_grad``
+    alone could not see a frozen table being written some other way."""
+    import memrec.recommender as facade
+    before = {}
+
+    class Snapshot(facade.Trainer):
+        def fit(self, model, split, **kwargs):
+            before.update({k: v.clone() for k, v in model.state_dict().items()})
+            return super().fit(model, split, **kwargs)
+
+    monkeypatch.setattr(facade, "Trainer", Snapshot)
     split = leave_one_out(kg_interactions())
     rec = Recommender("ksr", dim=8, hidden=8, kg_dim=4, out_dim=4, freeze_items=freeze,
-                      train={"epochs": 1, "pretrain_epochs": 1, "batch_size": 64, "patience": 0,
+                      train={"epochs": 2, "pretrain_epochs": 1, "batch_size": 64, "patience": 0,
                              "n_negatives": 1})
-    torch.manual_seed(0)
     rec.fit(split.train)
-    assert rec.model_.item_embedding.weight.requires_grad is (not freeze)
+    after = rec.model_.state_dict()
+    assert torch.equal(before["item_embedding.weight"], after["item_embedding.weight"]) is freeze
+    assert not torch.equal(before["gru.weight_ih_l0"], after["gru.weight_ih_l0"])   # training ran
     model = build("ksr", 3, 5, {"freeze_items": freeze})
     assert all(p.requires_grad for group in model.parameter_groups(0.0) for p in group["params"])
     names = {n for n, p in model.named_parameters() if p.requires_grad}

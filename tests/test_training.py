@@ -165,7 +165,7 @@ def test_early_stopping_restores_best_weights(split):
     captured = {}
 
     class Spy(Trainer):
-        def _checkpoint(self, model, optimizer, generator, state):
+        def _checkpoint(self, model, optimizer, generator, state, task=None):
             if state["best_epoch"] == state["epoch"]:
                 captured["best"] = {k: v.clone() for k, v in model.state_dict().items()}
 

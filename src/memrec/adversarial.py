@@ -110,5 +110,18 @@ class AdversarialSampler:
                 self.optimizer.step()
         self.pretrained = True
 
+    def state_dict(self) -> dict:
+        """G's weights, its optimizer's state and the pretrained flag: tensors and plain values
+        only, so a checkpoint holding them loads with ``torch.load(weights_only=True)``."""
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "pretrained": torch.tensor(self.pretrained)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (KeyError / RuntimeError / ValueError when it
+        does not fit this generator)."""
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.pretrained = bool(state["pretrained"])
+
 
 __all__ = ["AdversarialSampler", "GeneratorNet", "gumbel_noise"]

@@ -67,7 +67,7 @@ def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a config value, e.g. --set train.lr=0.01 (repeatable).")
 @click.option("--epochs", type=int, default=None)
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Training seed (train.seed); the split's is data.seed.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
@@ -86,8 +86,6 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
         overrides.append(f"data.format={json.dumps(fmt)}")
     if split:
         overrides.append(f"data.split={json.dumps(split)}")
-    if seed is not None:
-        overrides.append(f"data.seed={seed}")
     config = load_config(model, config_path, overrides, epochs=epochs, seed=seed)
     if not resume and not Path(data_path).exists():
         raise DataError(f"{data_path}: no such file or directory")

@@ -189,7 +189,11 @@ class Recommender:
 
 
 def _toml(value) -> str:
-    """A Python value as a TOML literal for an override string."""
+    """A Python value as a TOML literal for an override string; ``None`` (which TOML cannot
+    write) as ``none``, which :func:`memrec.models.check_params` reads back as None for a
+    parameter that accepts it and rejects, naming the key, for any other."""
+    if value is None:
+        return "none"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -4,6 +4,11 @@ A run folder holds ``run.json`` (config, data source), ``split.npz`` (the exact 
 fixed negatives), the saved model (``model.json``, ``model.pt``, ``ids.json``), ``checkpoint.pt``
 and ``log.jsonl`` from the trainer, and ``results.json``. A new run refuses an existing folder
 (nothing a user had is overwritten); ``resume=True`` continues one.
+
+Two seeds, recorded in ``results.json`` as ``seeds``: ``train`` (``train.seed``, ``--seed``)
+drives initialisation, batch order and negatives; ``data`` (``data.seed``, set only in the
+config or with ``--set data.seed=``) made the split and its fixed negatives, so a seed study
+with ``--seed`` trains on the same data every time.
 """
 
 from __future__ import annotations
@@ -83,10 +88,13 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     """Train, save, test; returns the ``results.json`` content."""
     out = Path(out)
     _check_new_run_dir(out, resume)
+    data_seed = config.data.seed
     if resume:
         ids = load_ids(out)
         split = load_split(out / "split.npz", *ids)
-        data_name = _read_run(out)["data"]
+        run = _read_run(out)
+        data_name = run["data"]
+        data_seed = run.get("config", {}).get("data", {}).get("seed", data_seed)   # made the split
     else:
         data_name, split = prepare_split(data_path, config.data)
         out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +110,9 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
                  else tuple(p.strip() for p in config.train.test_protocols.split(",")))
     metrics, eval_seconds = evaluate_split(rec.model_, split, protocols, config.train.eval_batch_size)
     results = {"model": config.model, "data": data_name, "split": split.kind,
-               "params": config.model_params, "best_epoch": rec.result_.best_epoch,
+               "params": config.model_params,
+               "seeds": {"train": config.train.seed, "data": data_seed},
+               "best_epoch": rec.result_.best_epoch,
                "refit_epochs": rec.result_.refit_epochs,
                "train_seconds": rec.result_.train_seconds, "eval_seconds": eval_seconds,
                "metrics": metrics}

@@ -7,6 +7,8 @@ arguments; ``build`` checks a config's keys against the constructor's signature.
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -100,26 +102,86 @@ def hyperparameters(name: str) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+#: what a hyper-parameter of each annotated type accepts, for error messages
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_REJECT = object()   # _convert's "does not fit" (None is a value)
+
+
+def _convert(value, kind: type):
+    """``value`` as ``kind`` (bool, int, float or str), or ``_REJECT``. An integral float is an
+    integer (TOML and JSON may write 8 as 8.0); an integer is a number; a bool is neither."""
+    if kind is bool:
+        return value if isinstance(value, bool) else _REJECT
+    if isinstance(value, bool):
+        return _REJECT
+    if kind is int:
+        if isinstance(value, int):
+            return value
+        return int(value) if isinstance(value, float) and value.is_integer() else _REJECT
+    if kind is float:
+        return float(value) if isinstance(value, (int, float)) else _REJECT
+    if kind is str:
+        return value if isinstance(value, str) else _REJECT
+    return value if isinstance(value, kind) else _REJECT
+
+
+def _accepted_types(annotation, default) -> tuple[tuple[type, ...], bool] | None:
+    """(the types a hyper-parameter accepts, whether it accepts None) from its annotation
+    (``int``, ``float | None``, ``Optional[str]``, ...); an unannotated one goes by its default's
+    type. None: nothing to check against."""
+    if annotation is inspect.Parameter.empty:
+        if default is inspect.Parameter.empty:
+            return None
+        return ((type(default),), False) if default is not None else None
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+    else:
+        members = (annotation,)
+    nullable = type(None) in members
+    kinds = tuple(m for m in members if m is not type(None))
+    if not all(isinstance(k, type) for k in kinds):
+        return None                  # e.g. Literal[...]: the constructor checks it
+    return kinds, nullable
+
+
 def check_params(name: str, params: dict) -> dict:
-    """Validate ``params`` against the constructor: unknown keys and wrong types are errors."""
+    """Validate ``params`` against the constructor: unknown keys are errors, and every value
+    must fit its parameter's annotation (``int``, ``float``, ``bool``, ``str``, ``X | None``).
+
+    Returns a new dict of converted values: an integral float for an ``int`` becomes an int, an
+    int for a ``float`` a float. A parameter that accepts None takes ``None`` (Python, and
+    ``--set model.KEY=none``, see :func:`memrec.training.config.parse_override`) or the string
+    ``"none"`` (a config file: TOML has no null; so such a parameter cannot take the literal
+    string "none"). Errors are one-line :class:`ConfigError` s naming ``model.KEY``.
+    """
     known = hyperparameters(name)
+    try:
+        hints = typing.get_type_hints(spec(name).cls.__init__)
+    except (NameError, TypeError):   # an annotation that cannot be resolved: defaults decide
+        hints = {}
+    checked = {}
     for key, value in params.items():
         if key not in known:
             raise ConfigError(f"model {name!r} has no parameter {key!r}; "
                               f"its parameters: {', '.join(known) or '(none)'}")
-        default = known[key].default
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{name}.{key} must be true or false, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ConfigError(f"{name}.{key} must be a number, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
-            if not value.is_integer():
-                raise ConfigError(f"{name}.{key} must be an integer, got {value!r}")
-            params[key] = int(value)
-        if isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"{name}.{key} must be a string, got {value!r}")
-    return params
+        accepted = _accepted_types(hints.get(key, inspect.Parameter.empty), known[key].default)
+        if accepted is None:
+            checked[key] = value
+            continue
+        kinds, nullable = accepted
+        if nullable and (value is None or (isinstance(value, str) and value.lower() == "none")):
+            checked[key] = None
+            continue
+        for kind in kinds:
+            converted = _convert(value, kind)
+            if converted is not _REJECT:
+                checked[key] = converted
+                break
+        else:
+            wanted = " or ".join([_KINDS.get(k, k.__name__) for k in kinds] + ["none"] * nullable)
+            raise ConfigError(f"model.{key} must be {wanted}, got {'none' if value is None else repr(value)}"
+                              f" (model {name!r})")
+    return checked
 
 
 def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> Model:

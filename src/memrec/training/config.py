@@ -13,6 +13,9 @@ A config file has three tables; every key is checked, an unknown one is an error
     [data]            # DataConfig fields
     split = "loo"
 
+A model parameter that accepts None (annotated ``int | None``) is set to None with the string
+``"none"`` in a file or ``--set model.KEY=none`` (TOML has no null).
+
 TOML lives here and in the CLI only; models and the trainer see plain dataclasses.
 """
 
@@ -151,7 +154,11 @@ def _coerce(name: str, default, value):
 
 def parse_override(text: str) -> tuple[str, str, object]:
     """``"train.lr=0.01"`` → ``("train", "lr", 0.01)``; the value is read as a TOML value,
-    falling back to a plain string (so ``--set data.split=loo`` needs no quotes)."""
+    falling back to a plain string (so ``--set data.split=loo`` needs no quotes).
+
+    TOML has no null: a bare ``none`` (any case) is Python's None, for the model parameters
+    that accept it (``--set model.max_history=none``; in a config file write the string
+    ``max_history = "none"``); every other key rejects it. A quoted ``"none"`` stays a string."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise ConfigError(f"--set expects SECTION.KEY=VALUE (e.g. train.lr=0.01), got {text!r}")
     key, raw = text.split("=", 1)
@@ -159,7 +166,7 @@ def parse_override(text: str) -> tuple[str, str, object]:
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw.strip()
+        value = None if raw.strip().lower() == "none" else raw.strip()
     return section, name, value
 
 

@@ -104,6 +104,30 @@ class StreamTask:
         self.epoch = 0
         self.loss_fn = pairwise_loss(config.loss, margin=config.margin, bpr_max_reg=config.bpr_max_reg)
 
+    # -- state across a checkpoint (the trainer saves it after every epoch) -------------------
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue this task exactly: the epoch counter (it decides
+        the GAN warm-up) and the generator G (weights, optimizer, pretrained flag); tensors only.
+
+        The model's memory is a buffer in the model's own state_dict, and the truncated-gradient
+        link to the last micro-batch (``NMRN._pending``) never crosses an epoch boundary: every
+        epoch's first batch resets the memory (or, online, forgets the link) before its loss.
+        """
+        state = {"epoch": torch.tensor(self.epoch)}
+        if self.adversary is not None:
+            state["adversary"] = self.adversary.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if "epoch" not in state:
+            raise ValueError("the checkpoint holds no stream-task state (epoch counter, "
+                             "adversarial generator); it was written by an older memrec")
+        if ("adversary" in state) != (self.adversary is not None):
+            raise ValueError("train.sampler differs from the checkpoint's (adversarial or not)")
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state["adversary"])
+        self.epoch = int(state["epoch"])
+
     def _adversarial(self) -> bool:
         """Generator negatives from the epoch after the warm-up (online updates: at once)."""
         if self.adversary is None:
