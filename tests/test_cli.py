@@ -269,7 +269,7 @@ def test_recommend_explain_for_a_known_session(session_run):
     out, _ = session_run
     result = run("recommend", out, "--user", 0, "-k", 2, "--explain")
     assert result.exit_code == 0, result.output
-    assert result.output.count("attended: item ") == 2
+    assert result.output.count("attended: click ") == 2
 
 
 @pytest.mark.parametrize("model,kind", [("rumi", "item"), ("rumf", "slot")])

@@ -12,6 +12,8 @@ from memrec.data.splits import leave_one_out
 from memrec.data.synthetic import SynthConfig, generate
 from memrec.evaluation import Evaluator
 from memrec.models import REGISTRY, build
+from memrec.models.base import Query
+from memrec.models.capabilities import AnonymousScorer
 from memrec.recommender import Recommender
 
 FAST_TRAIN = {"epochs": 8, "batch_size": 512, "lr": 0.01, "patience": 0}
@@ -82,12 +84,28 @@ def test_batch_recommendation_equals_single(name, fitted_models):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_exclude_seen(name, fitted_models, split):
+    # regression: this test used k = n_items, which returns every item whatever the filter does
     rec = fitted_models[name]
     seen = set(split.train.item[split.train.user == 4]) | set(split.valid.item[split.valid.user == 4])
-    ids, _ = rec.recommend([4], k=50)
-    assert not (set(ids[0].tolist()) & seen)
-    ids_all, _ = rec.recommend([4], k=rec.saved_.items.__len__(), exclude_seen=False)
-    assert seen <= set(ids_all[0].tolist())
+    n_unseen = len(rec.saved_.items) - len(seen)
+    ids, scores = rec.recommend([4], k=n_unseen)
+    assert not (set(ids[0].tolist()) & seen) and np.isfinite(scores).all()
+    # without the filter, the seen items are ranked with their own scores: the top n_unseen
+    # differ, and each seen item's score is the model's score for it
+    ids_all, scores_all = rec.recommend([4], k=len(rec.saved_.items), exclude_seen=False)
+    assert np.isfinite(scores_all).all()
+    model_scores = rec.model_.score_all(rec.query(np.array([4]))).detach().numpy()[0]
+    by_id = dict(zip(ids_all[0].tolist(), scores_all[0].tolist()))
+    for item in seen:
+        assert by_id[item] == pytest.approx(float(model_scores[item]), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if issubclass(REGISTRY[n].cls, AnonymousScorer)])
+def test_anonymous_scorers_score_a_history_without_a_user(name, fitted_models):
+    rec = fitted_models[name]
+    known = rec.query(np.array([4]))
+    anonymous = Query(torch.tensor([-1]), known.history, known.mask)
+    torch.testing.assert_close(rec.model_.score_all(anonymous), rec.model_.score_all(known))
 
 
 def test_unknown_user_is_a_clear_error(fitted_models):

@@ -164,3 +164,50 @@ def test_sampled_negatives_the_user_already_has_are_not_ranked():
     model.fit_closed_form(table([1, 1, 1, 2], [0, 0, 0, 2]))  # item 0 outscores the target 2
     sampled = Evaluator(split, "test", protocols=("sampled",), ks=(1,)).evaluate(model)["sampled"]
     assert sampled["HR@1"] == 1.0  # item 0 is known to u0, so only item 3 competes
+
+
+# -- regressions: protocols asked for must run or fail loudly; undefined metrics are not zeros -----
+def test_regression_requested_protocol_that_cannot_run_is_an_error(split):
+    from memrec.errors import ConfigError
+    no_negatives = Split("loo", split.train, split.test)
+    with pytest.raises(ConfigError, match="protocol 'sampled' cannot run: the split stores no sampled negatives"):
+        Evaluator(no_negatives, "test", protocols=("sampled",))
+    with pytest.raises(ConfigError, match="protocol 'session' cannot run"):
+        Evaluator(split, "test", protocols=("session",))
+    sessions = Split("session", split.train, split.test.take(np.arange(0)),
+                     test_cases=NextItemCases(indptr=np.array([0, 1]), items=np.array([1]),
+                                              targets=np.array([2]), users=np.array([-1])))
+    with pytest.raises(ConfigError, match="protocol 'full' cannot run: this is a session split"):
+        Evaluator(sessions, "test", protocols=("full",))
+    # named nothing: every protocol the split can run, and nothing else
+    assert Evaluator(no_negatives, "test").protocols == ("full",)
+    assert Evaluator(split, "test").protocols == ("full", "sampled")
+    assert Evaluator(sessions, "test").protocols == ("session",)
+
+
+def test_regression_trainer_validates_on_the_asked_protocol_or_fails(split):
+    from memrec.errors import ConfigError
+    from memrec.training.config import TrainConfig
+    from memrec.training.trainer import Trainer
+    valid = table([0], [3])
+    no_negatives = Split("loo", split.train, split.test, valid=valid)
+    trainer = Trainer(TrainConfig(valid_protocol="sampled", epochs=1), progress=False, echo=lambda s: None)
+    with pytest.raises(ConfigError, match="train.valid_protocol: protocol 'sampled' cannot run"):
+        trainer.fit(Popularity(3, 5), no_negatives)
+    auto = Trainer(TrainConfig(epochs=1), progress=False, echo=lambda s: None)
+    result = auto.fit(Popularity(3, 5), no_negatives)
+    assert list(result.history[0]["valid"]) == ["full"]
+
+
+def test_regression_undefined_auc_is_left_out_of_the_mean_and_counted():
+    # u0 knows items 0 and 1 of 3, so its held-out item 2 is the only candidate: no negative,
+    # AUC undefined. Averaging it as 0 (the old behaviour) halved the AUC of the other user.
+    train = table([0, 0, 1], [0, 1, 0], n_users=2, n_items=3)
+    test = table([0, 1], [2, 1], n_users=2, n_items=3)
+    model = Popularity(2, 3)
+    model.fit_closed_form(train)       # counts 2, 1, 0: u1's held-out item 1 ranks above item 2
+    metrics = Evaluator(Split("loo", train, test), "test", protocols=("full",), ks=(1,)).evaluate(model)["full"]
+    assert metrics["AUC"] == pytest.approx(1.0)
+    assert metrics["AUC_undefined"] == 1.0
+    assert metrics["HR@1"] == pytest.approx(1.0)    # defined for both requests
+    assert "HR@1_undefined" not in metrics

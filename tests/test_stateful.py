@@ -14,7 +14,8 @@ from memrec.data.synthetic import SynthConfig, generate
 from memrec.memory.state import ItemWindow
 from memrec.models import REGISTRY, build
 from memrec.models.base import Query
-from memrec.models.capabilities import AnonymousScorer, HistoryScorer, StatefulScorer
+from memrec.models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
+                                        NextItemPairwise, NextItemSoftmax, StatefulScorer)
 
 #: small sizes so every model builds and scores in milliseconds
 SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5},
@@ -157,3 +158,54 @@ def test_anonymous_stateful_models_need_no_user():
             users = torch.tensor([-1, -1])
             state = model.encode(users, torch.tensor([[1, 2], [3, 0]]), torch.tensor([[True, True], [True, False]]))
             assert model.score_state(state, users).shape == (2, n_items)
+
+
+# -- the training capabilities agree with the scoring path, prefix by prefix -----------------------
+SOFTMAX = sorted(n for n, s in REGISTRY.items() if issubclass(s.cls, NextItemSoftmax))
+PAIRWISE = sorted(n for n, s in REGISTRY.items() if issubclass(s.cls, NextItemPairwise))
+EXPLAINERS = sorted(n for n, s in REGISTRY.items() if issubclass(s.cls, Explainer)
+                    and n not in ("cmn",))            # CMN's explain is checked in test_cmn.py
+
+
+@pytest.mark.parametrize("name", SOFTMAX)
+@torch.no_grad()
+def test_prefix_states_score_like_the_prefix_alone(name):
+    # no future event enters prefix t: position t scores what scoring the first t + 1 events does
+    model, n_items = _model(name)
+    users, history, mask = _histories(n_items, seed=5)
+    states = model.prefix_states(history, mask)
+    for t in range(history.shape[1]):
+        rows = mask[:, t]
+        prefix = Query(users[rows], history[rows, :t + 1], mask[rows, :t + 1])
+        assert torch.allclose(model.output(states[rows, t]), model.score_all(prefix), atol=1e-5), t
+
+
+@pytest.mark.parametrize("name", PAIRWISE)
+@torch.no_grad()
+def test_prefix_scores_score_like_the_prefix_alone(name):
+    model, n_items = _model(name)
+    users, history, mask = _histories(n_items, seed=6)
+    candidates = torch.randint(0, n_items, (*history.shape, 3), generator=torch.Generator().manual_seed(7))
+    scores = model.prefix_scores(users, history, mask, candidates)
+    for t in range(history.shape[1]):
+        rows = mask[:, t]
+        prefix = Query(users[rows], history[rows, :t + 1], mask[rows, :t + 1])
+        assert torch.allclose(scores[rows, t], model.score_items(prefix, candidates[rows, t]), atol=1e-5), t
+
+
+@pytest.mark.parametrize("name", EXPLAINERS)
+@torch.no_grad()
+def test_explanations_are_typed_entries_of_the_declared_kind(name):
+    model, n_items = _model(name)
+    users, history, mask = _histories(n_items, seed=8)
+    query = Query(users[:1], history[:1], mask[:1])
+    if not isinstance(model, HistoryScorer):
+        query = Query.for_users(users[:1].numpy())
+    items = torch.tensor([1, 4, 9])
+    explained = model.explain(query, items)
+    assert len(explained) == len(items)
+    for entries in explained:
+        assert entries, "an explanation names at least one memory entry"
+        assert all(isinstance(e, MemoryEntry) and e.kind == model.explains for e in entries)
+        weights = [e.weight for e in entries]
+        assert weights == sorted(weights, reverse=True)           # strongest first

@@ -21,7 +21,7 @@ How a model is updated with a slice (``update``):
   events (NMRN) writes the slice into it (``model.observe``).
 * ``retrain`` — a fresh model trained on everything fed so far, for the offline run's chosen
   number of epochs (no validation left to stop on).
-* ``online`` — models with an online update (``task = "stream"``: NMRN): ``online_epochs`` passes
+* ``online`` — models with an online update (:class:`~memrec.models.capabilities.StreamLearner`: NMRN): ``online_epochs`` passes
   of stream training over the slice in time order, the memory carried on, the offline run's
   negative sampler (the GAN generator) kept and still trained.
 

@@ -35,7 +35,7 @@ class Query:
     mask : bool [B, L]
         True where ``history`` holds a real item.
 
-    Models that do not read histories (``needs_history = False``) get ``L == 0``.
+    Models that do not read histories (not a ``HistoryScorer``) get ``L == 0``.
     """
 
     users: torch.Tensor

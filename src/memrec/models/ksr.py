@@ -181,7 +181,14 @@ class KSR(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise, Expl
         if relations is not None and relations.shape != self.relation_keys.shape:
             trainable = self.relation_keys.requires_grad
             self.relation_keys = nn.Parameter(torch.empty_like(relations), requires_grad=trainable)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if bool(self.knowledge_loaded) and self.freeze_kg:
+            # TransE vectors are frozen once loaded (load_knowledge); a model restored from a
+            # checkpoint (resume, load) must freeze them too, or its optimizer's parameter
+            # groups differ from the saved ones
+            self.entity.requires_grad_(False)
+            self.relation_keys.requires_grad_(False)
+        return result
 
     def entry_labels(self) -> list[str]:
         """Names of the memory slots (TransE relation names; "relation a" when learned)."""

@@ -25,7 +25,7 @@ events) or one memory for everyone (``"global"``, the default: [1, H, d], writte
 the toy re-implementation's choice, and the better one on an ML-100K probe). It is a buffer,
 not a parameter: it is *state*, written as the stream goes by, saved with the model.
 
-Training on the stream (``task = "stream"``, :class:`memrec.training.stream.StreamTask`) goes
+Training on the stream (it declares :class:`~memrec.models.capabilities.StreamLearner`; :class:`memrec.training.stream.StreamTask`) goes
 through the events in time order in micro-batches. :meth:`stream_step` scores each event's
 candidates from the memory as it stood **before** the micro-batch (the memory is frozen during
 a micro-batch), then writes the micro-batch's events into it in order. With micro-batches of one

@@ -1,6 +1,6 @@
 """The stream training task: events in time order, micro-batch by micro-batch (NMRN).
 
-Models with ``task = "stream"`` keep a memory that every observed event writes, so training
+Models that declare :class:`~memrec.models.capabilities.StreamLearner` (NMRN) keep a memory that every observed event writes, so training
 cannot shuffle: an epoch replays the training stream from its start (the memory reset to empty),
 and each micro-batch's loss comes from :meth:`stream_step` (score candidates from the memory
 before the micro-batch, then write the micro-batch). With ``train.stream_mode = "exact"`` every

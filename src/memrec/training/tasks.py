@@ -27,11 +27,32 @@ from .stream import StreamTask
 
 
 class Task(Protocol):
+    """What the trainer asks of a task. ``state_dict`` is what the task carries from epoch to
+    epoch beyond the trainer's generator (NMRN's stream task: its epoch counter and adversarial
+    generator), checkpointed with the model: tensors and plain values only (the checkpoint loads
+    with ``weights_only=True``)."""
+
     n_examples: int
 
     def batches(self, generator: torch.Generator) -> Iterator[object]: ...
 
     def loss(self, model: Model, batch) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class StatelessTask:
+    """A task whose only randomness is the trainer's generator: nothing of its own to save."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"the checkpoint holds task state ({', '.join(state)}) that "
+                             f"{type(self).__name__} does not have")
 
 
 @dataclass(frozen=True)
@@ -48,7 +69,7 @@ class PairBatch:
         return len(self.users)
 
 
-class PairwiseTask:
+class PairwiseTask(StatelessTask):
     """Each training interaction (u, i) once per epoch, in random order, with N sampled
     negatives j ∉ I(u); loss on (score(u, i), score(u, j))."""
 
@@ -94,7 +115,7 @@ class SequenceBatch:
         return len(self.targets)
 
 
-class NextItemTask:
+class NextItemTask(StatelessTask):
     """Every prefix of every training sequence predicts its next item (SR-GNN/STAMP's prefix
     augmentation), with a full softmax cross-entropy over all items (``train.loss = "softmax"``,
     :class:`NextItemSoftmax` models) or a pairwise loss against N negatives sampled
@@ -180,7 +201,7 @@ class PurchaseBatch:
         return len(self.targets)
 
 
-class PurchaseTask:
+class PurchaseTask(StatelessTask):
     """Next-purchase training on typed event sessions (the purchase DMN, ``target="purchase"``).
 
     The event type of each row is ``train.rating`` (codes of

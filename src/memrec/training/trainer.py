@@ -5,8 +5,8 @@ configured optimizer, optional gradient clipping, validation every ``eval_every`
 stopping with patience and best-weights restore, a per-epoch JSONL log, and an atomic
 checkpoint after every epoch from which ``resume=True`` continues to the same final weights as
 an uninterrupted run (all randomness flows from one saved ``torch.Generator`` plus the saved
-global RNG state; a task that carries state of its own, a :class:`StatefulTask` such as NMRN's
-stream task with its epoch counter and adversarial generator, is checkpointed with the model).
+global RNG state; a task's own state, ``Task.state_dict`` — NMRN's stream task with its epoch
+counter and adversarial generator —, is checkpointed with the model).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import torch
 from tqdm.auto import tqdm
@@ -93,32 +92,6 @@ def clip_tensor_norm_(p: torch.Tensor, max_norm: float) -> None:
             values.mul_(max_norm / norm)
     else:
         torch.nn.utils.clip_grad_norm_(p, max_norm)
-
-
-@runtime_checkable
-class StatefulTask(Protocol):
-    """A task that carries state from epoch to epoch (NMRN's stream task: its epoch counter and
-    adversarial generator). The trainer checkpoints it with the model; ``state_dict`` holds
-    tensors and plain values only (the checkpoint loads with ``weights_only=True``)."""
-
-    def state_dict(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-def task_state(task) -> dict:
-    """The task's state to checkpoint; ``{}`` for a task without any (every task of
-    :mod:`memrec.training.tasks`: all their randomness is the trainer's generator)."""
-    return task.state_dict() if isinstance(task, StatefulTask) else {}
-
-
-def load_task_state(task, state: dict) -> None:
-    """Restore :func:`task_state`; a stateless task accepts only ``{}``."""
-    if isinstance(task, StatefulTask):
-        task.load_state_dict(state)
-    elif state:
-        raise ValueError(f"the checkpoint holds task state ({', '.join(state)}) that "
-                         f"{type(task).__name__} does not have")
 
 
 def seed_everything(seed: int) -> None:
@@ -273,7 +246,7 @@ class Trainer:
         atomic_torch_save({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "task": task_state(task),
+            "task": task.state_dict(),
             "best_state": state["best_state"] or {},
             "counters": json.dumps({k: state[k] for k in
                                     ("epoch", "best_score", "best_epoch", "bad_epochs", "history", "seconds")}),
@@ -288,7 +261,7 @@ class Trainer:
             optimizer.load_state_dict(blob["optimizer"])
             generator.set_state(blob["generator"])
             torch.set_rng_state(blob["torch_rng"])
-            load_task_state(task, blob.get("task", {}))
+            task.load_state_dict(blob.get("task", {}))
             state = json.loads(blob["counters"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{self.run_dir / 'checkpoint.pt'}: does not match this model "
