@@ -100,8 +100,10 @@ class MetricAccumulator:
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.undefined: dict[str, int] = {}
+        self.count = 0                       # requests added
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
+        self.count += len(next(iter(values.values()))) if values else 0
         for name, v in values.items():
             defined = ~torch.isnan(v)
             self.sums[name] = self.sums.get(name, 0.0) + float(v[defined].double().sum())

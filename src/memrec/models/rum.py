@@ -46,7 +46,7 @@ from torch import nn
 from ..memory.read import masked_softmax
 from ..memory.state import MemoryState, TensorState
 from ..memory.write import (UnrolledStates, erase_add_final, erase_add_unroll, erase_add_write,
-                             fifo_append, fifo_positions)
+                             fifo_append, fifo_positions, fifo_states, fifo_window)
 from .base import Query
 from .capabilities import (Explainer, HistoryScorer, MemoryEntry, NextItemPairwise,
                            StatefulScorer, ranked_entries)
@@ -137,9 +137,7 @@ class RUMItem(_RUM):
     def encode(self, users, history, mask) -> MemoryState:
         if history.shape[1] == 0:
             return self.init_state(users)
-        positions, filled = fifo_positions(mask, self.slots, only_last=True)      # [B, 1, K]
-        items = history.gather(1, positions[:, 0])
-        return MemoryState(self.item_embedding(items) * filled[:, 0, :, None], filled[:, 0])
+        return fifo_window(self.item_embedding(history), mask, self.slots)         # the last K items
 
     # -- read ---------------------------------------------------------------------------------
     def _read_score(self, memory: torch.Tensor, slot_mask: torch.Tensor, q: torch.Tensor
@@ -189,10 +187,8 @@ class RUMItem(_RUM):
         return scores
 
     def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
-        positions, slot_mask = fifo_positions(mask, self.slots)                    # memory after each event
-        B, L, K = positions.shape
-        memory = self.item_embedding(history.gather(1, positions.reshape(B, -1)).reshape(B, L, K))
-        memory = memory * slot_mask[..., None]
+        states = fifo_states(self.item_embedding(history), mask, self.slots)      # memory after each event
+        memory, slot_mask = states.values, states.mask                             # [B, L, K, d], [B, L, K]
         q = self.item_embedding(candidates)                                        # [B, L, C, d]
         return self._merge_score(users, q, self._read_score(memory, slot_mask, q)[0])
 
