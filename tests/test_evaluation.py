@@ -211,3 +211,23 @@ def test_regression_undefined_auc_is_left_out_of_the_mean_and_counted():
     assert metrics["AUC_undefined"] == 1.0
     assert metrics["HR@1"] == pytest.approx(1.0)    # defined for both requests
     assert "HR@1_undefined" not in metrics
+
+
+def test_regression_cli_evaluate_sampled_without_negatives_is_a_one_line_error(tmp_path):
+    # it printed "Empty DataFrame" (the protocol was dropped silently)
+    from click.testing import CliRunner
+
+    from memrec.cli import main
+    from memrec.data.synthetic import SynthConfig, generate, write_csv
+    path = tmp_path / "data.csv"
+    write_csv(generate(SynthConfig(n_users=30, n_items=20, mean_length=6, seed=0)), path)
+    out = tmp_path / "pop"
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", "pop", "--data", str(path), "--out", str(out),
+                                   "--set", "data.n_negatives=0"])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(main, ["evaluate", str(out), "--protocol", "sampled"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "protocol 'sampled' cannot run" in lines[0] and "Traceback" not in result.output
+    assert runner.invoke(main, ["evaluate", str(out)]).exit_code == 0      # none named: what runs
