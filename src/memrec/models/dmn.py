@@ -53,10 +53,9 @@ import torch
 from torch import nn
 
 from ..memory.read import candidate_read, multi_hop_read, prefix_mask
-from ..memory.state import ItemWindow
 from .base import Query
-from .capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
-                           PurchasePredictor, StatefulScorer, ranked_entries)
+from .capabilities import Explainer, MemoryEntry, PurchasePredictor, ranked_entries
+from .session_memory import SessionMemory
 
 HOPS = ("add", "linear")
 TARGETS = ("next_item", "purchase")
@@ -67,7 +66,7 @@ def event_tokens(items: torch.Tensor, types: torch.Tensor, n_items: int) -> torc
     return types * n_items + items
 
 
-class PurchaseDMN(StatefulScorer, HistoryScorer, AnonymousScorer, PurchasePredictor, Explainer):
+class PurchaseDMN(SessionMemory, PurchasePredictor, Explainer):
     """Multi-hop memory network over the session's typed events (reconstruction).
 
     Parameters
@@ -103,7 +102,6 @@ class PurchaseDMN(StatefulScorer, HistoryScorer, AnonymousScorer, PurchasePredic
     """
 
     explains = "click"
-    state_type = ItemWindow
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, hops: int = 2,
                  hop: str = "add", event_types: int = 1, target: str = "next_item",
@@ -193,21 +191,7 @@ class PurchaseDMN(StatefulScorer, HistoryScorer, AnonymousScorer, PurchasePredic
         """Scores of given candidates (the pairwise option): states [P, d], items [P, C] → [P, C]."""
         return (self.item_output(items) * states[:, None, :]).sum(-1)
 
-    # -- the state ----------------------------------------------------------------------------
-    def init_state(self, users: torch.Tensor) -> ItemWindow:
-        return ItemWindow.empty(len(users), device=users.device)
-
-    def update(self, state: ItemWindow, items: torch.Tensor) -> ItemWindow:
-        """One more event (a history token) per row."""
-        return state.append(items, self.max_history)
-
-    def encode(self, users, history, mask) -> ItemWindow:
-        return ItemWindow.from_history(history, mask, self.max_history)
-
-    def score_state(self, state: ItemWindow, users, items=None) -> torch.Tensor:
-        scores = self.output(self.session_state(state.items, state.mask)[0])
-        return scores if items is None else scores.gather(1, items)
-
+    # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
     def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The last hop's attention each event of the session got (ids are the events' items);

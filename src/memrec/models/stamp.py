@@ -42,10 +42,9 @@ import torch
 from torch import nn
 
 from ..memory.read import AdditiveScore, prefix_mask, weighted_read
-from ..memory.state import ItemWindow
 from .base import Query
-from .capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
-                           NextItemSoftmax, StatefulScorer, ranked_entries)
+from .capabilities import Explainer, MemoryEntry, NextItemSoftmax, ranked_entries
+from .session_memory import SessionMemory
 
 VARIANTS = ("official", "paper")
 
@@ -66,7 +65,7 @@ def _running_mean(x: torch.Tensor, mask: torch.Tensor, window: int | None) -> to
     return total / count.clamp_min(1)[..., None].to(x.dtype)
 
 
-class ShortTermMemory(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemSoftmax):
+class ShortTermMemory(SessionMemory, NextItemSoftmax):
     """What STAMP and STMP share: the session's clicks as the memory, the last click and the
     session mean as the query, the trilinear output (STMP when ``attention=False``).
 
@@ -100,8 +99,6 @@ class ShortTermMemory(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemSo
     >>> m.score_all(q).shape
     torch.Size([1, 5])
     """
-
-    state_type = ItemWindow
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 100, attention: bool = True,
                  variant: str = "official", max_norm: float = 1.0, embed_std: float = 0.002,
@@ -170,20 +167,6 @@ class ShortTermMemory(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemSo
     def output(self, states: torch.Tensor) -> torch.Tensor:
         """Trilinear scores of every item, eq. (10). states [..., d] → [..., n_items]."""
         return states @ self.item_embedding.weight.T
-
-    # -- the state ----------------------------------------------------------------------------
-    def init_state(self, users: torch.Tensor) -> ItemWindow:
-        return ItemWindow.empty(len(users), device=users.device)
-
-    def update(self, state: ItemWindow, items: torch.Tensor) -> ItemWindow:
-        return state.append(items, self.max_history)
-
-    def encode(self, users, history, mask) -> ItemWindow:
-        return ItemWindow.from_history(history, mask, self.max_history)
-
-    def score_state(self, state: ItemWindow, users, items=None) -> torch.Tensor:
-        scores = self.output(self.session_state(state.items, state.mask)[0])
-        return scores if items is None else scores.gather(1, items)
 
 
 class STAMP(ShortTermMemory, Explainer):
