@@ -69,11 +69,6 @@ LAYERS: dict[str, int] = {
 #: (importer, imported) modules, relative to ``memrec`` → why it is allowed for now, and who
 #: must remove it.
 KNOWN_LAYER_VIOLATIONS: dict[tuple[str, str], str] = {
-    # nn (layer 1) names models.base.Query in its signatures. The import is under TYPE_CHECKING,
-    # so it costs nothing at run time, but nn's API still depends on a models type. To remove:
-    # whoever owns models/base.py (the training-stack / model-capabilities work) moves the Query
-    # batch type below models (data/ or nn/) and re-exports it from models.base.
-    ("nn.item_item", "models.base"): "Query type named by nn helpers (TYPE_CHECKING only)",
 }
 
 #: Cycles allowed for now, as frozensets of their modules (none today: keep it that way).

@@ -6,13 +6,11 @@ request from the items in its history.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:  # nn sits below models: the Query type is only named, never imported at run time
-    from ..models.base import Query
+from ..data.query import Query
 
 #: dense float64 elements per similarity block during fit (2**23 ≈ 64 MiB)
 FIT_BLOCK_ELEMENTS = 2**23

@@ -1,0 +1,64 @@
+"""``Query``: a batch of recommendation requests, what every model scores.
+
+It lives below ``models`` (in ``data``) so that the ``nn`` helpers can take it too; models import
+it from :mod:`memrec.models.base` as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Query:
+    """A batch of recommendation requests.
+
+    Shapes
+    ------
+    users : long [B]
+        User indices; -1 for an anonymous request (a live session).
+    history : long [B, L]
+        Each request's past items, oldest first, right-padded with 0.
+    mask : bool [B, L]
+        True where ``history`` holds a real item.
+
+    Models that do not read histories (not a ``HistoryScorer``) get ``L == 0``.
+    """
+
+    users: torch.Tensor
+    history: torch.Tensor
+    mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def for_users(cls, users) -> "Query":
+        users = torch.as_tensor(np.asarray(users), dtype=torch.long)
+        empty = torch.zeros(len(users), 0, dtype=torch.long)
+        return cls(users, empty, empty.bool())
+
+    @classmethod
+    def from_csr(cls, users, rows, indptr: np.ndarray, items: np.ndarray,
+                 max_len: int | None = None) -> "Query":
+        """Histories ``items[indptr[r]:indptr[r+1]]`` for each ``r`` in ``rows``, keeping the most
+        recent ``max_len`` items. Vectorised: no Python loop over requests."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = indptr[rows], indptr[rows + 1]
+        lengths = ends - starts
+        if max_len is not None:
+            lengths = np.minimum(lengths, max_len)
+            starts = ends - lengths
+        width = int(lengths.max()) if len(rows) else 0
+        offsets = np.arange(width)
+        mask = offsets[None, :] < lengths[:, None]
+        positions = np.where(mask, starts[:, None] + offsets[None, :], 0)
+        history = np.where(mask, items[positions] if len(items) else 0, 0)
+        return cls(torch.as_tensor(np.asarray(users), dtype=torch.long),
+                   torch.as_tensor(history, dtype=torch.long), torch.as_tensor(mask))
+
+
+__all__ = ["Query"]
