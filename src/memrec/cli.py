@@ -74,11 +74,10 @@ def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
 def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, resume, out, progress):
     """Train MODEL on a dataset, test it, and save the run to --out.
 
-    ``memrec train transe --data KG`` trains TransE on a knowledge graph (a RecBole .kg/.link
-    folder or a KGCN kg.txt folder) and exports its vectors for KSR."""
-    if model == "transe":
-        _train_transe(data_path, fmt, split, config_path, overrides, epochs, seed, resume, out)
-        return
+    A knowledge-graph model (``memrec train transe --data KG``, a RecBole .kg/.link folder or a
+    KGCN kg.txt folder) trains on the graph's triples, reports filtered link prediction and
+    exports its vectors for KSR."""
+    from .models import spec
     from .runs import train_run
     from .training.config import load_config
     overrides = list(overrides)
@@ -92,23 +91,19 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
     if not resume and not Path(data_path).exists():
         raise DataError(f"{data_path}: no such file or directory")
     results = train_run(config, data_path, out, resume=resume, progress=progress)
+    if spec(config.model).data == "knowledge_graph":
+        _echo_link_prediction(results, out)
+        return
     click.echo(f"{results['model']} on {results['data']} ({results['split']} split), "
                f"best epoch {results['best_epoch']}, {results['train_seconds']:.1f}s training")
     click.echo(_metrics_table(results["metrics"]))
     click.echo(f"saved to {out}")
 
 
-def _train_transe(data_path, fmt, split, config_path, overrides, epochs, seed, resume, out):
-    from .knowledge_runs import load_transe_config, train_transe_run
-    if fmt or split:
-        raise click.UsageError("--format and --split do not apply to transe (it reads the "
-                               "knowledge graph; set data.test_frac / data.valid_frac instead)")
-    config = load_transe_config(config_path, list(overrides), epochs=epochs, seed=seed)
-    if not resume and not Path(data_path).exists():
-        raise DataError(f"{data_path}: no such file or directory")
-    results = train_transe_run(config, data_path, out, resume=resume)
+def _echo_link_prediction(results: dict, out: Path) -> None:
+    """A knowledge-graph run's summary: filtered link prediction beside the random ranker's."""
     test, rand = results["test"], results["random_ranker_test"]
-    click.echo(f"transe on {results['data']}: best epoch {results['best_epoch']}, "
+    click.echo(f"{results['model']} on {results['data']}: best epoch {results['best_epoch']}, "
                f"{results['train_seconds']:.1f}s training")
     click.echo(f"filtered link prediction on {test['n_triples']:,} test triples (random ranker):")
     for metric in ("MR", "MRR", "Hits@1", "Hits@3", "Hits@10"):
