@@ -74,7 +74,24 @@ def test_recommend_prints_k_items(trained):
 def test_models_lists_the_registry():
     result = run("models")
     assert result.exit_code == 0
-    assert {line.split()[0] for line in result.stdout.splitlines()} >= {"pop", "itemknn", "rp3beta", "ease", "bprmf"}
+    assert {line.split()[0] for line in result.stdout.splitlines()} >= {"pop", "itemknn", "rp3beta", "ease", "bprmf",
+                                                                       "transe"}
+
+
+def test_every_verb_is_registered_and_both_module_entry_points_run():
+    """The CLI is a package of verb-group modules; importing ``memrec.cli`` registers them all,
+    and ``python -m memrec`` / ``python -m memrec.cli`` (benchmarks use the latter) run it."""
+    import os
+    import subprocess
+    import sys
+    assert set(main.commands) == {"train", "evaluate", "recommend", "stream", "models", "data", "demo"}
+    assert set(main.commands["data"].commands) == {"info", "sessions", "synth", "fetch"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for module in ("memrec", "memrec.cli"):
+        done = subprocess.run([sys.executable, "-m", module, "models"], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "transe" in done.stdout.split()
 
 
 def test_data_info_and_synth(tmp_path):

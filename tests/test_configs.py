@@ -13,7 +13,8 @@ from memrec.training.tasks import make_task
 from memrec.training.trainer import make_optimizer
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
-# TransE configs are not recommender runs: tests/test_knowledge.py loads them with their own loader
+# TransE configs build from a knowledge graph's sizes, not users × items: tests/test_knowledge.py
+# checks them (test_shipped_transe_configs_load)
 CONFIGS = [p for p in CONFIGS if not p.stem.startswith("transe_")]
 
 

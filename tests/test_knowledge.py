@@ -1,7 +1,8 @@
 """Knowledge graphs and TransE: the KnowledgeGraph type on tiny hand-made files (both layouts),
 the KSR relation restriction, TransE's energy and corruption, filtered link prediction against a
-brute-force oracle, the exact random-ranker expectation, learning on a planted graph, the run
-folder with its exports, resume, and the CLI."""
+brute-force oracle, the exact random-ranker expectation, learning on a planted graph, TransE as a
+registered model trained by the shared trainer (the former loop's numerics, the validator hook),
+the run folder with its exports, resume, and the CLI."""
 
 import json
 import math
@@ -13,12 +14,16 @@ from click.testing import CliRunner
 
 from memrec.cli import main
 from memrec.data.interactions import IdMap
-from memrec.errors import ConfigError, DataError
-from memrec.data.knowledge import KnowledgeGraph
-from memrec.knowledge_runs import (KnownTriples, TransEConfig, TransETrainConfig, fit_transe,
-                                   link_prediction, load_transe, load_transe_config, random_ranker,
-                                   split_triples, train_transe_run)
-from memrec.models.transe import TransE, corrupt
+from memrec.errors import CheckpointError, ConfigError, DataError
+from memrec.data.knowledge import KnowledgeGraph, split_triples
+from memrec.knowledge_runs import (KnownTriples, LinkPredictionValidator, link_prediction, load_transe,
+                                   random_ranker)
+from memrec.models import REGISTRY, KnowledgeGraphEmbedding, build, build_graph_model
+from memrec.models.transe import TransE
+from memrec.runs import train_run
+from memrec.training.config import load_config
+from memrec.training.trainer import Trainer
+from memrec.training.triples import TripleTask, corrupt
 
 from .conftest import shared_path
 
@@ -204,14 +209,20 @@ def planted_graph():
                            np.stack([films, np.ones(100, int), genre], 1)]).astype(np.int64)
 
 
+def transe_train_config(**overrides):
+    """TransE's registered training defaults with ``overrides`` (TrainConfig keys)."""
+    return load_config("transe", overrides=[f"train.{k}={v}" for k, v in overrides.items()]).train
+
+
 def test_transe_learns_a_planted_graph_far_above_random():
     triples = planted_graph()
     train, valid, test = split_triples(triples, 115, 2, test_frac=0.1, valid_frac=0.0, seed=0)
     known = KnownTriples(triples, 115, 2)
     torch.manual_seed(0)
     model = TransE(115, 2, dim=16, norm=1)
-    cfg = TransETrainConfig(epochs=60, batch_size=32, lr=0.01, margin=1.0, patience=0)
-    fit_transe(model, train, valid, known, cfg, echo=lambda line: None)
+    cfg = transe_train_config(epochs=60, batch_size=32, lr=0.01, margin=1.0, patience=0)
+    Trainer(cfg, progress=False, echo=lambda line: None).fit(model, task=TripleTask(train, 115, cfg))
+    model.constrain_()
     ours = link_prediction(model, test, known)
     chance = random_ranker(test, known, 115)
     assert ours["tail Hits@10"] > 0.9                                       # 5 genres / 10 directors
@@ -227,17 +238,140 @@ def test_split_triples_keeps_held_out_entities_covered():
         assert set(part[:, 0]) <= covered and set(part[:, 2]) <= covered
 
 
+# -- TransE in the shared training stack -----------------------------------------------------------
+def test_transe_is_a_registered_knowledge_graph_model():
+    spec = REGISTRY["transe"]
+    assert issubclass(spec.cls, KnowledgeGraphEmbedding) and spec.data == "knowledge_graph"
+    assert spec.sizes == ("n_entities", "n_relations")
+    assert not any(issubclass(s.cls, KnowledgeGraphEmbedding) for n, s in REGISTRY.items() if n != "transe")
+    model = build_graph_model("transe", 7, 3, {"dim": 4, "norm": 2})
+    assert (model.n_entities, model.n_relations, model.entity.embedding_dim) == (7, 3, 4)
+    # each builder refuses the other kind: TransE must not embed users as entities
+    with pytest.raises(ConfigError, match="knowledge graph"):
+        build("transe", 5, 9)
+    with pytest.raises(ConfigError, match="interactions"):
+        build_graph_model("bprmf", 5, 9)
+    with pytest.raises(ConfigError, match="norm must be 1 or 2"):
+        build_graph_model("transe", 7, 3, {"norm": 3})
+    with pytest.raises(ConfigError, match="dim must be positive"):
+        build_graph_model("transe", 7, 3, {"dim": 0})
+
+
+def former_transe_loop(model, train, *, epochs, batch_size, n_negatives, margin, lr, seed):
+    """The standalone TransE trainer this library had before TransE joined the shared trainer
+    (Adam, renormalise, corrupt, hinge on −d, step), kept as the oracle of its numerics."""
+    from memrec.losses import hinge
+    from memrec.training.trainer import deterministic_algorithms
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8)
+    generator = torch.Generator().manual_seed(seed)
+    train = torch.as_tensor(train)
+    with deterministic_algorithms(True):
+        for _ in range(epochs):
+            order = torch.randperm(len(train), generator=generator)
+            for start in range(0, len(train), batch_size):
+                batch = train[order[start:start + batch_size]]
+                model.normalize_entities_()
+                negatives = corrupt(batch, model.n_entities, n_negatives, generator)
+                positive = model.distance(batch[:, 0], batch[:, 1], batch[:, 2])
+                negative = model.distance(negatives[..., 0], negatives[..., 1], negatives[..., 2])
+                loss = hinge(-positive, -negative, margin=margin)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+
+def test_shared_trainer_keeps_the_former_transe_numerics():
+    triples = random_graph(n_entities=40, n_triples=300)
+    settings = dict(epochs=3, batch_size=16, n_negatives=2, margin=0.5, lr=0.01, seed=4)
+    torch.manual_seed(0)
+    expected = TransE(40, 3, dim=8)
+    former_transe_loop(expected, triples, **settings)
+    torch.manual_seed(0)
+    model = TransE(40, 3, dim=8)
+    cfg = transe_train_config(patience=0, **settings)
+    result = Trainer(cfg, progress=False, echo=lambda line: None).fit(model, task=TripleTask(triples, 40, cfg))
+    assert torch.equal(model.entity.weight, expected.entity.weight)
+    assert torch.equal(model.relation.weight, expected.relation.weight)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3] and result.best_epoch == 3   # no validator
+
+
+def test_triple_batches_cover_every_triple_once_per_epoch():
+    triples = random_graph(n_triples=50)
+    task = TripleTask(triples, 30, transe_train_config(batch_size=7, n_negatives=3))
+    batches = list(task.batches(torch.Generator().manual_seed(0)))
+    seen = torch.cat([b.triples for b in batches])
+    assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, triples.tolist()))
+    assert [b.size for b in batches] == [7] * 7 + [len(triples) - 49]
+    assert batches[0].negatives.shape == (7, 3, 3)
+    assert torch.equal(batches[0].negatives[..., 1], batches[0].triples[:, None, 1].expand(7, 3))
+
+
+def test_triple_task_refuses_settings_it_would_ignore():
+    triples = random_graph()
+    with pytest.raises(ConfigError, match="margin ranking loss"):
+        TripleTask(triples, 30, transe_train_config(loss="bpr"))
+    with pytest.raises(ConfigError, match="uniform"):
+        TripleTask(triples, 30, transe_train_config(sampler="popularity"))
+    with pytest.raises(ConfigError, match="margin must be >= 0"):
+        TripleTask(triples, 30, transe_train_config(margin=-1))
+
+
+def test_trainer_stops_on_the_given_validator_and_restores_its_best_epoch():
+    class Scripted:
+        """Reports a scripted MRR per validation and remembers the weights it saw."""
+        protocols = ("link",)
+
+        def __init__(self):
+            self.mrr, self.seen = [0.1, 0.5, 0.3, 0.2, 0.9], []
+
+        def evaluate(self, model):
+            self.seen.append(model.entity.weight.detach().clone())
+            return {"link": {"MRR": self.mrr[len(self.seen) - 1]}}
+
+    triples = random_graph()
+    torch.manual_seed(0)
+    model = TransE(30, 3, dim=4)
+    cfg = transe_train_config(epochs=5, eval_every=1, patience=2, batch_size=16)
+    validator = Scripted()
+    result = Trainer(cfg, progress=False, echo=lambda line: None).fit(
+        model, task=TripleTask(triples, 30, cfg), validator=validator)
+    assert result.stopped_early and result.best_epoch == 2 and len(result.history) == 4
+    assert [r["valid"]["link"]["MRR"] for r in result.history] == [0.1, 0.5, 0.3, 0.2]
+    assert torch.equal(model.entity.weight, validator.seen[1])
+
+
+def test_link_prediction_validator_scores_a_constrained_copy():
+    triples = random_graph()
+    known = KnownTriples(triples, 30, 3)
+    torch.manual_seed(0)
+    model = TransE(30, 3, dim=4)
+    before = model.entity.weight.detach().clone()
+    assert not torch.allclose(before.norm(dim=1), torch.ones(30))
+    metrics = LinkPredictionValidator(triples[:20], known, batch_size=8).evaluate(model)
+    assert torch.equal(model.entity.weight, before)                         # the trained weights untouched
+    model.normalize_entities_()
+    assert metrics == {"link": link_prediction(model, triples[:20], known, 8)}
+
+
 # -- run folders -------------------------------------------------------------------------------
 FAST = ["train.epochs=4", "train.eval_every=2", "train.batch_size=4", "model.dim=8",
         "data.test_frac=0.2", "data.valid_frac=0.1"]
 
 
+def fast_config(*extra):
+    return load_config("transe", overrides=FAST + list(extra))
+
+
+def quiet(line):
+    pass
+
+
 def test_transe_run_saves_results_and_exports(tmp_path):
     data = write_recbole(tmp_path / "kg")
-    config = load_transe_config(overrides=FAST)
-    results = train_transe_run(config, data, tmp_path / "run", echo=lambda line: None)
+    results = train_run(fast_config(), data, tmp_path / "run", echo=quiet)
     assert results["test"]["n_triples"] + results["valid"]["n_triples"] > 0
     assert results["item_relations"] == ["film.genre", "film.director"]
+    assert results["params"] == {"dim": 8}
     export = tmp_path / "run" / "export"
     ent = (export / "films.ent_feature").read_text().splitlines()
     assert ent[0] == "ent_id:token\tent_vec:float_seq" and len(ent) == 1 + 7
@@ -249,41 +383,95 @@ def test_transe_run_saves_results_and_exports(tmp_path):
     loaded = load_transe(tmp_path / "run")
     row = loaded.graph.entities.to_index([entity_id])[0]
     np.testing.assert_allclose(loaded.entity[row].numpy(), np.array(vector.split(" "), float), rtol=1e-4, atol=1e-6)
+    assert torch.allclose(loaded.entity.norm(dim=1), torch.ones(7))         # saved as every batch began
     assert loaded.graph.item_entities(IdMap(np.array([11, 14]))).tolist()[1] == -1
     assert json.loads((tmp_path / "run" / "results.json").read_text())["graph"]["triples"] == 9
+    # the shared trainer's files, and the shared checkpoint format
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4] and "MRR" in log[1]["valid"]["link"]
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert (meta["model"], meta["n_entities"], meta["n_relations"]) == ("transe", 7, 3) and "versions" in meta
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["model"] == {"name": "transe", "dim": 8}
 
 
 def test_transe_resume_equals_uninterrupted(tmp_path):
     data = write_recbole(tmp_path / "kg")
-    config = load_transe_config(overrides=FAST)
-    train_transe_run(config, data, tmp_path / "full", echo=lambda line: None)
+    train_run(fast_config(), data, tmp_path / "full", echo=quiet)
 
     def interrupt(line):
         if line.startswith("epoch 2/"):
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        train_transe_run(config, data, tmp_path / "cut", echo=interrupt)
-    train_transe_run(config, data, tmp_path / "cut", resume=True, echo=lambda line: None)
+        train_run(fast_config(), data, tmp_path / "cut", echo=interrupt)
+    train_run(fast_config(), data, tmp_path / "cut", resume=True, echo=quiet)
     a, b = load_transe(tmp_path / "full"), load_transe(tmp_path / "cut")
     assert torch.equal(a.entity, b.entity) and torch.equal(a.relation, b.relation)
 
 
+def test_two_epochs_then_resume_to_three_equals_three_straight(tmp_path):
+    data = write_recbole(tmp_path / "kg")
+    straight = train_run(fast_config("train.epochs=3", "train.eval_every=1"), data, tmp_path / "a", echo=quiet)
+    train_run(fast_config("train.epochs=2", "train.eval_every=1"), data, tmp_path / "b", echo=quiet)
+    first = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    lines = []
+    resumed = train_run(fast_config("train.epochs=3", "train.eval_every=1"), data, tmp_path / "b",
+                        resume=True, echo=lines.append)
+    a, b = load_transe(tmp_path / "a"), load_transe(tmp_path / "b")
+    assert torch.equal(a.entity, b.entity) and torch.equal(a.relation, b.relation)
+    assert resumed["best_epoch"] == straight["best_epoch"] and resumed["test"] == straight["test"]
+    # it continued (epochs 1–2 are the first run's records, timings included) rather than retrained
+    assert "resuming after epoch 2" in lines and sum(line.startswith("epoch ") for line in lines) == 1
+    log = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    assert log[:2] == first and [json.loads(line)["epoch"] for line in log] == [1, 2, 3]
+
+
+def test_transe_folders_of_the_former_trainer_still_load(tmp_path):
+    """KSR reads TransE runs made before TransE joined the shared trainer: model.json without
+    ``versions``, model.pt = {"state": ...}."""
+    from memrec.fileio import atomic_torch_save
+    torch.manual_seed(0)
+    model = TransE(7, 3, dim=4)
+    folder = tmp_path / "old"
+    atomic_torch_save({"state": model.state_dict()}, folder / "model.pt")
+    (folder / "model.json").write_text(json.dumps({"format_version": 1, "model": "transe", "n_entities": 7,
+                                                   "n_relations": 3, "params": {"dim": 4, "norm": 1}}))
+    graph = KnowledgeGraph.load(write_recbole(tmp_path / "kg"))
+    from memrec.knowledge_runs import graph_json
+    (folder / "graph.json").write_text(json.dumps(graph_json(graph, np.array([0, 1]))))
+    loaded = load_transe(folder)
+    assert torch.equal(loaded.entity, model.entity.weight) and loaded.item_relations.tolist() == [0, 1]
+    (folder / "model.json").write_text(json.dumps({"format_version": 1, "model": "bprmf"}))
+    with pytest.raises(CheckpointError, match="not a TransE run"):
+        load_transe(folder)
+
+
 def test_transe_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown key train.lrr"):
-        load_transe_config(overrides=["train.lrr=1"])
-    with pytest.raises(ConfigError, match="norm must be 1 or 2"):
-        load_transe_config(overrides=["model.norm=3"])
-    with pytest.raises(ConfigError, match="names model 'bprmf'"):
-        load_transe_config(overrides=["model.name=bprmf"])
-    assert isinstance(load_transe_config(), TransEConfig)
+        load_config("transe", overrides=["train.lrr=1"])
+    with pytest.raises(ConfigError, match="has no parameter 'hidden'"):
+        load_config("transe", overrides=["model.hidden=3"])
+    with pytest.raises(ConfigError, match="config says 'bprmf'"):
+        load_config("transe", overrides=["model.name=bprmf"])
+    defaults = load_config("transe")
+    assert (defaults.train.loss, defaults.train.valid_metric, defaults.train.eval_every) == ("hinge", "MRR", 10)
+    assert (defaults.data.test_frac, defaults.data.valid_frac) == (0.05, 0.05)
+    data = write_recbole(tmp_path / "kg")
+    for bad, fragment in (("data.split=loo", "data.split do not apply"),
+                          ("train.refit=true", "train.refit do not apply"),
+                          ("model.norm=3", "norm must be 1 or 2"),
+                          ("data.valid_frac=0.99", "sum below 1")):
+        with pytest.raises(ConfigError, match=fragment):
+            train_run(fast_config(bad), data, tmp_path / "run", echo=quiet)
+        assert not (tmp_path / "run").exists()                              # refused before writing
 
 
 @pytest.mark.parametrize("name", ["transe_ml-100k", "transe_lastfm-kg"])
 def test_shipped_transe_configs_load(name):
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml"
-    config = load_transe_config(path)
-    assert config.model.dim == 64 and config.train.epochs > 0
+    config = load_config(path=path)
+    assert config.model == "transe" and config.model_params["dim"] == 64 and config.train.epochs > 0
+    assert (config.train.lr, config.train.patience, config.data.test_frac) == (0.005, 3, 0.05)
 
 
 def test_cli_train_transe_and_errors(tmp_path):
@@ -300,6 +488,10 @@ def test_cli_train_transe_and_errors(tmp_path):
     split = CliRunner().invoke(main, ["train", "transe", "--data", str(data), "--out", str(tmp_path / "y"),
                                       "--split", "loo"])
     assert split.exit_code == 2 and "do not apply to transe" in split.output
+    # a TransE run recommends nothing: a one-line error, not a traceback
+    evaluate = CliRunner().invoke(main, ["evaluate", str(tmp_path / "run")])
+    assert evaluate.exit_code == 2 and "embeds a knowledge graph" in evaluate.output
+    assert "transe" in CliRunner().invoke(main, ["models"]).output.split()
 
 
 def test_linked_only_keeps_interactions_on_linked_items(tmp_path):

@@ -175,12 +175,13 @@ def kg_interactions():
 
 @pytest.fixture(scope="module")
 def transe_run(tmp_path_factory):
-    from memrec.knowledge_runs import load_transe_config, train_transe_run
+    from memrec.runs import train_run
+    from memrec.training.config import load_config
     folder = tmp_path_factory.mktemp("transe")
     data = write_recbole(folder / "kg")
-    config = load_transe_config(overrides=["train.epochs=2", "model.dim=4", "train.batch_size=4",
-                                           "data.test_frac=0", "data.valid_frac=0"])
-    train_transe_run(config, data, folder / "run", echo=lambda line: None)
+    config = load_config("transe", overrides=["train.epochs=2", "model.dim=4", "train.batch_size=4",
+                                              "data.test_frac=0", "data.valid_frac=0"])
+    train_run(config, data, folder / "run", echo=lambda line: None)
     return folder / "run"
 
 

@@ -9,6 +9,11 @@ A saved model is a folder with three files:
   every user (CSR), needed to exclude seen items and to query history-based models;
 * ``ids.json``   — raw user and item ids, so the CLI speaks the dataset's own ids.
 
+A knowledge-graph embedding (TransE; :func:`save_graph_model`) is saved the same way without the
+user side: ``model.json`` records ``n_entities`` / ``n_relations`` instead of ``n_users`` /
+``n_items``, ``model.pt`` holds ``{"state": state_dict}``, and the graph's ids live beside them in
+the run folder's ``graph.json`` (:mod:`memrec.knowledge_runs`).
+
 Every file is written atomically (temporary file in the same folder, fsync, rename), so an
 interrupted save never leaves a half-written file under a real name.
 """
@@ -26,7 +31,7 @@ import torch
 from .data.interactions import IdMap
 from .fileio import atomic_torch_save, atomic_write_json, safe_torch_load
 from .errors import CheckpointError
-from .models import Model, build
+from .models import REGISTRY, KnowledgeGraphEmbedding, Model, build, build_graph_model
 
 FORMAT_VERSION = 1
 
@@ -72,14 +77,24 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"{path}: corrupt JSON ({e})") from None
 
 
-def load_model(folder: str | Path) -> SavedModel:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder}: no such run folder")
+def _read_meta(folder: Path) -> dict:
     meta = _read_json(folder / "model.json")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{folder}: checkpoint format {meta.get('format_version')} "
                               f"is not supported (this memrec reads {FORMAT_VERSION})")
+    return meta
+
+
+def load_model(folder: str | Path) -> SavedModel:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such run folder")
+    meta = _read_meta(folder)
+    model_spec = REGISTRY.get(meta.get("model"))
+    if model_spec is not None and model_spec.data != "interactions":
+        raise CheckpointError(f"{folder}: a {meta['model']} run embeds a knowledge graph; it has no "
+                              "users or items to recommend or evaluate (its link-prediction results "
+                              "are in results.json, its vectors in export/)")
     ids = _read_json(folder / "ids.json")
     blob = safe_torch_load(folder / "model.pt")
     try:
@@ -91,3 +106,40 @@ def load_model(folder: str | Path) -> SavedModel:
     return SavedModel(meta["model"], meta["params"], model, IdMap.from_json(ids["users"]),
                       IdMap.from_json(ids["items"]), blob["seen_indptr"].numpy(),
                       blob["seen_items"].numpy())
+
+
+# -- knowledge-graph embeddings ---------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SavedGraphModel:
+    """A knowledge-graph embedding loaded from a folder."""
+
+    name: str
+    params: dict
+    model: KnowledgeGraphEmbedding
+
+
+def save_graph_model(folder: str | Path, *, name: str, params: dict,
+                     model: KnowledgeGraphEmbedding) -> None:
+    """``model.pt`` (tensors only) then ``model.json`` (written last, as for recommenders)."""
+    folder = Path(folder)
+    atomic_torch_save({"state": model.state_dict()}, folder / "model.pt")
+    atomic_write_json(folder / "model.json", {
+        "format_version": FORMAT_VERSION, "model": name, "params": params,
+        "n_entities": model.n_entities, "n_relations": model.n_relations, "versions": versions()})
+
+
+def load_graph_model(folder: str | Path) -> SavedGraphModel:
+    """Load what :func:`save_graph_model` wrote (also TransE folders written before it: their
+    ``model.json`` has the same keys less ``versions``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such run folder")
+    meta = _read_meta(folder)
+    blob = safe_torch_load(folder / "model.pt")
+    try:
+        model = build_graph_model(meta["model"], meta["n_entities"], meta["n_relations"], meta["params"])
+        model.load_state_dict(blob["state"])
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{folder}: checkpoint does not match its model ({e})") from None
+    model.eval()
+    return SavedGraphModel(meta["model"], meta["params"], model)

@@ -9,25 +9,41 @@ Two seeds, recorded in ``results.json`` as ``seeds``: ``train`` (``train.seed``,
 drives initialisation, batch order and negatives; ``data`` (``data.seed``, set only in the
 config or with ``--set data.seed=``) made the split and its fixed negatives, so a seed study
 with ``--seed`` trains on the same data every time.
+
+A knowledge-graph embedding (``transe``; ``ModelSpec.data == "knowledge_graph"``) runs through
+the same :func:`train_run`, which hands it to :func:`train_graph_run`: the graph's triples are
+split at random, the shared trainer fits the model on the training triples with
+:class:`~memrec.training.triples.TripleTask` and validates filtered link prediction, and the folder
+gets the model, ``graph.json``, link-prediction ``results.json`` and the vector exports
+(layout in :mod:`memrec.knowledge_runs`).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from .checkpoint import load_model
+import numpy as np
+
+from .checkpoint import load_model, save_graph_model
 from .data.interactions import IdMap
-from .errors import CheckpointError, DataError
+from .errors import CheckpointError, ConfigError, DataError
+from .data.knowledge import KnowledgeGraph, split_triples
 from .data.preprocess import preprocess
 from .data.readers import load as load_dataset
 from .data.split_io import load_split, save_split
 from .data.splits import Split, carve_session_validation, carve_validation, make_split
 from .evaluation import Evaluator
 from .fileio import atomic_write_json
+from .knowledge_runs import (KnownTriples, LinkPredictionValidator, export_vectors, graph_json,
+                             graph_name, link_prediction, random_ranker)
+from .models import build_graph_model, spec
 from .recommender import Recommender
 from .training.config import DataConfig, RunConfig
+from .training.trainer import Trainer, echo_stderr, seed_everything
+from .training.triples import TripleTask
 
 SPLIT_OPTIONS = {"loo": (), "temporal": ("test_frac", "valid_frac"),
                  "random": ("test_frac", "valid_frac"), "session": ("test_frac", "valid_frac")}
@@ -85,7 +101,10 @@ def _check_new_run_dir(out: Path, resume: bool) -> None:
 
 def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resume: bool = False,
               progress: bool | None = None, echo=None) -> dict:
-    """Train, save, test; returns the ``results.json`` content."""
+    """Train, save, test; returns the ``results.json`` content. A knowledge-graph model trains
+    on the graph at ``data_path`` (:func:`train_graph_run`)."""
+    if spec(config.model).data == "knowledge_graph":
+        return train_graph_run(config, data_path, out, resume=resume, progress=progress, echo=echo)
     out = Path(out)
     _check_new_run_dir(out, resume)
     data_seed = config.data.seed
@@ -116,6 +135,83 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
                "refit_epochs": rec.result_.refit_epochs,
                "train_seconds": rec.result_.train_seconds, "eval_seconds": eval_seconds,
                "metrics": metrics}
+    atomic_write_json(out / "results.json", results)
+    return results
+
+
+#: the ``[data]`` keys a knowledge-graph run reads; the others describe interaction data
+GRAPH_DATA_KEYS = ("test_frac", "valid_frac", "seed", "min_head_share", "min_item_share")
+
+
+def _check_graph_config(config: RunConfig) -> None:
+    """Refuse settings a triple run would silently ignore (``--split loo``, ``train.refit``)."""
+    default = DataConfig()
+    unused = [f"data.{f.name}" for f in fields(DataConfig) if f.name not in GRAPH_DATA_KEYS
+              and getattr(config.data, f.name) != getattr(default, f.name)]
+    unused += [f"train.{key}" for key, off in (("refit", False), ("pretrain_epochs", 0))
+               if getattr(config.train, key) != off]
+    if unused:
+        raise ConfigError(f"{', '.join(unused)} do not apply to {config.model} (it trains on a "
+                          "knowledge graph's triples, split at random by data.test_frac / "
+                          "data.valid_frac)")
+
+
+def train_graph_run(config: RunConfig, data_path: str | Path, out: str | Path, *,
+                    resume: bool = False, progress: bool | None = None, echo=None) -> dict:
+    """Train a knowledge-graph embedding on the graph at ``data_path``, test link prediction on
+    held-out triples, save and export to ``out``; returns the ``results.json`` content.
+
+    The trainer keeps the epoch with the best filtered validation MRR (the last one without
+    validation triples); the kept model gets its constraint once more (TransE: unit-norm
+    entities, the state every batch started from) before it is saved, tested and exported.
+    On ``resume`` the graph and its split are the run's (``run.json``: data path and ``[data]``);
+    model and training settings come from ``config``, as for every model.
+    """
+    echo = echo or echo_stderr
+    out = Path(out)
+    _check_graph_config(config)
+    _check_new_run_dir(out, resume)
+    data_cfg = config.data
+    if resume:
+        run = _read_run(out)
+        data_path = run["data_path"]
+        data_cfg = DataConfig(**{**asdict(DataConfig()), **run["config"]["data"]})
+    graph = KnowledgeGraph.load(data_path)
+    train, valid, test = split_triples(graph.triples, graph.n_entities, graph.n_relations,
+                                       test_frac=data_cfg.test_frac, valid_frac=data_cfg.valid_frac,
+                                       seed=data_cfg.seed)
+    known = KnownTriples(graph.triples, graph.n_entities, graph.n_relations)
+    item_relations = (graph.item_relations(data_cfg.min_head_share, data_cfg.min_item_share)
+                      if len(graph.link_entities) else np.zeros(0, np.int64))
+    name = graph_name(Path(data_path))
+    seed_everything(config.train.seed)
+    # model and task first: a bad setting is an error before anything is written
+    model = build_graph_model(config.model, graph.n_entities, graph.n_relations, config.model_params)
+    task = TripleTask(train, graph.n_entities, config.train)
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "run.json", {"data": name, "data_path": str(Path(data_path).resolve()),
+                                             "config": config.to_json()})
+        atomic_write_json(out / "graph.json", graph_json(graph, item_relations))
+    echo(f"{name}: {graph.n_entities:,} entities, {graph.n_relations} relations, "
+         f"{len(graph):,} triples ({len(train):,} train / {len(valid):,} valid / {len(test):,} test), "
+         f"{len(graph.link_items):,} linked items, {len(item_relations)} item relations")
+    validator = (LinkPredictionValidator(valid, known, config.train.eval_batch_size)
+                 if len(valid) else None)
+    result = Trainer(config.train, run_dir=out, progress=progress, echo=echo).fit(
+        model, resume=resume, task=task, validator=validator)
+    model.constrain_()
+    save_graph_model(out, name=config.model, params=config.model_params, model=model)
+    export_vectors(out / "export", model, graph, item_relations, name)
+    batch = config.train.eval_batch_size
+    results = {"model": config.model, "data": name, "params": config.model_params,
+               "best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
+               "seconds_per_epoch": result.train_seconds / max(len(result.history), 1),
+               "graph": graph.describe(), "split": {"train": len(train), "valid": len(valid), "test": len(test)},
+               "item_relations": graph.relations.raw[item_relations].tolist(),
+               "test": link_prediction(model, test, known, batch),
+               "valid": link_prediction(model, valid, known, batch),
+               "random_ranker_test": random_ranker(test, known, graph.n_entities)}
     atomic_write_json(out / "results.json", results)
     return results
 
@@ -153,4 +249,4 @@ def evaluate_run(run_dir: str | Path, protocols=None) -> dict:
     return metrics
 
 
-__all__ = ["prepare_split", "train_run", "evaluate_run", "evaluate_split"]
+__all__ = ["prepare_split", "train_run", "train_graph_run", "evaluate_run", "evaluate_split"]

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .interactions import IdMap
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,4 +156,34 @@ class KnowledgeGraph:
                 "linked items": len(self.link_items), "dropped links": dict(self.dropped_links)}
 
 
-__all__ = ["KnowledgeGraph"]
+
+def split_triples(triples: np.ndarray, n_entities: int, n_relations: int, *, test_frac: float,
+                  valid_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random (train, valid, test) triples. A held-out triple whose head, tail or relation does
+    not occur in the training triples moves to train (nothing could place it); one pass suffices,
+    since moving a triple only adds to what train covers.
+
+    Shapes
+    ------
+    triples : int64 [T, 3] → three int64 [·, 3] arrays whose lengths sum to T
+    """
+    if min(test_frac, valid_frac) < 0 or test_frac + valid_frac >= 1:
+        raise ConfigError(f"data.test_frac and data.valid_frac must be >= 0 with a sum below 1, "
+                          f"got {test_frac} and {valid_frac}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(triples))
+    n_test, n_valid = int(round(test_frac * len(triples))), int(round(valid_frac * len(triples)))
+    part = np.zeros(len(triples), np.int8)
+    part[order[:n_test]] = 2
+    part[order[n_test:n_test + n_valid]] = 1
+    train = triples[part == 0]
+    seen_entity = np.zeros(n_entities, bool)
+    seen_entity[train[:, 0]] = seen_entity[train[:, 2]] = True
+    seen_relation = np.zeros(n_relations, bool)
+    seen_relation[train[:, 1]] = True
+    covered = seen_entity[triples[:, 0]] & seen_entity[triples[:, 2]] & seen_relation[triples[:, 1]]
+    part[~covered] = 0
+    return triples[part == 0], triples[part == 1], triples[part == 2]
+
+
+__all__ = ["KnowledgeGraph", "split_triples"]

@@ -2,6 +2,12 @@
 
 An explicit dict (no lookups by concatenated names). Hyper-parameters are the classes' keyword
 arguments; ``build`` checks a config's keys against the constructor's signature.
+
+Two kinds of model are registered, and each spec says which data it trains on (``data``), so
+which sizes its constructor takes first: recommenders (:class:`~.base.Model`) are built from a
+dataset's ``(n_users, n_items)`` by :func:`build`; knowledge-graph embeddings
+(:class:`~.base.KnowledgeGraphEmbedding`, TransE) from a graph's ``(n_entities, n_relations)``
+by :func:`build_graph_model`. Either function refuses the other kind with a clear error.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from .base import Query, Model
+from .base import KnowledgeGraphEmbedding, Query, Model
 from .baselines.bprmf import BPRMF
 from .baselines.ease import EASE
 from .baselines.fpmc import FPMC
@@ -28,14 +34,33 @@ from .mars import MARS
 from .nmrn import NMRN
 from .rum import RUMFeature, RUMItem
 from .stamp import STAMP, STMP
+from .transe import TransE
+
+
+#: what a model trains on → the data-derived sizes its constructor takes, in order
+DATA_SIZES = {"interactions": ("n_users", "n_items"),
+              "knowledge_graph": ("n_entities", "n_relations")}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    cls: type[Model]
+    cls: type[Model] | type[KnowledgeGraphEmbedding]
     summary: str
     #: training settings this model needs unless the user overrides them (``[train]`` keys)
     train_defaults: dict = field(default_factory=dict)
+    #: ``[data]`` settings this model needs unless the user overrides them
+    data_defaults: dict = field(default_factory=dict)
+
+    @property
+    def data(self) -> str:
+        """What it trains on (a key of :data:`DATA_SIZES`), from the class it is: the triples of
+        a knowledge graph (:class:`KnowledgeGraphEmbedding`) or user × item interactions."""
+        return "knowledge_graph" if issubclass(self.cls, KnowledgeGraphEmbedding) else "interactions"
+
+    @property
+    def sizes(self) -> tuple[str, str]:
+        """Names of the data-derived sizes the constructor takes first."""
+        return DATA_SIZES[self.data]
 
 
 #: STAMP's official training recipe (config/nn_param.conf): Adam 0.003, 512 prefixes per batch,
@@ -86,6 +111,13 @@ REGISTRY: dict[str, ModelSpec] = {
     "nmrn": ModelSpec(NMRN, "NMRN: key-value memory written by every event, Euclidean scores, GAN negatives (Wang 2018)",
                       {"loss": "hinge", "margin": 1.0, "n_negatives": 1, "sampler": "adversarial",
                        "optimizer": "adam", "lr": 1e-3, "batch_size": 256, "epochs": 20, "patience": 3}),
+    # the settings of the former standalone TransE trainer: margin ranking loss (hinge on −d), one
+    # corrupted triple per true one, filtered validation MRR every 10 epochs, 5 % / 5 % held out
+    "transe": ModelSpec(TransE, "TransE: knowledge-graph embedding, relations as translations (Bordes 2013); KSR's knowledge vectors",
+                        {"loss": "hinge", "margin": 1.0, "n_negatives": 1, "optimizer": "adam", "lr": 1e-3,
+                         "batch_size": 1024, "epochs": 100, "eval_every": 10, "patience": 3,
+                         "eval_batch_size": 512, "valid_metric": "MRR"},
+                        data_defaults={"test_frac": 0.05, "valid_frac": 0.05}),
 }
 
 
@@ -185,15 +217,34 @@ def check_params(name: str, params: dict) -> dict:
 
 
 def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> Model:
-    """Construct a registered model for a dataset's sizes."""
+    """Construct a registered recommender for a dataset's sizes."""
+    return _construct(name, "interactions", n_users, n_items, params)
+
+
+def build_graph_model(name: str, n_entities: int, n_relations: int,
+                      params: dict | None = None) -> KnowledgeGraphEmbedding:
+    """Construct a registered knowledge-graph embedding for a graph's sizes."""
+    return _construct(name, "knowledge_graph", n_entities, n_relations, params)
+
+
+_DATA_WORDS = {"interactions": "user × item interactions", "knowledge_graph": "a knowledge graph's triples"}
+
+
+def _construct(name: str, data: str, first: int, second: int, params: dict | None):
+    model_spec = spec(name)
+    if model_spec.data != data:
+        # e.g. TransE asked for (n_users, n_items): it would silently embed users as entities
+        raise ConfigError(f"model {name!r} is built from {', '.join(model_spec.sizes)} and trains on "
+                          f"{_DATA_WORDS[model_spec.data]}, not on {_DATA_WORDS[data]}"
+                          + (f" (memrec train {name} --data KG)" if model_spec.data == "knowledge_graph" else ""))
     params = check_params(name, dict(params or {}))
     try:
-        return spec(name).cls(n_users, n_items, **params)
+        return model_spec.cls(first, second, **params)
     except ConfigError:
         raise
     except ValueError as e:      # a constructor's check of an option (scope, query, ...)
         raise ConfigError(f"model {name!r}: {e}") from None
 
 
-__all__ = ["REGISTRY", "ModelSpec", "Query", "Model", "build", "spec",
-           "hyperparameters", "check_params"]
+__all__ = ["REGISTRY", "ModelSpec", "DATA_SIZES", "Query", "Model", "KnowledgeGraphEmbedding",
+           "build", "build_graph_model", "spec", "hyperparameters", "check_params"]

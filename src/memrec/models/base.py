@@ -72,3 +72,50 @@ class Model(nn.Module, metaclass=ABCMeta):
     def fit_closed_form(self, train: Interactions) -> None:
         """Fit a model that has no gradient training (popularity, neighbourhood, EASE^R)."""
         raise NotImplementedError(f"{type(self).__name__} is trained by gradient descent")
+
+
+class KnowledgeGraphEmbedding(nn.Module):
+    """Base of knowledge-graph embedding models (TransE): a second kind of model, not a recommender.
+
+    It places a graph's entities and relations in one vector space so that a true triple
+    (h, r, t) has a small distance; recommenders read the vectors (KSR's memory keys and item
+    knowledge). It scores triples, not users × items, so the recommender contract
+    (:class:`Model`, ``tests/test_contract.py``) does not apply. The constructor takes the graph's
+    sizes ``(n_entities, n_relations)`` and keyword hyper-parameters; the registry records that
+    (``ModelSpec.data``, from the class). :mod:`memrec.training.triples` trains it with the
+    shared trainer; filtered link prediction is in :mod:`memrec.knowledge_runs`.
+
+    Shapes
+    ------
+    distance: heads, relations, tails long [...] → float [...] (lower: more plausible)
+    tail_distances: heads, relations long [B] → float [B, n_entities] (every entity as the tail)
+    head_distances: relations, tails long [B] → float [B, n_entities] (every entity as the head)
+    """
+
+    #: trained by gradient descent (the trainer reads this, as for :class:`Model`)
+    trainable: ClassVar[bool] = True
+
+    @property
+    def n_entities(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def n_relations(self) -> int:
+        raise NotImplementedError
+
+    def distance(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tail_distances(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head_distances(self, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def constrain_(self) -> None:
+        """Project the parameters onto the model's constraint set; the triple task calls this
+        before every mini-batch and link prediction before scoring. Default: no constraint."""
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer parameter groups: L2 ``weight_decay`` on every parameter (0 by default)."""
+        return [{"params": list(self.parameters()), "weight_decay": weight_decay}]

@@ -10,15 +10,19 @@ A true triple (h, r, t) should satisfy e_h + r ≈ e_t:
     L = Σ max(0, γ + d(h, r, t) − d(h', r, t'))                           # margin ranking, eq. (1)
 
 where (h', r, t') is the triple with its head *or* its tail replaced by a random entity
-(:func:`corrupt`, Bordes' "unif" corruption: head or tail with probability ½). The loss is
-:func:`memrec.losses.hinge` on scores −d: max(0, γ − (−d) + (−d')) is the same expression.
+(:func:`memrec.training.triples.corrupt`, Bordes' "unif" corruption: head or tail with
+probability ½). The loss is :func:`memrec.losses.hinge` on scores −d: max(0, γ − (−d) + (−d')) is
+the same expression.
 
 Normalisation (Algorithm 1 of the paper): relation vectors are L2-normalised once at
 initialisation; entity vectors are renormalised to unit L2 norm before every mini-batch
-(:meth:`TransE.normalize_entities_`), which keeps the loss from being lowered by inflating norms.
+(:meth:`TransE.normalize_entities_`, the model's :meth:`constrain_`, which the triple task calls
+before every batch), which keeps the loss from being lowered by inflating norms.
 Initialisation: uniform(−6/√d, 6/√d) for both tables (Algorithm 1).
 
-The model scores, it does not train itself: training, filtered link prediction, checkpoints and
+The model scores, it does not train itself: it is registered as ``"transe"`` (a
+:class:`~memrec.models.base.KnowledgeGraphEmbedding`, built from the graph's sizes), the shared
+trainer fits it with :class:`memrec.training.triples.TripleTask`, and filtered link prediction and
 vector export are in :mod:`memrec.knowledge_runs`.
 
 Deviations from the paper: the optimiser is the trainer's (Adam by default, the paper used
@@ -33,8 +37,10 @@ import math
 import torch
 from torch import nn
 
+from .base import KnowledgeGraphEmbedding
 
-class TransE(nn.Module):
+
+class TransE(KnowledgeGraphEmbedding):
     """TransE over ``n_entities`` entities and ``n_relations`` relations.
 
     Parameters
@@ -50,12 +56,20 @@ class TransE(nn.Module):
     distance: heads, relations, tails long [...] → [...]
     tail_distances: heads, relations long [B] → [B, n_entities] (every entity as the tail)
     head_distances: relations, tails long [B] → [B, n_entities] (every entity as the head)
+
+    Example
+    -------
+    >>> model = TransE(5, 2, dim=8)
+    >>> model.tail_distances(torch.tensor([0, 4]), torch.tensor([1, 0])).shape
+    torch.Size([2, 5])
     """
 
     def __init__(self, n_entities: int, n_relations: int, *, dim: int = 64, norm: int = 1):
         super().__init__()
         if norm not in (1, 2):
             raise ValueError(f"norm must be 1 or 2, got {norm!r}")
+        if dim < 1:
+            raise ValueError(f"dim must be positive, got {dim!r}")
         if n_entities < 2 or n_relations < 1:
             raise ValueError(f"TransE needs at least 2 entities and 1 relation, got "
                              f"{n_entities} and {n_relations}")
@@ -81,6 +95,10 @@ class TransE(nn.Module):
         """e ← e / ‖e‖₂ for every entity (Algorithm 1, line 5: before each mini-batch)."""
         self.entity.weight.div_(self.entity.weight.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
+    def constrain_(self) -> None:
+        """Algorithm 1's constraint: unit-norm entity vectors (:meth:`normalize_entities_`)."""
+        self.normalize_entities_()
+
     def distance(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
         """d(h, r, t) = ‖e_h + r − e_t‖_p (eq. 1's energy)."""
         translated = self.entity(heads) + self.relation(relations) - self.entity(tails)
@@ -95,21 +113,4 @@ class TransE(nn.Module):
         return torch.cdist(self.entity(tails) - self.relation(relations), self.entity.weight, p=self.norm)
 
 
-def corrupt(triples: torch.Tensor, n_entities: int, n_negatives: int,
-            generator: torch.Generator) -> torch.Tensor:
-    """Corrupted copies of each triple: head or tail (probability ½ each) replaced by a uniform
-    random entity. triples long [B, 3] → [B, n_negatives, 3].
-
-    A corruption may by chance be a true triple or equal the original (probability ~1/|E|); the
-    paper does not filter them either.
-    """
-    B = len(triples)
-    out = triples[:, None, :].expand(B, n_negatives, 3).clone()
-    replace_head = torch.rand(B, n_negatives, generator=generator) < 0.5
-    random_entity = torch.randint(n_entities, (B, n_negatives), generator=generator)
-    out[..., 0] = torch.where(replace_head, random_entity, out[..., 0])
-    out[..., 2] = torch.where(replace_head, out[..., 2], random_entity)
-    return out
-
-
-__all__ = ["TransE", "corrupt"]
+__all__ = ["TransE"]

@@ -16,6 +16,11 @@ A config file has three tables; every key is checked, an unknown one is an error
 A model parameter that accepts None (annotated ``int | None``) is set to None with the string
 ``"none"`` in a file or ``--set model.KEY=none`` (TOML has no null).
 
+A knowledge-graph model (``transe``) reads the same three tables: ``[model]`` its constructor
+arguments, ``[train]`` the TrainConfig fields its triple task uses (loss = "hinge", margin,
+n_negatives, …; validation on filtered link-prediction ``MRR``), ``[data]`` test_frac /
+valid_frac / seed and the KSR relation restriction (min_head_share, min_item_share).
+
 TOML lives here and in the CLI only; models and the trainer see plain dataclasses.
 """
 
@@ -109,6 +114,10 @@ class DataConfig:
     valid_frac: float = 0.1
     seed: int = 0
     linked_only: bool = False          # keep only items linked to a knowledge-graph entity (KSR)
+    # knowledge-graph models (transe) split the graph's triples at random by test_frac /
+    # valid_frac / seed, and keep these for KSR's relation restriction (KnowledgeGraph.item_relations)
+    min_head_share: float = 0.5        # a relation's triples with a linked item as head, at least
+    min_item_share: float = 0.01       # linked items a relation touches, at least
 
 
 @dataclass(frozen=True)
@@ -212,7 +221,7 @@ def load_config(model: str | None = None, path: str | Path | None = None,
                     **{k: v for k, v in train_overrides.items() if v is not None}}
     return RunConfig(model=name, model_params=check_params(name, tables["model"]),
                      train=typed_section(TrainConfig, "train", train_values),
-                     data=typed_section(DataConfig, "data", tables["data"]))
+                     data=typed_section(DataConfig, "data", {**model_spec.data_defaults, **tables["data"]}))
 
 
 def with_seed(config: RunConfig, seed: int) -> RunConfig:

@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -53,6 +54,18 @@ def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimize
 def echo_stderr(line: str) -> None:
     """The default destination of training log lines."""
     print(line, file=sys.stderr, flush=True)
+
+
+class Validator(Protocol):
+    """What the trainer validates with: :class:`~memrec.evaluation.Evaluator` on a split's
+    validation part by default; a model kind with its own measure brings one (TransE: filtered
+    link prediction on validation triples, :class:`memrec.knowledge_runs.LinkPredictionValidator`).
+    ``evaluate`` returns ``{protocol: {metric: value}}``; the first of ``protocols`` holds
+    ``train.valid_metric``, which early stopping follows."""
+
+    protocols: tuple[str, ...]
+
+    def evaluate(self, model) -> dict[str, dict[str, float]]: ...
 
 
 @dataclass
@@ -119,14 +132,21 @@ class Trainer:
         self.echo = echo or echo_stderr
 
     # -- public -------------------------------------------------------------------------------
-    def fit(self, model: Model, split: Split, *, resume: bool = False, task=None) -> TrainResult:
+    def fit(self, model: Model, split: Split | None = None, *, resume: bool = False, task=None,
+            validator: Validator | None = None) -> TrainResult:
         """``task``: train with this task instead of the model's default one (the streaming
-        protocol keeps the task of an offline fit, with its negative sampler, for online updates)."""
-        split.train.require_nonempty("training data")
+        protocol keeps the task of an offline fit, with its negative sampler, for online updates).
+        ``validator``: validate with this instead of an :class:`Evaluator` on ``split.valid``.
+        ``split`` None: the task brings all training data (knowledge-graph triples), and only
+        ``validator`` validates."""
+        if split is None and task is None:
+            raise ValueError("Trainer.fit needs a split or a task")
+        if split is not None:
+            split.train.require_nonempty("training data")
         if not model.trainable:
             return self._fit_closed_form(model, split)
         with deterministic_algorithms(self.config.deterministic):
-            return self._fit_gradient(model, split, resume, task)
+            return self._fit_gradient(model, split, resume, task, validator)
 
     # -- closed form --------------------------------------------------------------------------
     def _fit_closed_form(self, model: Model, split: Split) -> TrainResult:
@@ -142,13 +162,15 @@ class Trainer:
         return TrainResult(best_epoch=0, train_seconds=seconds, history=[record])
 
     # -- gradient -----------------------------------------------------------------------------
-    def _fit_gradient(self, model: Model, split: Split, resume: bool, task=None) -> TrainResult:
+    def _fit_gradient(self, model: Model, split: Split | None, resume: bool, task=None,
+                      validator: Validator | None = None) -> TrainResult:
         cfg = self.config
-        model.prepare(split.train)
+        if split is not None:
+            model.prepare(split.train)
         task = task if task is not None else make_task(model, split.train, cfg)
         optimizer = make_optimizer(cfg, model.parameter_groups(cfg.weight_decay))
         generator = torch.Generator().manual_seed(cfg.seed)
-        evaluator = self._validator(split)
+        evaluator = validator if validator is not None else self._validator(split)
         state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "best_state": None,
                  "bad_epochs": 0, "history": [], "seconds": 0.0}
         if resume:
@@ -217,10 +239,12 @@ class Trainer:
                 "examples_per_s": seen / max(seconds, 1e-9)}
 
     # -- validation ---------------------------------------------------------------------------
-    def _validator(self, split: Split) -> Evaluator | None:
+    def _validator(self, split: Split | None) -> Evaluator | None:
         """The validation evaluator: ``train.valid_protocol`` on the split's validation part (a
         protocol it cannot run is an error; ``auto`` is session for a session split, else full);
-        None when nothing is held out for validation."""
+        None when nothing is held out for validation (or no split: a task that validates itself)."""
+        if split is None:
+            return None
         supported = Evaluator.supported(split, "valid")
         if not supported:
             return None

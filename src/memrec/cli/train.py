@@ -1,8 +1,4 @@
-"""The ``memrec`` command line: parsing only, one function per verb.
-
-Bad input (a malformed file, an unknown id, model or config key, a missing path, a corrupt
-checkpoint) exits with status 2 and one line on stderr; ``--debug`` shows the traceback.
-"""
+"""Run verbs: ``train``, ``evaluate``, ``recommend``, ``stream`` — parsing and printing only."""
 
 from __future__ import annotations
 
@@ -13,33 +9,8 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from .errors import ConfigError, DataError
-from .models import REGISTRY
-
-USER_ERRORS = (DataError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError)
-
-
-class ErrorHandlingGroup(click.Group):
-    """Turns user errors into one clean stderr line and exit status 2."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except USER_ERRORS as e:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            message = str(e) if not isinstance(e, OSError) else f"{e.filename}: {e.strerror}"
-            click.echo(f"memrec: error: {message}", err=True)
-            ctx.exit(2)
-
-
-@click.group(cls=ErrorHandlingGroup)
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.version_option(package_name="memrec")
-@click.pass_context
-def main(ctx, debug):
-    """memrec: memory-network recommender systems."""
-    ctx.obj = {"debug": debug}
+from ..errors import DataError
+from . import main
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
@@ -74,13 +45,12 @@ def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
 def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, resume, out, progress):
     """Train MODEL on a dataset, test it, and save the run to --out.
 
-    ``memrec train transe --data KG`` trains TransE on a knowledge graph (a RecBole .kg/.link
-    folder or a KGCN kg.txt folder) and exports its vectors for KSR."""
-    if model == "transe":
-        _train_transe(data_path, fmt, split, config_path, overrides, epochs, seed, resume, out)
-        return
-    from .runs import train_run
-    from .training.config import load_config
+    A knowledge-graph model (``memrec train transe --data KG``, a RecBole .kg/.link folder or a
+    KGCN kg.txt folder) trains on the graph's triples, reports filtered link prediction and
+    exports its vectors for KSR."""
+    from ..models import spec
+    from ..runs import train_run
+    from ..training.config import load_config
     overrides = list(overrides)
     if fmt:
         overrides.append(f"data.format={json.dumps(fmt)}")
@@ -90,23 +60,19 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
     if not resume and not Path(data_path).exists():
         raise DataError(f"{data_path}: no such file or directory")
     results = train_run(config, data_path, out, resume=resume, progress=progress)
+    if spec(config.model).data == "knowledge_graph":
+        _echo_link_prediction(results, out)
+        return
     click.echo(f"{results['model']} on {results['data']} ({results['split']} split), "
                f"best epoch {results['best_epoch']}, {results['train_seconds']:.1f}s training")
     click.echo(_metrics_table(results["metrics"]))
     click.echo(f"saved to {out}")
 
 
-def _train_transe(data_path, fmt, split, config_path, overrides, epochs, seed, resume, out):
-    from .knowledge_runs import load_transe_config, train_transe_run
-    if fmt or split:
-        raise click.UsageError("--format and --split do not apply to transe (it reads the "
-                               "knowledge graph; set data.test_frac / data.valid_frac instead)")
-    config = load_transe_config(config_path, list(overrides), epochs=epochs, seed=seed)
-    if not resume and not Path(data_path).exists():
-        raise DataError(f"{data_path}: no such file or directory")
-    results = train_transe_run(config, data_path, out, resume=resume)
+def _echo_link_prediction(results: dict, out: Path) -> None:
+    """A knowledge-graph run's summary: filtered link prediction beside the random ranker's."""
     test, rand = results["test"], results["random_ranker_test"]
-    click.echo(f"transe on {results['data']}: best epoch {results['best_epoch']}, "
+    click.echo(f"{results['model']} on {results['data']}: best epoch {results['best_epoch']}, "
                f"{results['train_seconds']:.1f}s training")
     click.echo(f"filtered link prediction on {test['n_triples']:,} test triples (random ranker):")
     for metric in ("MR", "MRR", "Hits@1", "Hits@3", "Hits@10"):
@@ -121,7 +87,7 @@ def _train_transe(data_path, fmt, split, config_path, overrides, epochs, seed, r
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def evaluate(run_dir, protocols, as_json):
     """Evaluate a trained run on its test data."""
-    from .runs import evaluate_run
+    from ..runs import evaluate_run
     metrics = evaluate_run(run_dir, protocols or None)    # none named: all the split can run
     click.echo(json.dumps(metrics, indent=2) if as_json else _metrics_table(metrics))
 
@@ -139,7 +105,7 @@ def evaluate(run_dir, protocols, as_json):
                    "user's recent events to this file (PNG).")
 def recommend(run_dir, users, session, k, include_seen, explain, plot_path):
     """Top-k items for users of a trained run, or for a live session."""
-    from .recommender import Recommender
+    from ..recommender import Recommender
     if bool(users) == (session is not None):
         raise click.UsageError("give either --user (repeatable) or --session")
     if plot_path is not None and (not explain or len(users) != 1):
@@ -164,8 +130,8 @@ def _plot_attention(rec, user, path: Path, last: int = 30) -> None:
     """KSR's read attention over relations after each of the user's ``last`` events."""
     import numpy as np
 
-    from .plots import relation_attention_plot
-    from .models.capabilities import AttentionTracer
+    from ..models.capabilities import AttentionTracer
+    from ..plots import relation_attention_plot
     if not isinstance(rec.model_, AttentionTracer):
         raise click.UsageError(f"--plot shows attention over relations (KSR); model "
                                f"{rec.saved_.name!r} has none")
@@ -212,13 +178,13 @@ def stream(model, data_path, fmt, config_path, overrides, epochs, seed, update, 
            online_epochs, out, progress):
     """Streaming protocol: train MODEL offline on the first part of the time-ordered data, then
     for each test slice recommend (HR/NDCG, full ranking) and update the model with the slice."""
-    from .data.preprocess import preprocess
-    from .data.readers import load
-    from .fileio import atomic_write_json
-    from .models import spec
-    from .models.capabilities import StreamLearner
-    from .streaming import StreamConfig, run_stream
-    from .training.config import load_config
+    from ..data.preprocess import preprocess
+    from ..data.readers import load
+    from ..fileio import atomic_write_json
+    from ..models import spec
+    from ..models.capabilities import StreamLearner
+    from ..streaming import StreamConfig, run_stream
+    from ..training.config import load_config
     config = load_config(model, config_path, list(overrides), epochs=epochs, seed=seed)
     if update is None:
         update = "online" if issubclass(spec(config.model).cls, StreamLearner) else "frozen"
@@ -247,144 +213,3 @@ def stream(model, data_path, fmt, config_path, overrides, epochs, seed, update, 
     if out is not None:
         atomic_write_json(out, results)
         click.echo(f"saved to {out}")
-
-
-@main.command()
-def models():
-    """List the registered models."""
-    width = max(map(len, REGISTRY))
-    for name, spec in REGISTRY.items():
-        click.echo(f"{name:<{width}}  {spec.summary}")
-
-
-# -- data -----------------------------------------------------------------------------------
-@main.group()
-def data():
-    """Inspect, generate and download datasets."""
-
-
-@data.command("info")
-@click.argument("path", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", default=None)
-def data_info(path, fmt):
-    """Users, items, interactions, density, time span, degree quantiles."""
-    from .data.readers import load
-    dataset = load(path, fmt)
-    info = dataset.interactions.describe()
-    click.echo(f"dataset       {dataset.name}")
-    for key in ("users", "items", "interactions"):
-        click.echo(f"{key:<13} {info[key]:,}")
-    click.echo(f"density       {info['density']:.6f}")
-    if "time_span" in info:
-        lo, hi = (pd.to_datetime(t, unit="s", errors="coerce") for t in info["time_span"])
-        click.echo(f"time span     {info['time_span'][0]:.0f} .. {info['time_span'][1]:.0f}"
-                   + (f"  ({lo:%Y-%m-%d} .. {hi:%Y-%m-%d} if seconds)" if pd.notna(lo) else ""))
-    if "sessions" in info:
-        click.echo(f"sessions      {info['sessions']:,}")
-    for side in ("user", "item"):
-        q = info[f"{side}_degree_quantiles"]
-        click.echo(f"{side} degree   " + "  ".join(f"q{float(p):g}={v:g}" for p, v in q.items()))
-    if dataset.given_split is not None:
-        click.echo(f"given split   {dataset.given_split.kind}")
-    for name, frame in dataset.extras.items():
-        click.echo(f"extra         {name}: {len(frame):,} rows")
-
-
-@data.command("sessions")
-@click.argument("raw", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["yoochoose", "diginetica"]), required=True,
-              help="yoochoose: yoochoose-clicks.dat; diginetica: train-item-views.csv.")
-@click.option("--test-days", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Days of test sessions (default: 1 for yoochoose, 7 for diginetica).")
-@click.option("--fraction", type=click.IntRange(min=1), default=None,
-              help="Keep the most recent 1/N of training prefixes (yoochoose 1/64: 64).")
-@click.option("--min-item-count", type=click.IntRange(min=1), default=5, show_default=True)
-def data_sessions(raw, out, fmt, test_days, fraction, min_item_count):
-    """Preprocess a raw click log into SR-GNN/STAMP session files (train sessions, test pairs)."""
-    from .data.session_prep import preprocess_sessions, read_raw_clicks
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} already exists and is not empty; choose another folder")
-    days = test_days if test_days is not None else (1.0 if fmt == "yoochoose" else 7.0)
-    result = preprocess_sessions(read_raw_clicks(raw, fmt), test_days=days,
-                                 min_item_count=min_item_count, fraction=fraction)
-    result.write(out)
-    n_clicks = sum(map(len, result.train))
-    click.echo(f"{len(result.train):,} training sessions ({n_clicks:,} clicks, "
-               f"{n_clicks - len(result.train):,} training prefixes), {len(result.test_targets):,} "
-               f"test pairs, {result.n_items:,} items -> {out}")
-
-
-@data.command("synth")
-@click.argument("out", type=click.Path(path_type=Path))
-@click.option("--users", type=click.IntRange(min=1), default=None)
-@click.option("--items", type=click.IntRange(min=1), default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
-def data_synth(out, users, items, seed):
-    """Write the synthetic planted-structure dataset (the embedded default) as CSV."""
-    from dataclasses import replace
-
-    from .data.synthetic import SynthConfig, generate, write_csv
-    config = SynthConfig(seed=seed)
-    if users:
-        config = replace(config, n_users=users)
-    if items:
-        config = replace(config, n_items=items)
-    data_ = generate(config)
-    write_csv(data_, out)
-    click.echo(f"wrote {len(data_):,} interactions ({data_.n_users} users, {data_.n_items} items) to {out}")
-
-
-@data.command("fetch")
-@click.argument("name")
-@click.option("--dest", required=True, type=click.Path(path_type=Path))
-@click.option("--url", default=None, help="Download from this address instead (a mirror).")
-def data_fetch(name, dest, url):
-    """Download a public dataset, verify its checksum, extract it."""
-    from .data.fetch import fetch
-    path = fetch(name, dest, url=url, progress=sys.stderr.isatty())
-    click.echo(f"{name} ready in {path}")
-
-
-# -- demo ---------------------------------------------------------------------------------------
-#: settings that keep the demo to a minute or two on a laptop (the small synthetic data
-#: converges fast at a larger learning rate)
-DEMO_OVERRIDES = {"bprmf": ["train.epochs=20", "train.lr=0.01"]}
-
-
-@main.command()
-@click.option("--out", default=Path("runs/demo"), type=click.Path(path_type=Path), show_default=True)
-@click.option("--models", "names", default="pop,itemknn,rp3beta,ease,bprmf", show_default=True)
-def demo(out, names):
-    """Generate the default dataset, train baselines on it, print a results table."""
-    from .runs import train_run
-    from .training.config import load_config
-    out.mkdir(parents=True, exist_ok=True)
-    data_file = out / "synthetic.csv"
-    if not data_file.exists():
-        from .data.synthetic import generate, write_csv
-        write_csv(generate(), data_file)
-    rows = []
-    for name in names.split(","):
-        run = out / name
-        results_file = run / "results.json"
-        if results_file.exists():  # idempotent: a finished run is not trained again
-            results = json.loads(results_file.read_text())
-        else:
-            if run.exists():  # an interrupted earlier demo run: start it afresh
-                import shutil
-                shutil.rmtree(run)
-            click.echo(f"training {name} ...", err=True)
-            config = load_config(name, overrides=DEMO_OVERRIDES.get(name, []))
-            results = train_run(config, data_file, run, progress=False, echo=lambda line: None)
-        full = results["metrics"].get("full", {})
-        sampled = results["metrics"].get("sampled", {})
-        rows.append({"model": name, "HR@10": full.get("HR@10"), "NDCG@10": full.get("NDCG@10"),
-                     "MRR@10": full.get("MRR@10"), "sampled HR@10": sampled.get("HR@10"),
-                     "train s": results["train_seconds"]})
-    click.echo("Leave-one-out on the synthetic default dataset (full ranking; sampled: 100 negatives)")
-    click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

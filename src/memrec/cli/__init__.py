@@ -1,0 +1,48 @@
+"""The ``memrec`` command line: parsing only, one function per verb, one module per verb group.
+
+* :mod:`.train` — ``train``, ``evaluate``, ``recommend``, ``stream`` (runs of any registered model);
+* :mod:`.data` — the ``data`` group: ``info``, ``sessions``, ``synth``, ``fetch``;
+* :mod:`.misc` — ``models``, ``demo``.
+
+Bad input (a malformed file, an unknown id, model or config key, a missing path, a corrupt
+checkpoint) exits with status 2 and one line on stderr; ``--debug`` shows the traceback.
+The console script is ``memrec.cli:main``; ``python -m memrec`` and ``python -m memrec.cli`` run
+the same group.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import ConfigError, DataError
+
+USER_ERRORS = (DataError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+class ErrorHandlingGroup(click.Group):
+    """Turns user errors into one clean stderr line and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            message = str(e) if not isinstance(e, OSError) else f"{e.filename}: {e.strerror}"
+            click.echo(f"memrec: error: {message}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=ErrorHandlingGroup)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="memrec")
+@click.pass_context
+def main(ctx, debug):
+    """memrec: memory-network recommender systems."""
+    ctx.obj = {"debug": debug}
+
+
+# the verb modules register their commands on ``main`` when imported (they need it defined)
+from . import data, misc, train  # noqa: E402,F401
+
+__all__ = ["main", "ErrorHandlingGroup", "USER_ERRORS"]

@@ -1,0 +1,101 @@
+"""The ``data`` group: ``info``, ``sessions``, ``synth``, ``fetch``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from ..errors import DataError
+from . import main
+
+
+# -- data -----------------------------------------------------------------------------------
+@main.group()
+def data():
+    """Inspect, generate and download datasets."""
+
+
+@data.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", default=None)
+def data_info(path, fmt):
+    """Users, items, interactions, density, time span, degree quantiles."""
+    from ..data.readers import load
+    dataset = load(path, fmt)
+    info = dataset.interactions.describe()
+    click.echo(f"dataset       {dataset.name}")
+    for key in ("users", "items", "interactions"):
+        click.echo(f"{key:<13} {info[key]:,}")
+    click.echo(f"density       {info['density']:.6f}")
+    if "time_span" in info:
+        lo, hi = (pd.to_datetime(t, unit="s", errors="coerce") for t in info["time_span"])
+        click.echo(f"time span     {info['time_span'][0]:.0f} .. {info['time_span'][1]:.0f}"
+                   + (f"  ({lo:%Y-%m-%d} .. {hi:%Y-%m-%d} if seconds)" if pd.notna(lo) else ""))
+    if "sessions" in info:
+        click.echo(f"sessions      {info['sessions']:,}")
+    for side in ("user", "item"):
+        q = info[f"{side}_degree_quantiles"]
+        click.echo(f"{side} degree   " + "  ".join(f"q{float(p):g}={v:g}" for p, v in q.items()))
+    if dataset.given_split is not None:
+        click.echo(f"given split   {dataset.given_split.kind}")
+    for name, frame in dataset.extras.items():
+        click.echo(f"extra         {name}: {len(frame):,} rows")
+
+
+@data.command("sessions")
+@click.argument("raw", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["yoochoose", "diginetica"]), required=True,
+              help="yoochoose: yoochoose-clicks.dat; diginetica: train-item-views.csv.")
+@click.option("--test-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Days of test sessions (default: 1 for yoochoose, 7 for diginetica).")
+@click.option("--fraction", type=click.IntRange(min=1), default=None,
+              help="Keep the most recent 1/N of training prefixes (yoochoose 1/64: 64).")
+@click.option("--min-item-count", type=click.IntRange(min=1), default=5, show_default=True)
+def data_sessions(raw, out, fmt, test_days, fraction, min_item_count):
+    """Preprocess a raw click log into SR-GNN/STAMP session files (train sessions, test pairs)."""
+    from ..data.session_prep import preprocess_sessions, read_raw_clicks
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} already exists and is not empty; choose another folder")
+    days = test_days if test_days is not None else (1.0 if fmt == "yoochoose" else 7.0)
+    result = preprocess_sessions(read_raw_clicks(raw, fmt), test_days=days,
+                                 min_item_count=min_item_count, fraction=fraction)
+    result.write(out)
+    n_clicks = sum(map(len, result.train))
+    click.echo(f"{len(result.train):,} training sessions ({n_clicks:,} clicks, "
+               f"{n_clicks - len(result.train):,} training prefixes), {len(result.test_targets):,} "
+               f"test pairs, {result.n_items:,} items -> {out}")
+
+
+@data.command("synth")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--users", type=click.IntRange(min=1), default=None)
+@click.option("--items", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_synth(out, users, items, seed):
+    """Write the synthetic planted-structure dataset (the embedded default) as CSV."""
+    from dataclasses import replace
+
+    from ..data.synthetic import SynthConfig, generate, write_csv
+    config = SynthConfig(seed=seed)
+    if users:
+        config = replace(config, n_users=users)
+    if items:
+        config = replace(config, n_items=items)
+    data_ = generate(config)
+    write_csv(data_, out)
+    click.echo(f"wrote {len(data_):,} interactions ({data_.n_users} users, {data_.n_items} items) to {out}")
+
+
+@data.command("fetch")
+@click.argument("name")
+@click.option("--dest", required=True, type=click.Path(path_type=Path))
+@click.option("--url", default=None, help="Download from this address instead (a mirror).")
+def data_fetch(name, dest, url):
+    """Download a public dataset, verify its checksum, extract it."""
+    from ..data.fetch import fetch
+    path = fetch(name, dest, url=url, progress=sys.stderr.isatty())
+    click.echo(f"{name} ready in {path}")
