@@ -303,3 +303,15 @@ def test_recommend_explain_for_rum(data_file, tmp_path, model, kind):
         weights = [float(p.split("(")[1].rstrip(")")) for p in line.split("attended:")[1].split(",")]
         assert len(weights) <= 4 and weights == sorted(weights, reverse=True)
         assert sum(weights) == pytest.approx(1.0, abs=0.02)
+
+
+def test_models_lists_transe_and_declared_capabilities():
+    result = run("models", "--capabilities")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    names = [line.split()[0] for line in lines if not line.startswith(" ")]
+    assert "transe" in names and "stamp" in names
+    stamp = lines[lines.index(next(line for line in lines if line.startswith("stamp "))) + 1]
+    assert "stateful" in stamp and "sessions" in stamp and "explains clicks" in stamp
+    cmn = lines[lines.index(next(line for line in lines if line.startswith("cmn "))) + 1]
+    assert "item-state" in cmn and "explains users" in cmn and "stateful" not in cmn

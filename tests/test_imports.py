@@ -64,6 +64,7 @@ LAYERS: dict[str, int] = {
     "runs": 5,
     # 6: command line
     "cli": 6,
+    "__main__": 6,           # python -m memrec: the command line
 }
 
 #: (importer, imported) modules, relative to ``memrec`` → why it is allowed for now, and who

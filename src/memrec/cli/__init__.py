@@ -42,7 +42,11 @@ def main(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
-# the verb modules register their commands on ``main`` when imported (they need it defined)
-from . import data, misc, train  # noqa: E402,F401
+# the verb modules define their commands; the group gathers them (they never import ``main``)
+from . import data, misc, train  # noqa: E402
+
+for _command in (train.train, train.evaluate, train.recommend, train.stream, data.data,
+                 misc.models, misc.demo):
+    main.add_command(_command)
 
 __all__ = ["main", "ErrorHandlingGroup", "USER_ERRORS"]

@@ -9,11 +9,10 @@ import click
 import pandas as pd
 
 from ..errors import DataError
-from . import main
 
 
 # -- data -----------------------------------------------------------------------------------
-@main.group()
+@click.group()
 def data():
     """Inspect, generate and download datasets."""
 

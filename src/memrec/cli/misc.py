@@ -9,15 +9,27 @@ import click
 import pandas as pd
 
 from ..models import REGISTRY
-from . import main
+from ..models.capabilities import AnonymousScorer, Explainer, ItemStateScorer, StatefulScorer
 
 
-@main.command()
-def models():
+#: the capabilities ``memrec models`` names, in this order (models/capabilities.py)
+SHOWN_CAPABILITIES = (("stateful", StatefulScorer), ("item-state", ItemStateScorer),
+                      ("sessions", AnonymousScorer), ("explains", Explainer))
+
+
+@click.command()
+@click.option("--capabilities", is_flag=True, help="Also show what each model declares it can do.")
+def models(capabilities):
     """List the registered models."""
     width = max(map(len, REGISTRY))
     for name, spec in REGISTRY.items():
         click.echo(f"{name:<{width}}  {spec.summary}")
+        if capabilities:
+            declared = [label for label, cls in SHOWN_CAPABILITIES if issubclass(spec.cls, cls)]
+            if issubclass(spec.cls, Explainer):
+                declared[-1] = f"explains {spec.cls.explains}s"
+            plain = "knowledge graph" if spec.data == "knowledge_graph" else "users x items only"
+            click.echo(f"{'':<{width}}  [{', '.join(declared) or plain}]")
 
 # -- demo ---------------------------------------------------------------------------------------
 #: settings that keep the demo to a minute or two on a laptop (the small synthetic data
@@ -25,7 +37,7 @@ def models():
 DEMO_OVERRIDES = {"bprmf": ["train.epochs=20", "train.lr=0.01"]}
 
 
-@main.command()
+@click.command()
 @click.option("--out", default=Path("runs/demo"), type=click.Path(path_type=Path), show_default=True)
 @click.option("--models", "names", default="pop,itemknn,rp3beta,ease,bprmf", show_default=True)
 def demo(out, names):

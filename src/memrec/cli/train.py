@@ -10,7 +10,6 @@ import click
 import pandas as pd
 
 from ..errors import DataError
-from . import main
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
@@ -26,7 +25,7 @@ def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
 
 
 # -- train / evaluate / recommend ---------------------------------------------------------------
-@main.command()
+@click.command()
 @click.argument("model")
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
               help="Dataset file or folder.")
@@ -80,7 +79,7 @@ def _echo_link_prediction(results: dict, out: Path) -> None:
     click.echo(f"saved to {out}; vectors in {Path(out) / 'export'}")
 
 
-@main.command()
+@click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--protocol", "protocols", multiple=True,
               type=click.Choice(["full", "sampled", "session"]), help="Protocols (repeatable).")
@@ -92,7 +91,7 @@ def evaluate(run_dir, protocols, as_json):
     click.echo(json.dumps(metrics, indent=2) if as_json else _metrics_table(metrics))
 
 
-@main.command()
+@click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--user", "users", multiple=True, help="Raw user id (repeatable).")
 @click.option("--session", default=None,
@@ -155,7 +154,7 @@ def _recommend_session(rec, clicks: list[str], k: int, explain: bool) -> None:
         click.echo(f"  {rank:>3}. {item}\t{score:.4f}")
 
 
-@main.command()
+@click.command()
 @click.argument("model")
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
               help="Dataset file or folder (all of it is the stream).")

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..losses import hinge
 from ..models.base import KnowledgeGraphEmbedding
 from .config import TrainConfig
+from .tasks import StatelessTask
 
 
 def corrupt(triples: torch.Tensor, n_entities: int, n_negatives: int,
@@ -63,7 +64,7 @@ class TripleBatch:
         return len(self.triples)
 
 
-class TripleTask:
+class TripleTask(StatelessTask):
     """Every training triple once per epoch with corrupted negatives; margin ranking loss.
 
     Parameters
