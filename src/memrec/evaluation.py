@@ -92,6 +92,12 @@ def mask_known_items(scores: torch.Tensor, matrix: sp.csr_matrix, rows: np.ndarr
     return scores.shape[1] - torch.as_tensor(np.diff(known.indptr), dtype=torch.float64) + repeats
 
 
+def _part(split: Split, part: str) -> tuple[NextItemCases | None, Interactions | None, Candidates | None]:
+    """(session cases, held-out interactions, stored negatives) of a split's valid or test part."""
+    return {"valid": (split.valid_cases, split.valid, split.valid_negatives),
+            "test": (split.test_cases, split.test, split.test_negatives)}[part]
+
+
 class MetricAccumulator:
     """Sums per-request metric values over batches; ``mean()`` averages each metric over the
     requests where it is defined (not NaN) and reports how many it left out."""
@@ -138,9 +144,7 @@ class Evaluator:
         if part not in ("valid", "test"):
             raise ValueError(f"part must be valid or test, not {part!r}")
         self.split, self.part, self.ks, self.batch_size = split, part, tuple(ks), batch_size
-        parts = {"valid": (split.valid_cases, split.valid, split.valid_negatives),
-                 "test": (split.test_cases, split.test, split.test_negatives)}
-        cases, heldout, negatives = parts[part]
+        cases, heldout, negatives = _part(split, part)
         self.cases: NextItemCases | None = cases
         self.negatives: Candidates | None = negatives
         supported = self.supported(split, part)
@@ -160,12 +164,12 @@ class Evaluator:
     @staticmethod
     def supported(split: Split, part: str) -> tuple[str, ...]:
         """The protocols ``split``'s ``part`` can run."""
-        if getattr(split, f"{part}_cases") is not None:
+        cases, heldout, negatives = _part(split, part)
+        if cases is not None:
             return ("session",)
-        heldout = getattr(split, part)
         if heldout is None or not len(heldout):
             return ()
-        return ("full", "sampled") if getattr(split, f"{part}_negatives") is not None else ("full",)
+        return ("full", "sampled") if negatives is not None else ("full",)
 
     def _check_runs(self, protocol: str, supported: tuple[str, ...]) -> None:
         if protocol not in PROTOCOLS:
