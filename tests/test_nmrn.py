@@ -65,6 +65,19 @@ def test_address_is_a_softmax_of_negative_euclidean_distance():
     torch.testing.assert_close(w.sum(1), torch.ones(2))
 
 
+def test_explain_names_the_slots_the_user_addresses():
+    m = NMRN(2, 3, dim=2, slots=2)
+    with torch.no_grad():
+        m.user_embedding.weight.copy_(T([[0.0, 0.0], [3.0, 4.0]]))
+        m.keys.copy_(T([[1.0, 0.0], [0.0, 2.0]]))                   # user 0 is nearer slot 0
+    from memrec.models.base import Query
+    explained = m.explain(Query.for_users([0]), torch.tensor([0, 2]))
+    p = torch.softmax(T([-1.0, -2.0]), 0)
+    for entries in explained:
+        assert [(e.kind, e.id) for e in entries] == [("slot", 0), ("slot", 1)]
+        assert [e.weight for e in entries] == pytest.approx(p.tolist())
+
+
 def test_equal_keys_address_uniformly_whatever_the_user():
     m = fixed_model()
     with torch.no_grad():

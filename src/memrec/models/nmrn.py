@@ -57,7 +57,8 @@ from torch import nn
 from ..memory.read import attention_read, similarity_scores
 from ..memory.state import MemoryState, TensorState
 from ..memory.write import erase_add_final, erase_add_unroll, erase_add_write
-from .capabilities import StatefulScorer, StreamLearner
+from .base import Query
+from .capabilities import Explainer, MemoryEntry, StatefulScorer, StreamLearner, ranked_entries
 
 SCOPES = ("per_user", "global")
 MERGES = ("sum", "read")
@@ -88,7 +89,7 @@ class _PendingWrite:
     exact: bool = False
 
 
-class NMRN(StatefulScorer, StreamLearner):
+class NMRN(StatefulScorer, StreamLearner, Explainer):
     """Key-value memory streaming recommender with Euclidean scores.
 
     Parameters
@@ -112,6 +113,7 @@ class NMRN(StatefulScorer, StreamLearner):
     """
 
     state_type = UserMemory
+    explains = "slot"
     #: floats of the [R, L, H, d] stack of states up to which writes use the affine scan
     SCAN_BUDGET = 1 << 22
 
@@ -179,6 +181,14 @@ class NMRN(StatefulScorer, StreamLearner):
         if items is None:
             return -self.distances(s, self.item_embedding.weight)
         return -(s[:, None, :] - self.item_embedding(items)).pow(2).sum(-1)
+
+    @torch.no_grad()
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """The memory slots the user's read attended to (eq. (1): the address depends on the
+        user alone, so every item gets the same entries)."""
+        w = self.address(query.users[:1])[0]
+        ranked = ranked_entries("slot", torch.arange(len(w), device=w.device), w)
+        return [ranked for _ in range(len(items))]
 
     # -- writes ---------------------------------------------------------------------------------
     def _write_grouped(self, start: torch.Tensor, slot: torch.Tensor, users: torch.Tensor,
