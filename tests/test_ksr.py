@@ -241,6 +241,26 @@ def test_regression_frozen_tables_keep_their_weights(freeze, monkeypatch):
     assert ("item_embedding.weight" in names) is (not freeze)
 
 
+def test_regression_ksr_with_transe_resumes_like_an_uninterrupted_run(transe_run, tmp_path):
+    # a resumed model was rebuilt with trainable TransE tables, so its optimizer's parameter
+    # groups no longer matched the checkpoint ("parameter group doesn't match"); KSR re-freezes
+    # loaded knowledge in load_state_dict
+    split = leave_one_out(kg_interactions())
+
+    def fit(epochs, run_dir, resume=False):
+        rec = Recommender("ksr", transe=str(transe_run), kg_dim=4, dim=8, hidden=8, out_dim=4,
+                          train={"epochs": epochs, "pretrain_epochs": 1, "batch_size": 64,
+                                 "patience": 0, "n_negatives": 1})
+        return rec.fit_split(split, run_dir=run_dir, resume=resume, progress=False, echo=lambda s: None)
+
+    straight = fit(2, tmp_path / "straight")
+    fit(1, tmp_path / "resumed")
+    resumed = fit(2, tmp_path / "resumed", resume=True)
+    assert not resumed.model_.entity.requires_grad and not resumed.model_.relation_keys.requires_grad
+    for (name, a), (_, b) in zip(straight.model_.state_dict().items(), resumed.model_.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 def test_transe_without_pretraining_is_a_clear_error(transe_run):
     split = leave_one_out(kg_interactions())
     rec = Recommender("ksr", transe=str(transe_run), kg_dim=4,

@@ -168,13 +168,18 @@ class Trainer:
         if split is not None:
             model.prepare(split.train)
         task = task if task is not None else make_task(model, split.train, cfg)
+        blob = self._read_checkpoint() if resume else None
+        if blob is not None:
+            # the weights first: loading may change which parameters train (KSR freezes the
+            # TransE tables it loads), and the optimizer's groups must be the saved run's
+            self._load(self._checkpoint_path(), lambda: model.load_state_dict(blob["model"]))
         optimizer = make_optimizer(cfg, model.parameter_groups(cfg.weight_decay))
         generator = torch.Generator().manual_seed(cfg.seed)
         evaluator = validator if validator is not None else self._validator(split)
         state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "best_state": None,
                  "bad_epochs": 0, "history": [], "seconds": 0.0}
-        if resume:
-            state = self._restore(model, optimizer, generator, task)
+        if blob is not None:
+            state = self._restore(blob, optimizer, generator, task)
         stopped = False
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             record = self._train_epoch(model, task, optimizer, generator, epoch)
@@ -276,20 +281,30 @@ class Trainer:
                                     ("epoch", "best_score", "best_epoch", "bad_epochs", "history", "seconds")}),
         }, self.run_dir / "checkpoint.pt")
 
-    def _restore(self, model, optimizer, generator, task) -> dict:
+    def _checkpoint_path(self) -> Path:
         if self.run_dir is None:
             raise CheckpointError("--resume needs a run folder")
-        blob = safe_torch_load(self.run_dir / "checkpoint.pt")
+        return self.run_dir / "checkpoint.pt"
+
+    def _read_checkpoint(self) -> dict:
+        return safe_torch_load(self._checkpoint_path())
+
+    @staticmethod
+    def _load(path: Path, action):
         try:
-            model.load_state_dict(blob["model"])
+            return action()
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{path}: does not match this model and config ({e})") from None
+
+    def _restore(self, blob: dict, optimizer, generator, task) -> dict:
+        """Everything but the model's weights (loaded first) from the checkpoint ``blob``."""
+        def restore() -> dict:
             optimizer.load_state_dict(blob["optimizer"])
             generator.set_state(blob["generator"])
             torch.set_rng_state(blob["torch_rng"])
             task.load_state_dict(blob.get("task", {}))
-            state = json.loads(blob["counters"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{self.run_dir / 'checkpoint.pt'}: does not match this model "
-                                  f"and config ({e})") from None
+            return json.loads(blob["counters"])
+        state = self._load(self._checkpoint_path(), restore)
         state["best_state"] = blob["best_state"] or None
         self.echo(f"resuming after epoch {state['epoch']}")
         return state
