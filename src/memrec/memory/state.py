@@ -34,8 +34,13 @@ class TensorState:
     """Base of frozen dataclasses whose fields are tensors with the batch first (or None).
 
     Rows are independent: row b is one user's (or item's) state. Subclasses only declare their
-    fields; widths that vary between rows (:class:`ItemWindow`) override :meth:`align`.
+    fields, and in ``ragged`` those whose second dimension is a width that differs between
+    batches (the events of a window): they are zero-padded on the right to a common width
+    before rows of two batches are combined.
     """
+
+    #: fields [B, W, ...] whose width W may differ between batches (padding: zeros / False)
+    ragged: ClassVar[tuple[str, ...]] = ()
 
     def tensors(self) -> dict[str, torch.Tensor | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -44,8 +49,19 @@ class TensorState:
         return next(t for t in self.tensors().values() if t is not None).shape[0]
 
     def align(self: S, other: S) -> tuple[S, S]:
-        """The two states made shape-compatible row for row (default: they already are)."""
-        return self, other
+        """The two states made shape-compatible row for row: ``ragged`` fields padded to the
+        wider of the two."""
+        if not self.ragged:
+            return self, other
+        width = max(max(getattr(s, n).shape[1] for n in self.ragged) for s in (self, other))
+        return self.padded(width), other.padded(width)
+
+    def padded(self: S, width: int) -> S:
+        """The state with its ``ragged`` fields right-padded to ``width``."""
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            extra = width - t.shape[1]
+            return t if extra == 0 else torch.cat([t, t.new_zeros(t.shape[0], extra, *t.shape[2:])], dim=1)
+        return replace(self, **{n: pad(getattr(self, n)) for n in self.ragged})
 
     def where(self: S, condition: torch.Tensor, other: S) -> S:
         """Row b from ``self`` where ``condition[b]``, else from ``other`` (condition bool [B])."""
@@ -190,6 +206,7 @@ class ItemWindow(TensorState):
 
     items: torch.Tensor
     mask: torch.Tensor
+    ragged = ("items", "mask")
 
     @classmethod
     def empty(cls, batch_size: int, device=None) -> "ItemWindow":
@@ -238,17 +255,6 @@ class ItemWindow(TensorState):
         width = int(self.mask.sum(1).max()) if self.mask.numel() else 0
         return ItemWindow(self.items[:, :width], self.mask[:, :width])
 
-    def align(self, other: "ItemWindow") -> tuple["ItemWindow", "ItemWindow"]:
-        width = max(self.items.shape[1], other.items.shape[1])
-        return self._padded(width), other._padded(width)
-
-    def _padded(self, width: int) -> "ItemWindow":
-        extra = width - self.items.shape[1]
-        if extra == 0:
-            return self
-        B = self.items.shape[0]
-        return ItemWindow(torch.cat([self.items, self.items.new_zeros(B, extra)], dim=1),
-                          torch.cat([self.mask, self.mask.new_zeros(B, extra)], dim=1))
 
 
 __all__ = ["TensorState", "MemoryState", "ItemWindow"]

@@ -84,6 +84,7 @@ class Neighbourhood(TensorState):
 
     users: torch.Tensor
     mask: torch.Tensor
+    ragged = ("users", "mask")
 
     @classmethod
     def from_flat(cls, neighbours: torch.Tensor, segment: torch.Tensor, n_rows: int) -> "Neighbourhood":
@@ -96,17 +97,6 @@ class Neighbourhood(TensorState):
         segment = torch.nonzero(self.mask)[:, 0]
         return self.users[self.mask], segment
 
-    def align(self, other: "Neighbourhood") -> tuple["Neighbourhood", "Neighbourhood"]:
-        width = max(self.users.shape[1], other.users.shape[1])
-        return self._padded(width), other._padded(width)
-
-    def _padded(self, width: int) -> "Neighbourhood":
-        extra = width - self.users.shape[1]
-        if extra == 0:
-            return self
-        B = self.users.shape[0]
-        return Neighbourhood(torch.cat([self.users, self.users.new_zeros(B, extra)], dim=1),
-                             torch.cat([self.mask, self.mask.new_zeros(B, extra)], dim=1))
 
 
 class CMN(ItemStateScorer, Explainer):
