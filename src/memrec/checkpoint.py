@@ -97,12 +97,7 @@ def load_model(folder: str | Path) -> SavedModel:
                               "are in results.json, its vectors in export/)")
     ids = _read_json(folder / "ids.json")
     blob = safe_torch_load(folder / "model.pt")
-    try:
-        model = build(meta["model"], meta["n_users"], meta["n_items"], meta["params"])
-        model.load_state_dict(blob["state"])
-    except (KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{folder}: checkpoint does not match its model ({e})") from None
-    model.eval()
+    model = _restored(folder, blob, lambda: build(meta["model"], meta["n_users"], meta["n_items"], meta["params"]))
     return SavedModel(meta["model"], meta["params"], model, IdMap.from_json(ids["users"]),
                       IdMap.from_json(ids["items"]), blob["seen_indptr"].numpy(),
                       blob["seen_items"].numpy())
@@ -136,10 +131,17 @@ def load_graph_model(folder: str | Path) -> SavedGraphModel:
         raise CheckpointError(f"{folder}: no such run folder")
     meta = _read_meta(folder)
     blob = safe_torch_load(folder / "model.pt")
+    model = _restored(folder, blob, lambda: build_graph_model(meta["model"], meta["n_entities"],
+                                                              meta["n_relations"], meta["params"]))
+    return SavedGraphModel(meta["model"], meta["params"], model)
+
+
+def _restored(folder: Path, blob: dict, build_model):
+    """The model ``build_model()`` makes, with the saved weights, in eval mode; a model.json and
+    model.pt that do not fit each other are a CheckpointError naming the folder."""
     try:
-        model = build_graph_model(meta["model"], meta["n_entities"], meta["n_relations"], meta["params"])
+        model = build_model()
         model.load_state_dict(blob["state"])
     except (KeyError, RuntimeError) as e:
         raise CheckpointError(f"{folder}: checkpoint does not match its model ({e})") from None
-    model.eval()
-    return SavedGraphModel(meta["model"], meta["params"], model)
+    return model.eval()
