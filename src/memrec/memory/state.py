@@ -41,6 +41,9 @@ class TensorState:
 
     #: fields [B, W, ...] whose width W may differ between batches (padding: zeros / False)
     ragged: ClassVar[tuple[str, ...]] = ()
+    #: the field whose rows are the memory's entries, [B, M, ...] (or [B, d]: one entry) —
+    #: what a server shows as "the memory": integer rows are ids, float rows are vectors
+    memory_field: ClassVar[str | None] = None
 
     def tensors(self) -> dict[str, torch.Tensor | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -158,6 +161,7 @@ class MemoryState(TensorState):
     values: torch.Tensor
     mask: torch.Tensor
     keys: torch.Tensor | None = None
+    memory_field = "values"
 
     def __post_init__(self):
         if self.values.dim() != 3:
@@ -207,6 +211,7 @@ class ItemWindow(TensorState):
     items: torch.Tensor
     mask: torch.Tensor
     ragged = ("items", "mask")
+    memory_field = "items"
 
     @classmethod
     def empty(cls, batch_size: int, device=None) -> "ItemWindow":

@@ -15,6 +15,7 @@ capability                 meaning (who dispatches on it)
 :class:`ItemStateScorer`   a per-item state written by the events on the item (CMN's
                            neighbourhoods)
 :class:`Explainer`         ``explain(query, items)``: the memory entries each score attended to
+:class:`StateExplainer`    a stateful explainer that explains from a *state* (what a server holds)
 :class:`AttentionTracer`   the read attention after every event of a history (KSR's plot)
 :class:`NextItemSoftmax`   every prefix's state in one causal pass, scored against all items
                            (next-item training with a full softmax)
@@ -172,6 +173,22 @@ class Explainer(Model):
         return None
 
 
+class StateExplainer(StatefulScorer, Explainer):
+    """A stateful model whose explanation is a function of the state alone, so a server can
+    explain a live state (one written event by event, perhaps by events no query history
+    holds). :meth:`explain` is :meth:`explain_state` of the query's encoded state."""
+
+    @abstractmethod
+    def explain_state(self, state: TensorState, users: torch.Tensor,
+                      items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """For one state (B = 1) of user ``users[0]`` and items long [C]: per item, the memory
+        entries its score read, strongest first."""
+
+    @torch.no_grad()
+    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+        return self.explain_state(self.encode(query.users, query.history, query.mask), query.users, items)
+
+
 class AttentionTracer(Model):
     """The read attention after every event of a history (KSR: over relations)."""
 
@@ -250,5 +267,5 @@ class StreamLearner(Model):
 
 
 __all__ = ["ENTRY_KINDS", "HistoryScorer", "AnonymousScorer", "make_query", "StatefulScorer",
-           "ItemStateScorer", "MemoryEntry", "Explainer", "AttentionTracer", "ranked_entries",
+           "ItemStateScorer", "MemoryEntry", "Explainer", "StateExplainer", "AttentionTracer", "ranked_entries",
            "NextItemSoftmax", "NextItemPairwise", "PurchasePredictor", "StreamLearner"]

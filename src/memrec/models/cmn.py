@@ -85,6 +85,7 @@ class Neighbourhood(TensorState):
     users: torch.Tensor
     mask: torch.Tensor
     ragged = ("users", "mask")
+    memory_field = "users"
 
     @classmethod
     def from_flat(cls, neighbours: torch.Tensor, segment: torch.Tensor, n_rows: int) -> "Neighbourhood":

@@ -52,9 +52,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..memory.state import ItemWindow
 from ..memory.read import candidate_read, multi_hop_read, prefix_mask
 from .base import Query
-from .capabilities import Explainer, MemoryEntry, PurchasePredictor, ranked_entries
+from .capabilities import MemoryEntry, StateExplainer, PurchasePredictor, ranked_entries
 from .session_memory import SessionMemory
 
 HOPS = ("add", "linear")
@@ -66,7 +67,7 @@ def event_tokens(items: torch.Tensor, types: torch.Tensor, n_items: int) -> torc
     return types * n_items + items
 
 
-class PurchaseDMN(SessionMemory, PurchasePredictor, Explainer):
+class PurchaseDMN(SessionMemory, PurchasePredictor, StateExplainer):
     """Multi-hop memory network over the session's typed events (reconstruction).
 
     Parameters
@@ -193,10 +194,10 @@ class PurchaseDMN(SessionMemory, PurchasePredictor, Explainer):
 
     # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
-    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+    def explain_state(self, window: ItemWindow, users: torch.Tensor,
+                      items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The last hop's attention each event of the session got (ids are the events' items);
         the same for every item scored."""
-        window = self.encode(query.users, query.history, query.mask)
         weights = self.session_state(window.items, window.mask)[1][-1][0]
         events = window.mask[0]
         ranked = ranked_entries("click", window.items[0][events] % self.n_items, weights[events])

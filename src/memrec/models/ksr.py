@@ -68,7 +68,7 @@ from ..memory.read import attention_read
 from ..memory.state import MemoryState, TensorState
 from ..memory.write import gated_unroll, gated_write, unroll
 from .base import Query
-from .capabilities import (AnonymousScorer, AttentionTracer, Explainer, HistoryScorer,
+from .capabilities import (AnonymousScorer, AttentionTracer, HistoryScorer, StateExplainer,
                            MemoryEntry, NextItemPairwise, StatefulScorer, ranked_entries)
 
 VARIANTS = ("official", "paper")
@@ -83,9 +83,10 @@ class KSRState(TensorState):
     hidden: torch.Tensor
     values: torch.Tensor
     pending: torch.Tensor
+    memory_field = "values"
 
 
-class KSR(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise, Explainer,
+class KSR(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise,
           AttentionTracer):
     """KSR scorer.
 
@@ -322,10 +323,10 @@ class KSR(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise, Expl
         return self._read(h, values)[1][0][mask[0]]
 
     @torch.no_grad()
-    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+    def explain_state(self, state: KSRState, users: torch.Tensor,
+                      items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The attention over relations (memory slots) of the read that scores the items. The
         read depends on h_t only, so every item gets the same attention."""
-        state = self.encode(query.users, query.history, query.mask)
         w = self._read(state.hidden, state.values)[1][0]
         ranked = ranked_entries("relation", torch.arange(len(w)), w)
         return [ranked for _ in range(len(items))]

@@ -57,13 +57,13 @@ from ..data.interactions import Interactions
 from ..memory.read import AdditiveScore, candidate_read
 from ..memory.state import ItemWindow
 from .base import Query
-from .capabilities import Explainer, MemoryEntry, StatefulScorer, ranked_entries
+from .capabilities import MemoryEntry, StateExplainer, ranked_entries
 from .chunks import chunked_items
 
 ATTENTIONS = ("dot", "additive")
 
 
-class MARS(StatefulScorer, Explainer):
+class MARS(StateExplainer):
     """MARS scorer (reconstruction): attention over the user's own items, queried by the target.
 
     Parameters
@@ -190,11 +190,11 @@ class MARS(StatefulScorer, Explainer):
 
     # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
-    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+    def explain_state(self, state: ItemWindow, users: torch.Tensor,
+                      items: torch.Tensor) -> list[list[MemoryEntry]]:
         """For each item, the user's remembered items it attended to with their weights,
         strongest first (the item itself never appears: leave-self-out)."""
-        state = self.encode(query.users, query.history, query.mask)
-        _, weights = self._read(query.users, items[None], state)
+        _, weights = self._read(users, items[None], state)
         memory = state.items[0]
         return [ranked_entries("item", memory[row > 0], row[row > 0]) for row in weights[0]]
 

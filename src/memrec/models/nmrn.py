@@ -58,7 +58,7 @@ from ..memory.read import attention_read, similarity_scores
 from ..memory.state import MemoryState, TensorState
 from ..memory.write import erase_add_final, erase_add_unroll, erase_add_write
 from .base import Query
-from .capabilities import Explainer, MemoryEntry, StatefulScorer, StreamLearner, ranked_entries
+from .capabilities import MemoryEntry, StateExplainer, StreamLearner, ranked_entries
 
 SCOPES = ("per_user", "global")
 MERGES = ("sum", "read")
@@ -72,6 +72,7 @@ class UserMemory(TensorState):
 
     users: torch.Tensor
     values: torch.Tensor
+    memory_field = "values"
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class _PendingWrite:
     exact: bool = False
 
 
-class NMRN(StatefulScorer, StreamLearner, Explainer):
+class NMRN(StateExplainer, StreamLearner):
     """Key-value memory streaming recommender with Euclidean scores.
 
     Parameters
@@ -183,10 +184,11 @@ class NMRN(StatefulScorer, StreamLearner, Explainer):
         return -(s[:, None, :] - self.item_embedding(items)).pow(2).sum(-1)
 
     @torch.no_grad()
-    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+    def explain_state(self, state: UserMemory, users: torch.Tensor,
+                      items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The memory slots the user's read attended to (eq. (1): the address depends on the
         user alone, so every item gets the same entries)."""
-        w = self.address(query.users[:1])[0]
+        w = self.address(users[:1])[0]
         ranked = ranked_entries("slot", torch.arange(len(w), device=w.device), w)
         return [ranked for _ in range(len(items))]
 

@@ -48,7 +48,7 @@ from ..memory.state import MemoryState, TensorState
 from ..memory.write import (UnrolledStates, erase_add_final, erase_add_unroll, erase_add_write,
                              fifo_append, fifo_positions, fifo_states, fifo_window)
 from .base import Query
-from .capabilities import (Explainer, HistoryScorer, MemoryEntry, NextItemPairwise,
+from .capabilities import (Explainer, StateExplainer, HistoryScorer, MemoryEntry, NextItemPairwise,
                            StatefulScorer, ranked_entries)
 from .chunks import chunked_items
 
@@ -62,6 +62,7 @@ class FeatureMemory(TensorState):
 
     values: torch.Tensor
     last: torch.Tensor
+    memory_field = "values"
 
     @property
     def memory(self) -> MemoryState:
@@ -205,7 +206,7 @@ class RUMItem(_RUM):
         return [ranked_entries("item", remembered[valid], row[valid]) for row in z]
 
 
-class RUMFeature(_RUM):
+class RUMFeature(_RUM, StateExplainer):
     """RUM-F: K latent feature slots, a per-user value memory written by erase and add.
 
     Parameters
@@ -314,9 +315,9 @@ class RUMFeature(_RUM):
 
     # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
-    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+    def explain_state(self, state: FeatureMemory, users: torch.Tensor,
+                      items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The feature slots with the attention each got when scoring the item."""
-        state = self.encode(query.users, query.history, query.mask)
         z = self._read_score(state.values, self.item_embedding(items)[None], state.last)[1][0]
         slots = torch.arange(z.shape[1])
         return [ranked_entries("slot", slots, row) for row in z]

@@ -41,9 +41,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..memory.state import ItemWindow
 from ..memory.read import AdditiveScore, prefix_mask, weighted_read
 from .base import Query
-from .capabilities import Explainer, MemoryEntry, NextItemSoftmax, ranked_entries
+from .capabilities import MemoryEntry, StateExplainer, NextItemSoftmax, ranked_entries
 from .session_memory import SessionMemory
 
 VARIANTS = ("official", "paper")
@@ -169,17 +170,17 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax):
         return states @ self.item_embedding.weight.T
 
 
-class STAMP(ShortTermMemory, Explainer):
+class STAMP(ShortTermMemory, StateExplainer):
     """STAMP: short-term attention/memory priority (see :class:`ShortTermMemory`; ``attention``
     False is STMP's ablation, registered as ``stmp``)."""
 
     explains = "click"
 
     @torch.no_grad()
-    def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
+    def explain_state(self, window: ItemWindow, users: torch.Tensor,
+                      items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The attention α each click of the session got (eq. (7); the clicks the window
         keeps). It depends on the session only, so every item gets the same entries."""
-        window = self.encode(query.users, query.history, query.mask)
         alpha = self.session_state(window.items, window.mask)[1][0]
         clicks = window.mask[0]
         ranked = ranked_entries("click", window.items[0][clicks], alpha[clicks])

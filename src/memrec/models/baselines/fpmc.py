@@ -34,6 +34,7 @@ class LastItem(TensorState):
 
     last: torch.Tensor
     has_last: torch.Tensor
+    memory_field = "last"
 
 
 class FPMC(StatefulScorer, HistoryScorer, NextItemPairwise):

@@ -34,6 +34,7 @@ class GRUHidden(TensorState):
     """A GRU's state: hidden float [B, layers, hidden]."""
 
     hidden: torch.Tensor
+    memory_field = "hidden"
 
 
 class GRU4Rec(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemSoftmax, NextItemPairwise):

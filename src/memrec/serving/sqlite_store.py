@@ -1,0 +1,135 @@
+"""The embedded state store: one SQLite file in WAL mode, shared by the processes of one host.
+
+Tables: ``events`` (the append-only log; ``seq`` is its order), ``states`` (one row per key:
+the state bytes and the checkpoint that wrote them) and ``meta`` (the store's checkpoint).
+
+Every :meth:`SQLiteStore.append` is one ``BEGIN IMMEDIATE`` transaction: it takes SQLite's
+write lock before reading the records, so concurrent writers (threads or ``--workers``
+processes) are serialised and none works from a state another is replacing. ``synchronous =
+FULL``: a commit has reached the disk when ``append`` returns, so an acknowledged event survives
+``kill -9`` (and a power cut). Each thread has its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from .store import Event, Record, StaleCheckpoint, StateStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta   (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL,
+                                   item TEXT NOT NULL, timestamp INTEGER, type TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user, seq);
+CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, state BLOB, checkpoint TEXT NOT NULL);
+"""
+
+#: seconds a writer waits for another's lock before the request fails
+BUSY_TIMEOUT = 30.0
+
+
+class SQLiteStore(StateStore):
+    """Event log and states in the SQLite file ``path`` (created if absent)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(2, "no such directory", str(self.path.parent))
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._connection().executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def read(self, keys):
+        conn = self._connection()
+        conn.execute("BEGIN")                     # one snapshot for every key
+        try:
+            return {k: self._record(conn, k) for k in keys}
+        finally:
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _record(conn: sqlite3.Connection, key: str) -> Record:
+        row = conn.execute("SELECT state FROM states WHERE key = ?", (key,)).fetchone()
+        items = conn.execute("SELECT item FROM events WHERE user = ? ORDER BY seq", (key,)).fetchall()
+        return Record(None if row is None else row[0], tuple(i for (i,) in items))
+
+    def append(self, events, keys, transition, checkpoint):
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            stored = self._meta_checkpoint(conn)
+            if stored not in (None, checkpoint):
+                raise StaleCheckpoint(f"{self.path} holds states of checkpoint {stored[:12]}")
+            new = transition({k: self._record(conn, k) for k in keys})
+            if stored is None:
+                conn.execute("INSERT INTO meta VALUES ('checkpoint', ?)", (checkpoint,))
+            conn.executemany("INSERT INTO events (user, item, timestamp, type) VALUES (?, ?, ?, ?)",
+                             [(e.user, e.item, e.timestamp, e.type) for e in events])
+            conn.executemany("INSERT OR REPLACE INTO states VALUES (?, ?, ?)",
+                             [(k, s, checkpoint) for k, s in new.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def forget(self, user):
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = conn.execute("DELETE FROM events WHERE user = ?", (user,)).rowcount
+            n += conn.execute("DELETE FROM states WHERE key = ?", (user,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return n > 0
+
+    def log(self):
+        cursor = self._connection().execute("SELECT user, item, timestamp, type FROM events ORDER BY seq")
+        return (Event(*row) for row in cursor)
+
+    def checkpoint(self):
+        return self._meta_checkpoint(self._connection())
+
+    @staticmethod
+    def _meta_checkpoint(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+        return None if row is None else row[0]
+
+    def replace_states(self, states, checkpoint):
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM states")
+            conn.executemany("INSERT INTO states VALUES (?, ?, ?)",
+                             [(k, s, checkpoint) for k, s in states.items()])
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('checkpoint', ?)", (checkpoint,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self):
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+__all__ = ["SQLiteStore"]
