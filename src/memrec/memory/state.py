@@ -51,6 +51,14 @@ class TensorState:
     def __len__(self) -> int:
         return next(t for t in self.tensors().values() if t is not None).shape[0]
 
+    def entries(self) -> torch.Tensor:
+        """Row 0's memory entries, what a server shows as the memory: ids long [M] or vectors
+        float [M, d] (a single vector [d] is one entry). Subclasses with a mask drop the empty
+        entries."""
+        rows = getattr(self, self.memory_field)[0]
+        return rows[None] if rows.is_floating_point() and rows.dim() == 1 else rows.reshape(-1) \
+            if not rows.is_floating_point() else rows
+
     def align(self: S, other: S) -> tuple[S, S]:
         """The two states made shape-compatible row for row: ``ragged`` fields padded to the
         wider of the two."""
@@ -171,6 +179,9 @@ class MemoryState(TensorState):
         if self.keys is not None and self.keys.shape[:2] != self.values.shape[:2]:
             raise ValueError(f"keys {tuple(self.keys.shape)} do not match values {tuple(self.values.shape)}")
 
+    def entries(self) -> torch.Tensor:
+        return self.values[0][self.mask[0]]
+
     @property
     def addressing_keys(self) -> torch.Tensor:
         """The tensor attention compares queries with: ``keys`` if set, else ``values``."""
@@ -254,6 +265,9 @@ class ItemWindow(TensorState):
             grown_mask = torch.where(full[:, None], shifted_mask, grown_mask)
         width = int(grown_mask.sum(1).max()) if B else 0
         return ItemWindow(grown[:, :width], grown_mask[:, :width])
+
+    def entries(self) -> torch.Tensor:
+        return self.items[0][self.mask[0]]
 
     def trimmed(self) -> "ItemWindow":
         """The same window without all-padding columns at the end (width = the longest row)."""

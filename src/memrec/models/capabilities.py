@@ -90,6 +90,9 @@ class StatefulScorer(Model):
 
     #: the class of this model's states (for :meth:`state_from_bytes`)
     state_type: ClassVar[type[TensorState]]
+    #: one state for every user, written by every user's events (NMRN's global memory): a
+    #: server keeps it under one key; an instance attribute where a hyper-parameter decides
+    shares_state: bool = False
 
     @abstractmethod
     def init_state(self, users: torch.Tensor) -> TensorState:
@@ -110,6 +113,11 @@ class StatefulScorer(Model):
         state = self.init_state(users)
         for t in range(history.shape[1]):
             state = self.update(state, history[:, t]).where(mask[:, t], state)
+        return state
+
+    def shared_view(self, state: TensorState, users: torch.Tensor) -> TensorState:
+        """The one shared state as the state of users long [B] (models with ``shares_state``
+        override this; for the others a state is already one user's)."""
         return state
 
     def state_from_bytes(self, data: bytes) -> TensorState:

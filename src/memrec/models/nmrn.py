@@ -128,6 +128,7 @@ class NMRN(StateExplainer, StreamLearner):
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         self.scope, self.merge = scope, merge
+        self.shares_state = scope == "global"
         self.user_embedding = nn.Embedding(n_users, dim)
         self.item_embedding = nn.Embedding(n_items, dim)
         nn.init.normal_(self.user_embedding.weight, std=init_std)
@@ -170,6 +171,10 @@ class NMRN(StateExplainer, StreamLearner):
     def init_state(self, users: torch.Tensor) -> UserMemory:
         """The memory each user reads now (after training and any observed stream)."""
         return UserMemory(users, self.memory[self.rows(users)])
+
+    def shared_view(self, state: UserMemory, users: torch.Tensor) -> UserMemory:
+        """The global memory (``scope="global"``) as the state of ``users``."""
+        return UserMemory(users, state.values[:1].expand(len(users), -1, -1))
 
     def update(self, state: UserMemory, items: torch.Tensor) -> UserMemory:
         """Eq. (5): the event (user, item) of each row written into its memory copy."""

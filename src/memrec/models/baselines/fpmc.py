@@ -36,6 +36,9 @@ class LastItem(TensorState):
     has_last: torch.Tensor
     memory_field = "last"
 
+    def entries(self) -> torch.Tensor:
+        return self.last[:1][self.has_last[:1]]
+
 
 class FPMC(StatefulScorer, HistoryScorer, NextItemPairwise):
     """FPMC with baskets of one item.
