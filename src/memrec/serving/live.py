@@ -356,7 +356,7 @@ class LiveModel:
             return MemoryView(index >= 0, len(history), type(state).__name__, kind, rows, size)
         names = self.model.entry_labels() if isinstance(self.model, Explainer) else None
         kind = self.model.explains if isinstance(self.model, Explainer) else "hidden"
-        labels = names or [f"{kind} {m}" for m in range(len(entries))]
+        labels = names or [str(m) for m in range(len(entries))]   # as explanations name them
         rows = [(labels[m], [round(v, 5) for v in row]) for m, row in enumerate(entries.float().tolist())]
         return MemoryView(index >= 0, len(history), type(state).__name__, kind, rows, size)
 

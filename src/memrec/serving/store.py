@@ -139,6 +139,17 @@ class MemoryStore(StateStore):
             self._states, self._checkpoint = dict(states), checkpoint
 
 
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a failing store raises (a server answers them with 503)."""
+    import sqlite3
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    try:
+        import redis
+    except ImportError:        # redis is optional for a SQLite-only service
+        return errors
+    return errors + (redis.RedisError,)
+
+
 def open_store(url: str) -> StateStore:
     """A store from a URL: ``sqlite:///PATH`` (a file; ``sqlite:////abs/path``),
     ``redis://HOST:PORT/DB`` or ``memory://``."""
@@ -154,4 +165,4 @@ def open_store(url: str) -> StateStore:
 
 
 __all__ = ["SHARED_KEY", "Event", "Record", "Transition", "StaleCheckpoint", "StateStore",
-           "MemoryStore", "open_store"]
+           "MemoryStore", "open_store", "store_errors"]
