@@ -58,8 +58,9 @@ def open_live(run_dir: str | Path, store: StateStore, *, rebuild: bool = True) -
 
 def create_app(run_dir: str | Path, store_url: str | None = None, *, token: str | None = None,
                read_token: bool = False, max_body: int = MAX_BODY) -> FastAPI:
-    """The service for a run folder. ``token`` (default: ``$MEMREC_TOKEN``) guards writes."""
-    token = os.environ.get("MEMREC_TOKEN") if token is None else token
+    """The service for a run folder. ``token`` (default: ``$MEMREC_TOKEN``; empty: none) guards
+    writes, and reads too with ``read_token``."""
+    token = (os.environ.get("MEMREC_TOKEN") if token is None else token) or None   # "": none
     live, _ = open_live(run_dir, open_store(store_url or default_store_url(run_dir)))
     app = FastAPI(title="memrec", version="1", summary=f"live memory recommendations: {live.name}")
     app.state.live = live
