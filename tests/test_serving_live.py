@@ -146,3 +146,17 @@ def test_cold_start_rule_per_model(runs):
             assert rec.scores == popular.topk(3).values.tolist(), name
         if isinstance(live.model, Explainer) and not isinstance(live.model, AnonymousScorer):
             assert live.recommend_history(["3"], k=2, explain=True).explanations == [[], []]
+
+
+def test_facade_observe_and_history_use_the_serving_path(runs):
+    rec = Recommender.load(runs["stamp"])
+    before_ids, before_scores = rec.recommend(["2"], k=4)
+    rec.observe("2", "5").observe("2", "6")
+    ids, scores = rec.recommend(["2"], k=4)
+    live = _live(runs["stamp"])
+    live.observe([Event("2", "5"), Event("2", "6")])
+    assert list(ids[0]) == live.recommend("2", k=4).items and list(ids[0]) != list(before_ids[0])
+    anon_ids, anon_scores = rec.recommend(history=["5", "6"], k=4)
+    assert list(anon_ids[0]) == live.recommend_history(["5", "6"], k=4).items
+    rec.observe("stranger", "5")
+    assert list(rec.recommend(["stranger"], k=3)[0][0]) == live.recommend_history(["5"], k=3).items

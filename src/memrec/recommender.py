@@ -4,8 +4,12 @@
 >>> from memrec.data.synthetic import generate
 >>> rec = Recommender("bprmf", dim=32, train={"epochs": 5}).fit(generate())   # doctest: +SKIP
 >>> ids, scores = rec.recommend(["3", "7"], k=10)                              # doctest: +SKIP
+>>> rec.observe("3", "42")           # a live event: user 3's memory is written  # doctest: +SKIP
+>>> ids, scores = rec.recommend(history=["42", "17"], k=10)  # an anonymous visitor # doctest: +SKIP
 
-Fitted attributes end in ``_``. Ids in and out are the dataset's raw ids.
+Fitted attributes end in ``_``. Ids in and out are the dataset's raw ids. ``observe`` and
+``recommend(history=...)`` run on the code path ``memrec serve`` runs
+(:class:`memrec.serving.live.LiveModel`, here over an in-memory store).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from .errors import ConfigError
 from .models import base, build
 from .models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
                                   make_query)
+from .serving.live import LiveModel
+from .serving.store import Event, MemoryStore
 from .training.config import RunConfig, TrainConfig, load_config
 from .training.pretrain import PRETRAINERS
 from .training.trainer import Trainer, TrainResult, echo_stderr, seed_everything
@@ -38,6 +44,10 @@ class Recommender:
     train : TrainConfig fields overriding the model's defaults
     **params : the model's hyper-parameters
     """
+
+    #: the live engine and whether events were observed (set by :meth:`observe`)
+    _live: LiveModel | None = None
+    _observed: bool = False
 
     def __init__(self, model: str, *, train: dict | None = None, **params):
         overrides = [f"model.{k}={_toml(v)}" for k, v in params.items()]
@@ -100,10 +110,36 @@ class Recommender:
         """Queries for user indices, with their known histories when the model reads them."""
         return make_query(self.model_, users, self.saved_.seen_indptr, self.saved_.seen_items)
 
+    @property
+    def live_(self) -> LiveModel:
+        """The model serving live events (created by the first :meth:`observe`)."""
+        if self._live is None or self._live.saved is not self.saved_:
+            self._live = LiveModel(self.saved_, MemoryStore(), checkpoint="in-memory")
+        return self._live
+
+    def observe(self, user_id, item_id, timestamp: int | None = None, type: str = "click") -> "Recommender":
+        """A live event: the item is written into the user's memory (and excluded from its
+        recommendations); a user the model never saw starts from the cold-start rule."""
+        self.live_.observe([Event(str(user_id), str(item_id), timestamp, type)])
+        self._observed = True
+        return self
+
     @torch.no_grad()
-    def recommend(self, user_ids, k: int = 10, *, exclude_seen: bool = True
+    def recommend(self, user_ids=None, k: int = 10, *, exclude_seen: bool = True, history=None
                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k raw item ids and scores for each raw user id: arrays [U, k]."""
+        """Top-k raw item ids and scores for each raw user id: arrays [U, k]. With ``history``
+        (raw item ids, oldest first) instead of users: one anonymous request, [1, k], nothing
+        stored. After :meth:`observe`, users are read from their live memories (each user's list
+        may be shorter than k when fewer unseen items remain)."""
+        if history is not None:
+            rec = self.live_.recommend_history([str(i) for i in history], min(k, len(self.saved_.items)),
+                                               exclude_seen=exclude_seen)
+            return np.array([rec.items], dtype=object), np.array([rec.scores])
+        if self._observed:
+            recs = [self.live_.recommend(str(u), min(k, len(self.saved_.items)), exclude_seen=exclude_seen)
+                    for u in user_ids]
+            return (np.array([r.items for r in recs], dtype=object),
+                    np.array([r.scores for r in recs], dtype=object))
         s = self.saved_
         users = s.users.to_index(user_ids, what="user")
         self.model_.eval()
@@ -135,14 +171,7 @@ class Recommender:
 
     def _labelled(self, entry: MemoryEntry) -> MemoryEntry:
         """The entry with the raw id (users, items) or the label (relations, slots) as its id."""
-        if entry.kind == "user":
-            label = self.saved_.users.to_raw([entry.id])[0]
-        elif entry.kind in ("item", "click"):
-            label = self.saved_.items.to_raw([entry.id])[0]
-        else:
-            names = self.model_.entry_labels()
-            label = names[entry.id] if names else entry.id
-        return MemoryEntry(entry.kind, str(label), entry.weight)
+        return self.live_.label(entry)
 
     @torch.no_grad()
     def recommend_session(self, item_ids, k: int = 10, *, exclude_seen: bool = False

@@ -26,7 +26,7 @@ def serve(run_dir, host, port, store_url, workers, read_token):
     import uvicorn
 
     from ..serving.app import create_app, default_store_url, open_live
-    from ..serving.store import open_store
+    from ..serving.backends import open_store
     if read_token and not os.environ.get("MEMREC_TOKEN"):
         raise click.UsageError("--read-token needs the token in MEMREC_TOKEN")
     store_url = store_url or default_store_url(run_dir)
@@ -62,7 +62,7 @@ def rebuild(run_dir, store_url):
     from ..serving.app import default_store_url
     from ..serving.live import LiveModel, checkpoint_digest
     from ..checkpoint import load_model
-    from ..serving.store import open_store
+    from ..serving.backends import open_store
     store = open_store(store_url or default_store_url(run_dir))
     try:
         live = LiveModel(load_model(run_dir), store, checkpoint_digest(run_dir))

@@ -36,7 +36,8 @@ from . import metrics
 from .live import BadRequest, LiveModel, Recommendation, UnknownUser, checkpoint_digest
 from .schemas import (Applied, Entry, EventsIn, Health, HistoryIn, Item, Memory, MemoryRow,
                       Recommendations)
-from .store import Event, StaleCheckpoint, StateStore, open_store, store_errors
+from .backends import open_store
+from .store import Event, StaleCheckpoint, StateStore, store_errors
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 #: the largest request body accepted, in bytes (a batch of 10,000 events fits)

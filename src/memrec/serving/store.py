@@ -15,8 +15,8 @@ whole). Writes to one key are serialised, so no update is lost.
 
 Stores: :class:`MemoryStore` (in-process, what :class:`memrec.recommender.Recommender` uses),
 :class:`~memrec.serving.sqlite_store.SQLiteStore` (the embedded default, several processes on one
-host), :class:`~memrec.serving.redis_store.RedisStore` (several hosts). :func:`open_store` opens
-one from a URL.
+host), :class:`~memrec.serving.redis_store.RedisStore` (several hosts);
+:func:`memrec.serving.backends.open_store` opens one from a URL.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from ..errors import ConfigError
 
 #: the key of a state every user shares (a model whose memory is global)
 SHARED_KEY = "*"
@@ -150,19 +149,5 @@ def store_errors() -> tuple[type[BaseException], ...]:
     return errors + (redis.RedisError,)
 
 
-def open_store(url: str) -> StateStore:
-    """A store from a URL: ``sqlite:///PATH`` (a file; ``sqlite:////abs/path``),
-    ``redis://HOST:PORT/DB`` or ``memory://``."""
-    if url.startswith("sqlite:///"):
-        from .sqlite_store import SQLiteStore
-        return SQLiteStore(url[len("sqlite:///"):])
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from .redis_store import RedisStore
-        return RedisStore(url)
-    if url == "memory://":
-        return MemoryStore()
-    raise ConfigError(f"--store {url!r}: expected sqlite:///PATH, redis://HOST:PORT/DB or memory://")
-
-
 __all__ = ["SHARED_KEY", "Event", "Record", "Transition", "StaleCheckpoint", "StateStore",
-           "MemoryStore", "open_store", "store_errors"]
+           "MemoryStore", "store_errors"]
