@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 from memrec.errors import ConfigError
-from memrec.serving.store import Event, Record, open_store
+from memrec.serving.backends import open_store
+from memrec.serving.store import Event, Record
 
 from .servers import free_port, redis_server, start_redis, stop_redis
 

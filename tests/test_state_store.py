@@ -201,7 +201,8 @@ WRITER = """
 import sys
 root, url, prefix, tag, count, checkpoint = sys.argv[1:]
 sys.path.insert(0, root)
-from memrec.serving.store import Event, open_store
+from memrec.serving.backends import open_store
+from memrec.serving.store import Event
 from memrec.serving.redis_store import RedisStore
 from tests.test_state_store import chain
 store = RedisStore(url, prefix) if url.startswith("redis://") else open_store(url)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .redis_store import RedisStore
+from .sqlite_store import SQLiteStore
 from .store import MemoryStore, StateStore
 
 
@@ -10,10 +12,8 @@ def open_store(url: str) -> StateStore:
     """A store from a URL: ``sqlite:///PATH`` (a file; ``sqlite:////abs/path``),
     ``redis://HOST:PORT/DB`` or ``memory://``."""
     if url.startswith("sqlite:///"):
-        from .sqlite_store import SQLiteStore
         return SQLiteStore(url[len("sqlite:///"):])
     if url.startswith(("redis://", "rediss://")):
-        from .redis_store import RedisStore
         return RedisStore(url)
     if url == "memory://":
         return MemoryStore()
