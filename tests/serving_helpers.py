@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import socket
@@ -17,6 +18,15 @@ import memrec
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
+#: output files of servers not stopped through stop_server (a test that kill -9s one), removed at exit
+_LOGS: set[str] = set()
+
+
+@atexit.register
+def _remove_logs() -> None:
+    for path in list(_LOGS):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def free_port() -> int:
@@ -27,7 +37,7 @@ def free_port() -> int:
 
 
 def start_server(run_dir, *, store_url: str | None = None, env: dict | None = None,
-                 extra_args=()) -> tuple[str, subprocess.Popen]:
+                 extra_args=None) -> tuple[str, subprocess.Popen]:
     """Start ``python -m memrec serve RUN_DIR [--store URL] [EXTRA_ARGS]`` on a free local port, with
     ``env`` over this process's environment, and wait (at most 60 s)
     until ``GET /healthz`` answers 200. Returns the base url (no trailing slash) and the
@@ -38,7 +48,7 @@ def start_server(run_dir, *, store_url: str | None = None, env: dict | None = No
            "--host", "127.0.0.1", "--port", str(port)]
     if store_url is not None:
         cmd += ["--store", store_url]
-    cmd += [str(a) for a in extra_args]
+    cmd += [str(a) for a in extra_args or ()]
     child_env = {**os.environ, **(env or {})}
     # the same memrec the tests imported, installed or not
     src = str(Path(memrec.__file__).resolve().parents[1])
@@ -48,6 +58,7 @@ def start_server(run_dir, *, store_url: str | None = None, env: dict | None = No
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=child_env)
     process.log_path = log_path
+    _LOGS.add(log_path)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
