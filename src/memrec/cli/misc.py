@@ -34,14 +34,16 @@ def models(capabilities):
 # -- demo ---------------------------------------------------------------------------------------
 #: settings that keep the demo to a minute or two on a laptop (the small synthetic data
 #: converges fast at a larger learning rate)
-DEMO_OVERRIDES = {"bprmf": ["train.epochs=20", "train.lr=0.01"]}
+DEMO_OVERRIDES = {"bprmf": ["train.epochs=20", "train.lr=0.01"],
+                  "rumf": ["train.epochs=15", "train.lr=0.005"]}
 
 
 @click.command()
 @click.option("--out", default=Path("runs/demo"), type=click.Path(path_type=Path), show_default=True)
-@click.option("--models", "names", default="pop,itemknn,rp3beta,ease,bprmf", show_default=True)
+@click.option("--models", "names", default="pop,itemknn,rp3beta,ease,bprmf,rumf", show_default=True)
 def demo(out, names):
-    """Generate the default dataset, train baselines on it, print a results table."""
+    """Generate the default dataset, train baselines and a memory network (RUM-F) on it, print a
+    results table. Each run folder serves: ``memrec serve OUT/rumf``."""
     from ..runs import train_run
     from ..training.config import load_config
     out.mkdir(parents=True, exist_ok=True)
@@ -69,3 +71,4 @@ def demo(out, names):
                      "train s": results["train_seconds"]})
     click.echo("Leave-one-out on the synthetic default dataset (full ranking; sampled: 100 negatives)")
     click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    click.echo(f"serve one with live memory: memrec serve {out / names.split(',')[-1]}")
