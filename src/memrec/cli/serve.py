@@ -26,13 +26,11 @@ def serve(run_dir, host, port, store_url, workers, read_token):
     import uvicorn
 
     from ..serving.app import create_app, default_store_url, open_live
-    from ..serving.backends import open_store
     if read_token and not os.environ.get("MEMREC_TOKEN"):
         raise click.UsageError("--read-token needs the token in MEMREC_TOKEN")
     store_url = store_url or default_store_url(run_dir)
-    store = open_store(store_url)                    # a bad URL, run or store fails here, once
-    live, report = open_live(run_dir, store)
-    store.close()
+    live, report = open_live(run_dir, store_url)     # a bad run or store fails here, once
+    live.store.close()
     if report is not None:
         click.echo(f"store held another checkpoint's states: replayed {report['events']} events "
                    f"({report['skipped']} skipped: items not in this catalogue)", err=True)
@@ -59,14 +57,14 @@ def state():
 def rebuild(run_dir, store_url):
     """Replay the store's event log through RUN_DIR's checkpoint and replace every state (for a
     new checkpoint; `memrec serve` also does it at start when the checkpoint changed)."""
-    from ..serving.app import default_store_url
-    from ..serving.live import LiveModel, checkpoint_digest
     from ..checkpoint import load_model
+    from ..serving.app import default_store_url
     from ..serving.backends import open_store
+    from ..serving.live import LiveModel, checkpoint_digest
+    saved = load_model(run_dir)
     store = open_store(store_url or default_store_url(run_dir))
     try:
-        live = LiveModel(load_model(run_dir), store, checkpoint_digest(run_dir))
-        report = live.rebuild()
+        report = LiveModel(saved, store, checkpoint_digest(run_dir)).rebuild()
     finally:
         store.close()
     click.echo(f"replayed {report['events']} events into {report['states']} states "

@@ -37,7 +37,7 @@ from .live import BadRequest, LiveModel, Recommendation, UnknownUser, checkpoint
 from .schemas import (Applied, Entry, EventsIn, Health, HistoryIn, Item, Memory, MemoryRow,
                       Recommendations)
 from .backends import open_store
-from .store import Event, StaleCheckpoint, StateStore, store_errors
+from .store import Event, StaleCheckpoint, store_errors
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 #: the largest request body accepted, in bytes (a batch of 10,000 events fits)
@@ -48,12 +48,15 @@ def default_store_url(run_dir: str | Path) -> str:
     return f"sqlite:///{Path(run_dir) / 'state.db'}"
 
 
-def open_live(run_dir: str | Path, store: StateStore, *, rebuild: bool = True) -> tuple[LiveModel, dict | None]:
-    """The run's model over ``store``; when the store's states were written by another
-    checkpoint, replay its log through this one first (``rebuild``) and say so."""
-    live = LiveModel(load_model(run_dir), store, checkpoint_digest(run_dir))
+def open_live(run_dir: str | Path, store_url: str | None = None) -> tuple[LiveModel, dict | None]:
+    """The run's model (checked first) over the store at ``store_url`` (default: the run's
+    SQLite file); when the store's states were written by another checkpoint, replay its log
+    through this one first, and return what the rebuild did (None: nothing to do)."""
+    saved = load_model(run_dir)
+    store = open_store(store_url or default_store_url(run_dir))
+    live = LiveModel(saved, store, checkpoint_digest(run_dir))
     stored = store.checkpoint()
-    report = live.rebuild() if rebuild and stored not in (None, live.checkpoint) else None
+    report = live.rebuild() if stored not in (None, live.checkpoint) else None
     return live, report
 
 
@@ -62,7 +65,7 @@ def create_app(run_dir: str | Path, store_url: str | None = None, *, token: str 
     """The service for a run folder. ``token`` (default: ``$MEMREC_TOKEN``; empty: none) guards
     writes, and reads too with ``read_token``."""
     token = (os.environ.get("MEMREC_TOKEN") if token is None else token) or None   # "": none
-    live, _ = open_live(run_dir, open_store(store_url or default_store_url(run_dir)))
+    live, _ = open_live(run_dir, store_url)
     app = FastAPI(title="memrec", version="1", summary=f"live memory recommendations: {live.name}")
     app.state.live = live
     require_write = _bearer(token)
