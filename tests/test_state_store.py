@@ -196,6 +196,32 @@ def test_threads_appending_to_one_key_lose_no_update(store):
     assert_chain_consistent(store, "u", threads * per_thread)
 
 
+def test_a_failing_write_among_concurrent_ones_fails_alone(store):
+    # a group commit (SQLite) puts concurrent appends in one transaction: the failing one must
+    # be undone alone and raise in its own caller, the others commit
+    outcomes: dict[int, str] = {}
+
+    def work(t: int) -> None:
+        item = f"t{t}"
+        transition = chain("u", item)
+        if t % 4 == 0:
+            def transition(records, item=item):
+                raise ValueError(f"refused {item}")
+        try:
+            store.append([Event("u", item)], ["u"], transition, CK)
+            outcomes[t] = "ok"
+        except ValueError as err:
+            outcomes[t] = str(err)
+
+    workers = [threading.Thread(target=work, args=(t,), daemon=True) for t in range(24)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert outcomes == {t: f"refused t{t}" if t % 4 == 0 else "ok" for t in range(24)}
+    assert_chain_consistent(store, "u", 18)
+
+
 #: one writer process: appends ``count`` chained items to user ``u`` of the store at ``url``
 WRITER = """
 import sys

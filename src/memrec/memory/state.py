@@ -59,6 +59,11 @@ class TensorState:
         return rows[None] if rows.is_floating_point() and rows.dim() == 1 else rows.reshape(-1) \
             if not rows.is_floating_point() else rows
 
+    def trimmed(self: S) -> S:
+        """The state without padding a batch gave it (what a store keeps of one row); states
+        with ``ragged`` fields override this."""
+        return self
+
     def align(self: S, other: S) -> tuple[S, S]:
         """The two states made shape-compatible row for row: ``ragged`` fields padded to the
         wider of the two."""

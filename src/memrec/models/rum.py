@@ -243,6 +243,7 @@ class RUMFeature(_RUM, StateExplainer):
         self.add = nn.Linear(dim, dim)                                             # A, b_a
         self.initial_memory = (nn.Parameter(torch.randn(slots, dim) * init_std)
                                if memory_init == "learned" else None)
+        self._addresses: tuple[tuple, torch.Tensor] | None = None   # see _item_addresses
 
     # -- state: (value memory, embedding of the last consumed item) -----------------------------
     def init_state(self, users: torch.Tensor) -> FeatureMemory:
@@ -302,10 +303,34 @@ class RUMFeature(_RUM, StateExplainer):
         if self.query == "last":                                                   # one user vector
             m_u = (self._address(last)[:, None, :] @ memory.values)[:, 0]
             return (p + self.alpha * m_u) @ table.T
+        if len(users) < table.shape[1]:
+            return p @ table.T + self.alpha * self._read_scores_per_user(memory.values)
         # Σ_k z_ik m_kᵀq_i = ⟨vec(M^u), vec(z_i ⊗ q_i)⟩, and z_i does not depend on the user:
-        # full ranking is one GEMM against the [n, K·d] table of z_i ⊗ q_i
+        # for a large batch full ranking is one GEMM against the [n, K·d] table of z_i ⊗ q_i
         addressed = (self._address(table)[:, :, None] * table[:, None, :]).flatten(1)
         return p @ table.T + self.alpha * (memory.values.flatten(1) @ addressed.T)
+
+    def _read_scores_per_user(self, memory: torch.Tensor) -> torch.Tensor:
+        """Σ_k z_ik m_kᵀq_i for every item, memory [B, K, d] → [B, n], for a few users (a
+        server's request): w = M Qᵀ per chunk of items, never the [n, K·d] table, whose build
+        costs more than a few users' scores."""
+        table, out = self.item_embedding.weight, memory.new_empty(len(memory), self.n_items)
+        z = self._item_addresses()                                                 # [n, K]
+        for items in chunked_items(self.n_items, len(memory), 2 * memory.shape[1]):
+            out[:, items] = (z[items].T * (memory @ table[items].T)).sum(1)        # [B, K, c] → [B, c]
+        return out
+
+    def _item_addresses(self) -> torch.Tensor:
+        """z_i of every item [n, K]. It depends on the weights alone, so outside autograd it is
+        kept until they change (a tensor's version counts its in-place updates: optimizer
+        steps, ``load_state_dict``): a server pays for it once, not per request."""
+        if torch.is_grad_enabled():
+            return self._address(self.item_embedding.weight)
+        key = (self.item_embedding.weight._version, self.feature_keys._version,
+               self.item_embedding.weight.data_ptr(), self.feature_keys.data_ptr(), self.beta)
+        if self._addresses is None or self._addresses[0] != key:
+            self._addresses = (key, self._address(self.item_embedding.weight))
+        return self._addresses[1]
 
     def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
         q_seq = self.item_embedding(history)

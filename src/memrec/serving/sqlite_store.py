@@ -3,9 +3,11 @@
 Tables: ``events`` (the append-only log; ``seq`` is its order), ``states`` (one row per key:
 the state bytes and the checkpoint that wrote them) and ``meta`` (the store's checkpoint).
 
-Every :meth:`SQLiteStore.append` is one ``BEGIN IMMEDIATE`` transaction: it takes SQLite's
-write lock before reading the records, so concurrent writers (threads or ``--workers``
-processes) are serialised and none works from a state another is replacing. ``synchronous =
+Appends are committed in ``BEGIN IMMEDIATE`` transactions: each takes SQLite's write lock before
+reading the records, so concurrent writers (threads or ``--workers`` processes) are serialised
+and none works from a state another is replacing. Within a process, appends that arrive while a
+commit is under way are committed together by the next one (group commit), each in its own
+savepoint, in arrival order. ``synchronous =
 FULL``: a commit has reached the disk when ``append`` returns, so an acknowledged event survives
 ``kill -9`` (and a power cut). Each thread has its own connection.
 """
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-from .store import Event, Record, StaleCheckpoint, StateStore
+from .store import Event, Record, StaleCheckpoint, StateStore, Transition
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta   (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,6 +43,9 @@ class SQLiteStore(StateStore):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._queue: list[_Write] = []          # appends waiting for the next group commit
+        self._queue_lock = threading.Lock()
+        self._leader = threading.Lock()
         self._connection().executescript(SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
@@ -69,23 +75,55 @@ class SQLiteStore(StateStore):
         return Record(None if row is None else row[0], tuple(i for (i,) in items))
 
     def append(self, events, keys, transition, checkpoint):
+        write = _Write(events, keys, transition, checkpoint)
+        with self._queue_lock:
+            self._queue.append(write)
+        with self._leader:                      # whoever holds it commits every queued write
+            if not write.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        if write.error is not None:
+            raise write.error
+
+    def _commit(self, group: list["_Write"]) -> None:
+        """One transaction (one fsync) for the writes that queued while the previous one was
+        committing — group commit: under concurrency a commit acknowledges many requests. Each
+        write is a savepoint, so one that fails (its transition raised, a stale checkpoint) is
+        undone alone and gets its error; the others commit."""
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            stored = self._meta_checkpoint(conn)
-            if stored not in (None, checkpoint):
-                raise StaleCheckpoint(f"{self.path} holds states of checkpoint {stored[:12]}")
-            new = transition({k: self._record(conn, k) for k in keys})
-            if stored is None:
-                conn.execute("INSERT INTO meta VALUES ('checkpoint', ?)", (checkpoint,))
-            conn.executemany("INSERT INTO events (user, item, timestamp, type) VALUES (?, ?, ?, ?)",
-                             [(e.user, e.item, e.timestamp, e.type) for e in events])
-            conn.executemany("INSERT OR REPLACE INTO states VALUES (?, ?, ?)",
-                             [(k, s, checkpoint) for k, s in new.items()])
+            for write in group:
+                conn.execute("SAVEPOINT one_write")
+                try:
+                    self._apply(conn, write)
+                except Exception as e:         # the request's own failure, reported to it
+                    conn.execute("ROLLBACK TO one_write")
+                    write.error = e
+                conn.execute("RELEASE one_write")
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             conn.execute("ROLLBACK")
-            raise
+            for write in group:
+                write.error = write.error or e
+            if not isinstance(e, Exception):
+                raise
+        finally:
+            for write in group:
+                write.done = True
+
+    def _apply(self, conn: sqlite3.Connection, write: "_Write") -> None:
+        stored = self._meta_checkpoint(conn)
+        if stored not in (None, write.checkpoint):
+            raise StaleCheckpoint(f"{self.path} holds states of checkpoint {stored[:12]}")
+        new = write.transition({k: self._record(conn, k) for k in write.keys})
+        if stored is None:
+            conn.execute("INSERT INTO meta VALUES ('checkpoint', ?)", (write.checkpoint,))
+        conn.executemany("INSERT INTO events (user, item, timestamp, type) VALUES (?, ?, ?, ?)",
+                         [(e.user, e.item, e.timestamp, e.type) for e in write.events])
+        conn.executemany("INSERT OR REPLACE INTO states VALUES (?, ?, ?)",
+                         [(k, v, write.checkpoint) for k, v in new.items()])
 
     def forget(self, user):
         conn = self._connection()
@@ -130,6 +168,18 @@ class SQLiteStore(StateStore):
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+@dataclass(eq=False)
+class _Write:
+    """One ``append`` waiting for (or done by) a group commit."""
+
+    events: list[Event]
+    keys: list[str]
+    transition: Transition
+    checkpoint: str
+    done: bool = False
+    error: Exception | None = None
 
 
 __all__ = ["SQLiteStore"]
