@@ -24,15 +24,14 @@ Method
    ``events``: one event per ``POST /v1/events`` (random training users and items; durable:
    SQLite ``synchronous=FULL``); ``events_batch100``: 100 such events per request.
 4. **State size.** ``state_bytes`` of ``GET /v1/users/U/memory`` for the sampled users, read right
-   after their one event (sent alone: a batch stores each STAMP window padded to the batch's
-   longest history, so batched writes inflate it).
+   after their one event.
 5. **Stateless baseline**, for the same users and full histories (training + the served event):
 
    * STAMP over HTTP (``recs_stateless``): ``POST /v1/recommendations {"history": ..., "k": 10}``;
-     the server replays every event into an empty state, then scores. STAMP is anonymous, so
-     it is the same answer as ``recs`` (``http_same_top10_share`` checks it): a fair comparison.
-     Note the server replays event by event (a Python loop, ~0.3 ms per event), so this ratio
-     measures that loop as much as re-encoding.
+     the server encodes the whole history in one pass (``encode``), then scores. STAMP is
+     anonymous, so it is the same answer as ``recs`` (``http_same_top10_share`` checks it): a
+     fair comparison. STAMP's state *is* its window of clicks, so a stored state saves little
+     here; the gap is widest for models whose state summarises a long history (GRU4Rec, KSR).
    * RUM-F needs a learned user vector: the server answers a user-less history by popularity, a
      different and cheaper answer, so RUM-F is not compared over HTTP. Both models are compared
      **in process** (before the server starts, one request at a time): ``LiveModel.recommend`` over
@@ -46,8 +45,7 @@ Caveats
 -------
 The load generator shares the machine (on 2 cores it takes CPU from the server, most at 64
 clients): throughput is a floor, latency a ceiling. The load average is the lagging 1-minute one
-and counts this benchmark's own processes. One uvicorn worker unless ``--workers``. RUM-F scoring
-materialises an [n_items, slots·dim] table per request (≈ 0.5 GB at 100,000 items) and the server
+and counts this benchmark's own processes. One uvicorn worker unless ``--workers``. The server
 computes up to 40 requests at once, so a read measurement is **skipped** (``skipped``, with the
 reason) where min(C, 40) × the peak growth of one in-process read exceeds 60 % of MemAvailable;
 the server's peak RSS is recorded, and a server that dies ends that model's run (``server_exit``).

@@ -124,6 +124,8 @@ class LiveModel:
         return self._user_of.get(user, -1)
 
     def user_indices(self, users: list[str]) -> np.ndarray:
+        if len(users) <= SMALL_REQUEST:
+            return np.array([self._user_of.get(u, -1) for u in users], dtype=np.int64)
         return self._users.get_indexer(users)
 
     def known_users(self, limit: int) -> list[str]:
@@ -389,6 +391,11 @@ REPLAY_USERS = 4096
 def _group_by_user(users: list[str]) -> tuple[list[str], list[np.ndarray]]:
     """The distinct users (first appearance order) and, per user, the positions of its events
     in order."""
+    if len(users) <= SMALL_REQUEST:       # a request's few events: skip pandas' set-up cost
+        groups: dict[str, list[int]] = {}
+        for position, user in enumerate(users):
+            groups.setdefault(user, []).append(position)
+        return list(groups), [np.array(g) for g in groups.values()]
     codes, uniques = pd.factorize(np.asarray(users, dtype=object), sort=False)
     order = np.argsort(codes, kind="stable")
     groups = np.split(order, np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1])
