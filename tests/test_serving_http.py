@@ -23,7 +23,7 @@ from memrec.serving.sqlite_store import SQLiteStore
 from memrec.serving.store import MemoryStore
 
 from .serving_helpers import serving, start_server, stop_server
-from .serving_models import write_run
+from .serving_models import SERVABLE, write_run
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +242,17 @@ def test_two_servers_on_one_redis_see_each_others_writes(run, tmp_path):
             assert after["events_seen"] == before["events_seen"] + 1 and after["rows"] != before["rows"]
             assert _post(second, "/v1/events", {"user": "new", "item": "2"}) == 200
             assert _get(first, "/v1/users/new/recommendations")["events_seen"] == 1
+
+
+@pytest.mark.parametrize("name", SERVABLE)
+def test_every_registered_model_answers_the_api(name, tmp_path):
+    app = TestClient(create_app(write_run(name, tmp_path / name), f"sqlite:///{tmp_path / 's.db'}", token=""))
+    assert app.get("/healthz").json()["model"] == name
+    assert app.post("/v1/events", json={"events": [{"user": "2", "item": "4"}, {"user": "x", "item": "5"}]}
+                    ).json() == {"applied": 2}
+    for user in ("2", "x"):
+        rec = app.get(f"/v1/users/{user}/recommendations", params={"k": 3, "explain": True}).json()
+        assert len(rec["items"]) == 3 and rec["cold_start"] == (user == "x")
+        memory = app.get(f"/v1/users/{user}/memory").json()
+        assert memory["events_seen"] == rec["events_seen"] and memory["rows"]
+    assert len(app.post("/v1/recommendations", json={"history": ["4", "5"], "k": 2}).json()["items"]) == 2
