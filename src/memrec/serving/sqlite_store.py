@@ -7,13 +7,17 @@ Appends are committed in ``BEGIN IMMEDIATE`` transactions: each takes SQLite's w
 reading the records, so concurrent writers (threads or ``--workers`` processes) are serialised
 and none works from a state another is replacing. Within a process, appends that arrive while a
 commit is under way are committed together by the next one (group commit), each in its own
-savepoint, in arrival order. ``synchronous =
+savepoint, in arrival order; across processes, the committing writers queue on a file lock
+beside the database (``PATH.lock``) rather than on SQLite's busy handler, which polls with sleeps. ``synchronous =
 FULL``: a commit has reached the disk when ``append`` returns, so an acknowledged event survives
 ``kill -9`` (and a power cut). Each thread has its own connection.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -46,6 +50,9 @@ class SQLiteStore(StateStore):
         self._queue: list[_Write] = []          # appends waiting for the next group commit
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
+        # writers of other processes queue on this file lock in the kernel instead of polling
+        # SQLite's lock with its sleeping busy handler (long tails with several --workers)
+        self._lock_file = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._connection().executescript(SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
@@ -91,7 +98,19 @@ class SQLiteStore(StateStore):
         committing — group commit: under concurrency a commit acknowledges many requests. Each
         write is a savepoint, so one that fails (its transition raised, a stale checkpoint) is
         undone alone and gets its error; the others commit."""
-        conn = self._connection()
+        with self._across_processes():
+            self._commit_locked(self._connection(), group)
+
+    @contextlib.contextmanager
+    def _across_processes(self):
+        """This process's turn to write, among every process on the file."""
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    def _commit_locked(self, conn: sqlite3.Connection, group: list["_Write"]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for write in group:
@@ -126,7 +145,11 @@ class SQLiteStore(StateStore):
                          [(k, v, write.checkpoint) for k, v in new.items()])
 
     def forget(self, user):
-        conn = self._connection()
+        with self._leader, self._across_processes():
+            return self._forget(self._connection(), user)
+
+    @staticmethod
+    def _forget(conn: sqlite3.Connection, user: str) -> bool:
         conn.execute("BEGIN IMMEDIATE")
         try:
             n = conn.execute("DELETE FROM events WHERE user = ?", (user,)).rowcount
@@ -150,7 +173,11 @@ class SQLiteStore(StateStore):
         return None if row is None else row[0]
 
     def replace_states(self, states, checkpoint):
-        conn = self._connection()
+        with self._leader, self._across_processes():
+            self._replace_states(self._connection(), states, checkpoint)
+
+    @staticmethod
+    def _replace_states(conn: sqlite3.Connection, states, checkpoint) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM states")
@@ -167,6 +194,9 @@ class SQLiteStore(StateStore):
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+            if self._lock_file >= 0:
+                os.close(self._lock_file)
+                self._lock_file = -1
         self._local = threading.local()
 
 
