@@ -260,6 +260,8 @@ class LiveModel:
         return state.to_bytes()
 
     def forget(self, user: str) -> bool:
+        """Delete the user's events and state. A shared state (NMRN's global memory) keeps what
+        the user's events wrote until :meth:`rebuild` replays the log without them."""
         return self.store.forget(user)
 
     # -- reads ------------------------------------------------------------------------------------
