@@ -117,14 +117,19 @@ def log_epochs(out):
 
 
 def test_regression_cli_resume_continues_an_interrupted_run(data_file, tmp_path):
-    """Resume must run the missing epochs (not reload a finished run): a run stopped after
-    epoch 1 of 3 (simulated by a 1-epoch budget; ``--resume`` takes the budget from
-    ``--epochs``) then resumed ends with the weights and metrics of 3 epochs straight."""
+    """Resume must run the missing epochs (not reload a finished run): a run of 3 epochs
+    stopped after epoch 1 (simulated: a 1-epoch run whose record then says 3 and whose results
+    are removed), resumed with the same options, ends with the weights and metrics of 3 epochs
+    straight."""
     common = ["--data", data_file, "--set", "model.dim=8", "--no-progress"]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert run("train", "bprmf", "--out", straight, "--epochs", 3, *common).exit_code == 0
     assert run("train", "bprmf", "--out", cut, "--epochs", 1, *common).exit_code == 0
     assert log_epochs(cut) == [1]
+    record = json.loads((cut / "run.json").read_text())
+    record["config"]["train"]["epochs"] = 3
+    (cut / "run.json").write_text(json.dumps(record))
+    (cut / "results.json").unlink()
     result = run("train", "bprmf", "--out", cut, "--epochs", 3, "--resume", *common)
     assert result.exit_code == 0, result.output
     assert "resuming after epoch 1" in result.stderr
@@ -317,3 +322,63 @@ def test_models_lists_transe_and_declared_capabilities():
     assert "stateful" in stamp and "sessions" in stamp and "explains clicks" in stamp
     cmn = lines[lines.index(next(line for line in lines if line.startswith("cmn "))) + 1]
     assert "item-state" in cmn and "explains users" in cmn and "stateful" not in cmn
+
+
+# -- first-hour fixes (issue 21): bad values, resume keeps its budget, Ctrl-C -------------------
+@pytest.mark.parametrize("option, phrase", [
+    ("model.dim=-5", "model.dim must be a non-negative finite number, got -5"),
+    ("train.lr=nan", "train.lr must be a finite number, got nan"),
+    ("train.epochs=0", "train.epochs must be positive, got 0"),
+])
+def test_regression_bad_values_are_one_line_errors_before_any_work(data_file, tmp_path, option, phrase):
+    assert_user_error(run("train", "bprmf", "--data", data_file, "--out", tmp_path / "r", "--set", option),
+                      phrase)
+    assert not (tmp_path / "r").exists()
+
+
+def test_regression_resuming_a_finished_run_changes_nothing(trained):
+    out, _ = trained
+    before = (out / "results.json").read_bytes()
+    result = run("train", "bprmf", "--data", "anything", "--out", out, "--resume")
+    assert result.exit_code == 0 and "nothing to resume" in result.output
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_regression_resume_keeps_the_recorded_budget_and_refuses_other_settings(data_file, tmp_path):
+    out = tmp_path / "r"
+    assert run("train", "bprmf", "--data", data_file, "--out", out, "--epochs", 3,
+               "--set", "model.dim=8", "--no-progress").exit_code == 0
+    (out / "results.json").unlink()                      # as if interrupted before the end
+    assert_user_error(run("train", "bprmf", "--data", data_file, "--out", out, "--epochs", 9, "--resume"),
+                      "train.epochs (9 vs 3)")
+    resumed = run("train", "bprmf", "--data", data_file, "--out", out, "--resume", "--no-progress")
+    assert resumed.exit_code == 0, resumed.output
+    assert "/50" not in resumed.output and json.loads((out / "results.json").read_text())["best_epoch"] <= 3
+
+
+def test_regression_recommend_k_over_the_catalogue_lists_only_recommendable_items(trained):
+    out, _ = trained
+    result = run("recommend", out, "--user", "3", "-k", 100_000)
+    assert result.exit_code == 0 and "-inf" not in result.stdout
+    assert "items are left to recommend" in result.stderr
+
+
+def test_regression_ctrl_c_is_exit_130_naming_the_resume_command(data_file, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "r"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen([sys.executable, "-m", "memrec", "train", "bprmf", "--data", str(data_file),
+                                "--out", str(out), "--epochs", "100000", "--set", "train.patience=0",
+                                "--no-progress"], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("memrec: interrupted; continue the run with: memrec train bprmf")
+    assert stderr.strip().endswith("--resume") and "Traceback" not in stderr

@@ -224,6 +224,20 @@ def evaluate_split(model, split: Split, protocols=None,
     return metrics, time.perf_counter() - start
 
 
+def recorded_config(out: str | Path) -> RunConfig:
+    """The configuration a run was started with (its ``run.json``): what ``--resume`` continues."""
+    run = _read_run(Path(out))
+    try:
+        return RunConfig.from_json(run["config"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{Path(out) / 'run.json'}: no readable configuration ({e})") from None
+
+
+def is_finished(out: str | Path) -> bool:
+    """Whether the run wrote its results (nothing left to resume)."""
+    return (Path(out) / "results.json").is_file()
+
+
 def _read_run(out: Path) -> dict:
     try:
         return json.loads((out / "run.json").read_text())

@@ -13,11 +13,15 @@ the same group.
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import click
 
 from ..errors import ConfigError, DataError
 
-USER_ERRORS = (DataError, ConfigError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERRORS = (DataError, ConfigError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               FileExistsError, PermissionError)
 
 
 class ErrorHandlingGroup(click.Group):
@@ -26,12 +30,25 @@ class ErrorHandlingGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo(f"memrec: interrupted{_how_to_continue()}", err=True)
+            ctx.exit(130)
         except USER_ERRORS as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             message = str(e) if not isinstance(e, OSError) else f"{e.filename}: {e.strerror}"
             click.echo(f"memrec: error: {message}", err=True)
             ctx.exit(2)
+
+
+def _how_to_continue() -> str:
+    """For an interrupted ``train``: the command that continues it (training checkpoints every
+    epoch, so the run keeps its finished epochs)."""
+    args = sys.argv[1:]
+    if "train" not in args:
+        return ""
+    resume = args if "--resume" in args else args + ["--resume"]
+    return "; continue the run with: memrec " + " ".join(shlex.quote(a) for a in resume)
 
 
 @click.group(cls=ErrorHandlingGroup)

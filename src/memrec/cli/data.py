@@ -91,7 +91,8 @@ def data_synth(out, users, items, seed):
 
 @data.command("fetch")
 @click.argument("name")
-@click.option("--dest", required=True, type=click.Path(path_type=Path))
+@click.option("--dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to download into (created if absent).")
 @click.option("--url", default=None, help="Download from this address instead (a mirror).")
 def data_fetch(name, dest, url):
     """Download a public dataset, verify its checksum, extract it."""

@@ -48,7 +48,7 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
     KGCN kg.txt folder) trains on the graph's triples, reports filtered link prediction and
     exports its vectors for KSR."""
     from ..models import spec
-    from ..runs import train_run
+    from ..runs import is_finished, train_run
     from ..training.config import load_config
     overrides = list(overrides)
     if fmt:
@@ -56,7 +56,12 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
     if split:
         overrides.append(f"data.split={json.dumps(split)}")
     config = load_config(model, config_path, overrides, epochs=epochs, seed=seed)
-    if not resume and not Path(data_path).exists():
+    if resume:
+        if is_finished(out):
+            click.echo(f"{out} is finished (results.json); nothing to resume")
+            return
+        config = _resumed_config(config, out, given=bool(config_path or overrides or epochs or seed))
+    elif not Path(data_path).exists():
         raise DataError(f"{data_path}: no such file or directory")
     results = train_run(config, data_path, out, resume=resume, progress=progress)
     if spec(config.model).data == "knowledge_graph":
@@ -66,6 +71,21 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
                f"best epoch {results['best_epoch']}, {results['train_seconds']:.1f}s training")
     click.echo(_metrics_table(results["metrics"]))
     click.echo(f"saved to {out}")
+
+
+def _resumed_config(config, out: Path, given: bool):
+    """The run's recorded configuration (``run.json``): a resume continues it, budget included.
+    Options given with ``--resume`` must agree with it; none given means "as recorded"."""
+    from ..errors import ConfigError
+    from ..runs import recorded_config
+    recorded = recorded_config(out)
+    differences = config.differences(recorded) if given else (
+        [] if config.model == recorded.model else [f"model ({config.model!r} vs {recorded.model!r})"])
+    if differences:
+        raise ConfigError(f"--resume continues the run recorded in {out / 'run.json'}, but these "
+                          f"settings differ from it (given vs recorded): {'; '.join(differences)}; "
+                          "resume with the same options, or with none")
+    return recorded
 
 
 def _echo_link_prediction(results: dict, out: Path) -> None:
@@ -104,6 +124,8 @@ def evaluate(run_dir, protocols, as_json):
                    "user's recent events to this file (PNG).")
 def recommend(run_dir, users, session, k, include_seen, explain, plot_path):
     """Top-k items for users of a trained run, or for a live session."""
+    import numpy as np
+
     from ..recommender import Recommender
     if bool(users) == (session is not None):
         raise click.UsageError("give either --user (repeatable) or --session")
@@ -117,6 +139,11 @@ def recommend(run_dir, users, session, k, include_seen, explain, plot_path):
         return
     ids, scores = rec.recommend(list(users), k, exclude_seen=not include_seen)
     for user, row_ids, row_scores in zip(users, ids, scores):
+        left = np.isfinite(row_scores.astype(float))        # seen items score -inf: not listed
+        if not left.all():
+            click.echo(f"user {user}: only {int(left.sum())} items are left to recommend "
+                       f"(-k {k}; the others are the user's own, see --include-seen)", err=True)
+            row_ids, row_scores = row_ids[left], row_scores[left]
         click.echo(f"user {user}")
         reasons = rec.explain(user, row_ids) if explain else [None] * len(row_ids)
         for rank, (item, score, why) in enumerate(zip(row_ids, row_scores, reasons), 1):

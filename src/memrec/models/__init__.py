@@ -13,6 +13,7 @@ by :func:`build_graph_model`. Either function refuses the other kind with a clea
 from __future__ import annotations
 
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -207,13 +208,23 @@ def check_params(name: str, params: dict) -> dict:
         for kind in kinds:
             converted = _convert(value, kind)
             if converted is not _REJECT:
-                checked[key] = converted
+                checked[key] = _in_range(name, key, converted)
                 break
         else:
             wanted = " or ".join([_KINDS.get(k, k.__name__) for k in kinds] + ["none"] * nullable)
             raise ConfigError(f"model.{key} must be {wanted}, got {'none' if value is None else repr(value)}"
                               f" (model {name!r})")
     return checked
+
+
+def _in_range(name: str, key: str, value):
+    """Sizes, counts and rates are never negative and never NaN or infinite: refused here, in
+    one line naming the key, rather than deep inside torch."""
+    bad = (isinstance(value, int) and not isinstance(value, bool) and value < 0) or \
+        (isinstance(value, float) and (not math.isfinite(value) or value < 0))
+    if bad:
+        raise ConfigError(f"model.{key} must be a non-negative finite number, got {value!r} (model {name!r})")
+    return value
 
 
 def build(name: str, n_users: int, n_items: int, params: dict | None = None) -> Model:

@@ -26,6 +26,7 @@ TOML lives here and in the CLI only; models and the trainer see plain dataclasse
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -87,13 +88,17 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} = {getattr(self, name)!r}; choose from {', '.join(allowed)}")
         for name in ("epochs", "batch_size", "n_negatives", "eval_every", "eval_batch_size"):
-            if getattr(self, name) < (0 if name == "epochs" else 1):
+            if getattr(self, name) < 1:     # epochs = 0 would save an untrained model as "best"
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
         for protocol in self.test_protocols.split(","):
             if protocol.strip() not in ("auto", "full", "sampled", "session") or (
                     protocol.strip() == "auto" and self.test_protocols.strip() != "auto"):
                 raise ConfigError(f"train.test_protocols: unknown protocol {protocol!r}; "
                                   "choose from full, sampled, session (a comma list), or auto")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"train.{f.name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
 
@@ -130,6 +135,25 @@ class RunConfig:
     def to_json(self) -> dict:
         return {"model": {"name": self.model, **self.model_params},
                 "train": asdict(self.train), "data": asdict(self.data)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunConfig":
+        """The configuration :meth:`to_json` wrote (a run's ``run.json``), checked again."""
+        model = dict(data["model"])
+        name = model.pop("name")
+        return cls(name, check_params(name, model), typed_section(TrainConfig, "train", data["train"]),
+                   typed_section(DataConfig, "data", data["data"]))
+
+    def differences(self, other: "RunConfig") -> list[str]:
+        """``section.key (self's value vs other's)`` for every setting the two do not share."""
+        mine, theirs = self.to_json(), other.to_json()
+        out = []
+        for section in mine:
+            for key in sorted(set(mine[section]) | set(theirs[section])):
+                a, b = mine[section].get(key), theirs[section].get(key)
+                if a != b:
+                    out.append(f"{section}.{key} ({a!r} vs {b!r})")
+        return out
 
 
 def typed_section(cls, section: str, values: dict):
