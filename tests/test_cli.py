@@ -382,3 +382,28 @@ def test_regression_ctrl_c_is_exit_130_naming_the_resume_command(data_file, tmp_
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1].startswith("memrec: interrupted; continue the run with: memrec train bprmf")
     assert stderr.strip().endswith("--resume") and "Traceback" not in stderr
+
+
+def test_models_name_shows_hyperparameters_defaults_and_shipped_configs():
+    result = run("models", "rumf")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert any(line.split()[:3] == ["slots", "int", "20"] for line in lines)
+    assert "shipped config configs/rumf_ml-100k.toml" in result.output
+    assert "training defaults" in result.output and "loss='bce'" in result.output
+
+
+def test_model_json_and_run_json_record_every_effective_parameter(trained):
+    out, _ = trained
+    assert json.loads((out / "model.json").read_text())["params"] == {"dim": 8, "item_bias": False,
+                                                                        "init_std": 0.1}
+    assert json.loads((out / "run.json").read_text())["config"]["model"]["init_std"] == 0.1
+
+
+def test_demo_shows_a_memory_network_explained_and_reuses_finished_runs(tmp_path):
+    first = run("demo", "--out", tmp_path, "--models", "pop,rumf")
+    assert first.exit_code == 0, first.output
+    assert "rumf for user 0: each recommendation with the memory slots it attended to" in first.stdout
+    assert "attended: slot" in first.stdout and "memrec serve" in first.stdout
+    second = run("demo", "--out", tmp_path, "--models", "pop,rumf")
+    assert "reused the finished runs" in second.stderr and "pop, rumf" in second.stderr

@@ -110,8 +110,13 @@ def test_csv_session_column_doubles_as_user_and_dates_become_seconds(tmp_path):
 
 
 def test_csv_default_columns_by_field_count_and_header_by_numbers(tmp_path):
+    # no header: user, item, rating by position; a header that names no user and item is
+    # refused rather than read by position (issue 21: ``alpha,beta,gamma`` trained anyway)
+    assert raw_rows(load(write(tmp_path / "y.tsv", "1\t2\t5\n"))) == [(1, 2, 5.0)]
     path = write(tmp_path / "x.tsv", "who\twhat\thow\n1\t2\t5\n")
-    assert raw_rows(load(path)) == [(1, 2, 5.0)]
+    with pytest.raises(DataError, match=r"the header \(who, what, how\) has no item and user"):
+        load(path)
+    assert raw_rows(load(path, "csv", columns=["user", "item", "rating"])) == [(1, 2, 5.0)]
 
 
 def test_csv_blank_lines_before_header_latin1_ids_and_padded_values(tmp_path):

@@ -17,6 +17,19 @@ import torch
 from .errors import CheckpointError, DataError
 
 
+def check_output_file(path: str | Path) -> None:
+    """Refuse, before any work, an output file that could not be written: one that exists, or
+    whose folder is missing or read-only. The error names the user's path."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.exists():
+        raise DataError(f"{path} already exists; choose another --out")
+    if not folder.is_dir():
+        raise DataError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"{path}: folder {folder} is not writable")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from .data.interactions import Interactions
 from .data.splits import Split
 from .evaluation import known_interactions
 from .errors import ConfigError
-from .models import base, build
+from .models import base, build, effective_params
 from .models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
                                   make_query)
 from .serving.live import LiveModel
@@ -83,7 +83,8 @@ class Recommender:
             self.result_ = replace(self.result_, train_seconds=self.result_.train_seconds + refit.train_seconds,
                                    refit_epochs=epochs)
         indptr, items = known.sequences()
-        self.saved_ = SavedModel(self.config.model, self.config.model_params, model,
+        params = effective_params(self.config.model, self.config.model_params)
+        self.saved_ = SavedModel(self.config.model, params, model,
                                  split.train.users, split.train.items, indptr, items)
         return self
 

@@ -226,6 +226,7 @@ def evaluate_split(model, split: Split, protocols=None,
 
 def recorded_config(out: str | Path) -> RunConfig:
     """The configuration a run was started with (its ``run.json``): what ``--resume`` continues."""
+    _check_new_run_dir(Path(out), resume=True)
     run = _read_run(Path(out))
     try:
         return RunConfig.from_json(run["config"])

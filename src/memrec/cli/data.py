@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from ..data.fetch import SOURCES
 from ..errors import DataError
 
 
@@ -15,6 +16,10 @@ from ..errors import DataError
 @click.group()
 def data():
     """Inspect, generate and download datasets."""
+
+
+#: timestamps shown as dates: unix seconds from 1973 to 2286
+SECONDS_RANGE = (1e8, 1e10)
 
 
 @data.command("info")
@@ -30,9 +35,13 @@ def data_info(path, fmt):
         click.echo(f"{key:<13} {info[key]:,}")
     click.echo(f"density       {info['density']:.6f}")
     if "time_span" in info:
-        lo, hi = (pd.to_datetime(t, unit="s", errors="coerce") for t in info["time_span"])
-        click.echo(f"time span     {info['time_span'][0]:.0f} .. {info['time_span'][1]:.0f}"
-                   + (f"  ({lo:%Y-%m-%d} .. {hi:%Y-%m-%d} if seconds)" if pd.notna(lo) else ""))
+        first, last = info["time_span"]
+        # dates only for values that look like unix seconds (1973..2286): positions and
+        # milliseconds would print as 1970-01-01 or fail
+        dated = all(SECONDS_RANGE[0] <= t <= SECONDS_RANGE[1] for t in (first, last))
+        lo, hi = (pd.to_datetime(t, unit="s") if dated else None for t in (first, last))
+        click.echo(f"time span     {first:.0f} .. {last:.0f}"
+                   + (f"  ({lo:%Y-%m-%d} .. {hi:%Y-%m-%d})" if dated else "  (not unix seconds: no dates)"))
     if "sessions" in info:
         click.echo(f"sessions      {info['sessions']:,}")
     for side in ("user", "item"):
@@ -89,7 +98,8 @@ def data_synth(out, users, items, seed):
     click.echo(f"wrote {len(data_):,} interactions ({data_.n_users} users, {data_.n_items} items) to {out}")
 
 
-@data.command("fetch")
+@data.command("fetch", help="Download the public dataset NAME, verify its checksum, extract it. "
+                             "NAME: " + ", ".join(sorted(SOURCES)) + ".")
 @click.argument("name")
 @click.option("--dest", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to download into (created if absent).")

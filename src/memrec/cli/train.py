@@ -206,7 +206,7 @@ def stream(model, data_path, fmt, config_path, overrides, epochs, seed, update, 
     for each test slice recommend (HR/NDCG, full ranking) and update the model with the slice."""
     from ..data.preprocess import preprocess
     from ..data.readers import load
-    from ..fileio import atomic_write_json
+    from ..fileio import atomic_write_json, check_output_file
     from ..models import spec
     from ..models.capabilities import StreamLearner
     from ..streaming import StreamConfig, run_stream
@@ -216,8 +216,8 @@ def stream(model, data_path, fmt, config_path, overrides, epochs, seed, update, 
         update = "online" if issubclass(spec(config.model).cls, StreamLearner) else "frozen"
     stream_cfg = StreamConfig(train_frac=train_frac, n_slices=slices, update=update,
                               online_epochs=online_epochs)
-    if out is not None and out.exists():
-        raise DataError(f"{out} already exists; choose another --out")
+    if out is not None:
+        check_output_file(out)
     if not data_path.exists():
         raise DataError(f"{data_path}: no such file or directory")
     d = config.data

@@ -217,6 +217,13 @@ def check_params(name: str, params: dict) -> dict:
     return checked
 
 
+def effective_params(name: str, params: dict) -> dict:
+    """Every hyper-parameter the model is built with: its defaults, then ``params``."""
+    defaults = {k: p.default for k, p in hyperparameters(name).items()
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **params}
+
+
 def _in_range(name: str, key: str, value):
     """Sizes, counts and rates are never negative and never NaN or infinite: refused here, in
     one line naming the key, rather than deep inside torch."""
@@ -258,4 +265,4 @@ def _construct(name: str, data: str, first: int, second: int, params: dict | Non
 
 
 __all__ = ["REGISTRY", "ModelSpec", "DATA_SIZES", "Query", "Model", "KnowledgeGraphEmbedding",
-           "build", "build_graph_model", "spec", "hyperparameters", "check_params"]
+           "build", "build_graph_model", "spec", "hyperparameters", "check_params", "effective_params"]

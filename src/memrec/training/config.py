@@ -31,7 +31,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from ..models import check_params, spec
+from ..models import check_params, effective_params, spec
 from ..errors import ConfigError
 
 
@@ -133,7 +133,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def to_json(self) -> dict:
-        return {"model": {"name": self.model, **self.model_params},
+        """Every setting, the model's defaults included (what ``run.json`` records)."""
+        return {"model": {"name": self.model, **effective_params(self.model, self.model_params)},
                 "train": asdict(self.train), "data": asdict(self.data)}
 
     @classmethod

@@ -10,6 +10,7 @@ over rows.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -173,8 +174,7 @@ def sniff_layout(path: Path, *, columns=None, sep: str | None = None,
                             f"has {len(first)} per line")
     else:
         roles = (roles_from_header(first) if header else None) or default_roles(len(first))
-        named = [f for f in first if normalize_name(f) in ALIASES] if header else []
-        if named and roles != roles_from_header(first):
+        if header and roles_from_header(first) is None:
             # the header names its columns but not an item and a user: guessing by position
             # would silently read, say, a rating column as items
             raise DataError(f"{path.name}: the header ({', '.join(first)}) has no item and user "
@@ -235,12 +235,15 @@ def _index_ids(column: pa.ChunkedArray) -> tuple[np.ndarray, IdMap] | None:
     return IdMap.factorize(ints)
 
 
-def _float_column(column: pa.ChunkedArray) -> np.ndarray | None:
-    """A float64 column, ``None`` when a value was empty (the caller reports the line)."""
+def _float_column(column: pa.ChunkedArray, role: str) -> np.ndarray | None:
+    """A float64 column, ``None`` when a value was empty, NaN or infinite, or a timestamp was
+    negative (the caller reports the line)."""
     if column.null_count:
         return None
     values = column.to_numpy()
-    return None if np.isnan(values).any() else values
+    if not np.isfinite(values).all() or (role == "timestamp" and (values < 0).any()):
+        return None
+    return values
 
 
 def _date_column(column: pa.ChunkedArray) -> np.ndarray | None:
@@ -264,7 +267,7 @@ def _columns_from_table(table: pa.Table, layout: Layout) -> dict | None:
         elif role == "timestamp" and layout.date_timestamp:
             value = _date_column(column)
         else:
-            value = _float_column(column)
+            value = _float_column(column, role)
         if value is None:
             return None
         out[role] = value
@@ -282,12 +285,19 @@ def _numbered_rows(fh, layout: Layout):
             for number, line in enumerate(fh, start=1) if line.strip())
 
 
-def _number_ok(value: str) -> bool:
+def _number_problem(value: str) -> str | None:
+    """Why a rating or time field is not usable: not a number, or NaN / infinite."""
     try:
         number = float(value)
     except ValueError:
-        return False
-    return number == number  # NaN is not a rating or a time
+        return "is not a number"
+    return None if math.isfinite(number) else "is not a finite number"
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    """A field as an error message quotes it: a 30-million-digit number is cut short."""
+    value = value.strip()
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value):,} characters)"
 
 
 def _date_ok(value: str) -> bool:
@@ -308,8 +318,10 @@ def _row_problem(fields: list[str], layout: Layout) -> str | None:
         if role == "timestamp" and layout.date_timestamp:
             if not _date_ok(value):
                 return f"timestamp {value.strip()!r} is not a date"
-        elif role in ("rating", "timestamp") and not _number_ok(value):
-            return f"{role} {value.strip()!r} is not a number"
+        elif role in ("rating", "timestamp") and _number_problem(value):
+            return f"{role} {_shown(value)} {_number_problem(value)}"
+        elif role == "timestamp" and float(value) < 0:
+            return f"timestamp {_shown(value)} is negative (seconds since 1970 expected)"
     return None
 
 

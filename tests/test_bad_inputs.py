@@ -1,0 +1,49 @@
+"""The bad-input corpus: each row is an input a new user might give, the exit status it must
+get, and a phrase its one-line error must contain (no traceback, nothing written)."""
+
+import pytest
+from click.testing import CliRunner
+
+from memrec.cli import main
+
+GOOD = "user,item,rating,timestamp\n1,2,3,1600000000\n1,3,4,1600000100\n2,2,5,1600000200\n"
+
+#: (id, file content or None, command with {data} / {tmp}, exit status, phrase)
+CORPUS = [
+    ("inf-rating", "user,item,rating,timestamp\n1,2,inf,5\n", ["data", "info", "{data}"], 2,
+     "line 2: rating 'inf' is not a finite number"),
+    ("negative-timestamp", "user,item,rating,timestamp\n1,2,3,-5\n", ["data", "info", "{data}"], 2,
+     "line 2: timestamp '-5' is negative"),
+    ("huge-timestamp", "user,item,rating,timestamp\n1,2,3," + "9" * 5000 + "\n", ["data", "info", "{data}"],
+     2, "(5,000 characters) is not a finite number"),
+    ("header-without-user-item", "alpha,beta,gamma\n1,2,3\n4,5,6\n", ["data", "info", "{data}"], 2,
+     "the header (alpha, beta, gamma) has no item and user"),
+    ("negative-dim", GOOD, ["train", "bprmf", "--data", "{data}", "--out", "{tmp}/r", "--set", "model.dim=-5"],
+     2, "model.dim must be a non-negative finite number, got -5"),
+    ("nan-lr", GOOD, ["train", "bprmf", "--data", "{data}", "--out", "{tmp}/r", "--set", "train.lr=nan"],
+     2, "train.lr must be a finite number, got nan"),
+    ("zero-epochs", GOOD, ["train", "bprmf", "--data", "{data}", "--out", "{tmp}/r", "--epochs", "0"],
+     2, "train.epochs must be positive, got 0"),
+    ("stream-out-in-missing-folder", GOOD,
+     ["stream", "bprmf", "--data", "{data}", "--out", "{tmp}/missing/out.json"], 2,
+     "folder {tmp}/missing does not exist"),
+    ("fetch-dest-is-a-file", GOOD, ["data", "fetch", "ml-100k", "--dest", "{data}"], 2, "is a file"),
+    ("fetch-unknown-dataset", None, ["data", "fetch", "nope", "--dest", "{tmp}"], 2, "unknown dataset 'nope'; known: "),
+    ("resume-nothing", None, ["train", "bprmf", "--data", "x", "--out", "{tmp}", "--resume"], 2,
+     "nothing to resume"),
+    ("unknown-model-described", None, ["models", "nope"], 2, "unknown model 'nope'"),
+]
+
+
+@pytest.mark.parametrize("content, command, status, phrase",
+                         [row[1:] for row in CORPUS], ids=[row[0] for row in CORPUS])
+def test_bad_input_gets_its_one_line_error(tmp_path, content, command, status, phrase):
+    data = tmp_path / "data.csv"
+    if content is not None:
+        data.write_text(content)
+    args = [a.format(data=data, tmp=tmp_path) for a in command]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == status, result.output
+    assert phrase.format(tmp=tmp_path) in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "missing").exists()
