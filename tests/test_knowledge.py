@@ -18,7 +18,7 @@ from memrec.errors import CheckpointError, ConfigError, DataError
 from memrec.data.knowledge import KnowledgeGraph, split_triples
 from memrec.knowledge_runs import (KnownTriples, LinkPredictionValidator, link_prediction, load_transe,
                                    random_ranker)
-from memrec.models import REGISTRY, KnowledgeGraphEmbedding, build, build_graph_model
+from memrec.models import REGISTRY, KnowledgeGraphEmbedding, build, build_graph_model, effective_params
 from memrec.models.transe import TransE
 from memrec.runs import train_run
 from memrec.training.config import load_config
@@ -391,7 +391,8 @@ def test_transe_run_saves_results_and_exports(tmp_path):
     assert [r["epoch"] for r in log] == [1, 2, 3, 4] and "MRR" in log[1]["valid"]["link"]
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert (meta["model"], meta["n_entities"], meta["n_relations"]) == ("transe", 7, 3) and "versions" in meta
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["model"] == {"name": "transe", "dim": 8}
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["config"]["model"]
+    assert recorded == {"name": "transe", **effective_params("transe", {"dim": 8})} and recorded["dim"] == 8
 
 
 def test_transe_resume_equals_uninterrupted(tmp_path):
