@@ -32,6 +32,11 @@ CORPUS = [
     ("resume-nothing", None, ["train", "bprmf", "--data", "x", "--out", "{tmp}", "--resume"], 2,
      "nothing to resume"),
     ("unknown-model-described", None, ["models", "nope"], 2, "unknown model 'nope'"),
+    ("na-user-ids", "userId,itemId\nNA,1\nNA,2\n3,2\n", ["data", "info", "{data}"], 2,
+     "line 2: missing user id ('NA')"),
+    ("empty-file", "", ["data", "info", "{data}"], 2, "the file is empty"),
+    ("utf-16", "user,item\n1,2\n".encode("utf-16"), ["data", "info", "{data}"], 2,
+     "the text is UTF-16 (little-endian); save it as UTF-8"),
 ]
 
 
@@ -39,7 +44,9 @@ CORPUS = [
                          [row[1:] for row in CORPUS], ids=[row[0] for row in CORPUS])
 def test_bad_input_gets_its_one_line_error(tmp_path, content, command, status, phrase):
     data = tmp_path / "data.csv"
-    if content is not None:
+    if isinstance(content, bytes):
+        data.write_bytes(content)
+    elif content is not None:
         data.write_text(content)
     args = [a.format(data=data, tmp=tmp_path) for a in command]
     result = CliRunner().invoke(main, args)
@@ -47,3 +54,11 @@ def test_bad_input_gets_its_one_line_error(tmp_path, content, command, status, p
     assert phrase.format(tmp=tmp_path) in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "r").exists() and not (tmp_path / "missing").exists()
+
+
+def test_repeated_pairs_are_counted_and_the_policy_named(tmp_path):
+    data = tmp_path / "dup.csv"
+    data.write_text("user,item\n" + "1,2\n1,2\n1,3\n1,3\n2,2\n2,2\n")
+    out = CliRunner().invoke(main, ["data", "info", str(data)]).output
+    assert "density       0.750000" in out          # 3 distinct pairs of 2 x 2 (never above 1)
+    assert "3 interactions repeat a user-item pair" in out and "(default: keep)" in out

@@ -303,9 +303,11 @@ def test_empty_user_id(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("text", ["", "\n\n", "userId,movieId,rating,timestamp\n"])
-def test_empty_file(tmp_path, text):
-    with pytest.raises(DataError, match=r"^e.csv: no interactions$"):
+@pytest.mark.parametrize("text, message", [("", r"e.csv: the file is empty$"),
+                                           ("\n\n", r"^e.csv: no interactions$"),
+                                           ("userId,movieId,rating,timestamp\n", r"^e.csv: no interactions$")])
+def test_empty_file(tmp_path, text, message):
+    with pytest.raises(DataError, match=message):
         load(write(tmp_path / "e.csv", text), "csv")
 
 

@@ -9,6 +9,7 @@ import click
 import pandas as pd
 
 from ..data.fetch import SOURCES
+from ..training.config import DataConfig
 from ..errors import DataError
 
 
@@ -33,7 +34,11 @@ def data_info(path, fmt):
     click.echo(f"dataset       {dataset.name}")
     for key in ("users", "items", "interactions"):
         click.echo(f"{key:<13} {info[key]:,}")
-    click.echo(f"density       {info['density']:.6f}")
+    click.echo(f"density       {info['density']:.6f}  (distinct user-item pairs)")
+    if info["repeated_pairs"]:
+        click.echo(f"repeats       {info['repeated_pairs']:,} interactions repeat a user-item pair; "
+                   f"training keeps them unless --set data.duplicates=first|last|error "
+                   f"(default: {DataConfig().duplicates})")
     if "time_span" in info:
         first, last = info["time_span"]
         # dates only for values that look like unix seconds (1973..2286): positions and

@@ -203,9 +203,11 @@ class Interactions:
         idg = self.item_degree()
         active_u, active_i = int((ud > 0).sum()), int((idg > 0).sum())
         q = [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]
+        pairs = len(np.unique(self.user.astype(np.int64) * max(self.n_items, 1) + self.item)) if n else 0
         info = {
             "users": active_u, "items": active_i, "interactions": n,
-            "density": n / max(active_u * active_i, 1),
+            "repeated_pairs": n - pairs,         # interactions that repeat a (user, item) pair
+            "density": pairs / max(active_u * active_i, 1),     # of distinct pairs: at most 1
             "user_degree_quantiles": dict(zip(map(str, q), np.quantile(ud[ud > 0], q).tolist())) if n else {},
             "item_degree_quantiles": dict(zip(map(str, q), np.quantile(idg[idg > 0], q).tolist())) if n else {},
         }

@@ -58,6 +58,8 @@ def load(path: str | Path, format: str | None = None, *, columns: list[str] | No
         ``csv`` only: one of ``,`` ``\\t`` ``::`` ``;`` and space; detected when omitted.
     """
     path = require_path(path)
+    if path.is_file():
+        _check_text(path)
     target = path
     if format is None:
         detected = detect_format(path)
@@ -74,6 +76,22 @@ def load(path: str | Path, format: str | None = None, *, columns: list[str] | No
     else:
         dataset = FORMATS[format](target)
     return replace(dataset, name=dataset_name(path)) if path.is_dir() else dataset
+
+
+#: byte-order marks of encodings the readers do not take (they read UTF-8, then Latin-1)
+_OTHER_ENCODINGS = {b"\xff\xfe": "UTF-16 (little-endian)", b"\xfe\xff": "UTF-16 (big-endian)"}
+
+
+def _check_text(path: Path) -> None:
+    """An empty file, or text in an encoding the readers cannot take, said plainly (rather
+    than as an unknown format or a rating of '\\x00r\\x00a...')."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise DataError(f"{path}: the file is empty")
+    for mark, encoding in _OTHER_ENCODINGS.items():
+        if head.startswith(mark):
+            raise DataError(f"{path}: the text is {encoding}; save it as UTF-8")
 
 
 __all__ = ["Dataset", "FORMATS", "load", "load_kg", "detect_format", "DataError"]

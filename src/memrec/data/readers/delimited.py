@@ -220,11 +220,15 @@ def _read_arrow(path: Path, layout: Layout, encoding: str = "utf8") -> pa.Table:
                                              quoted_strings_can_be_null=False))
 
 
+#: id values that mean "no id" in exported tables (pandas / R / SQL), refused as ids
+MISSING_IDS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+
+
 def _index_ids(column: pa.ChunkedArray) -> tuple[np.ndarray, IdMap] | None:
     """(codes, id map) for an id column read as strings: int64 raw ids when every id is an
     integer, else the strings. ``None`` if an id is empty (the caller reports the line)."""
     trimmed = pc.utf8_trim_whitespace(column)
-    if pc.any(pc.equal(trimmed, "")).as_py():
+    if pc.any(pc.is_in(trimmed, value_set=pa.array(MISSING_IDS))).as_py():
         return None
     try:
         ints = pc.cast(trimmed, pa.int64()).to_numpy()
@@ -315,6 +319,9 @@ def _row_problem(fields: list[str], layout: Layout) -> str | None:
     for role, value in zip(layout.roles, fields):
         if role in _ID_ROLES and not value.strip():
             return f"empty {role} id"
+        if role in _ID_ROLES and value.strip() in MISSING_IDS:
+            # e.g. Diginetica's anonymous clicks: read as an id they would make one huge user
+            return f"missing {role} id ({value.strip()!r})"
         if role == "timestamp" and layout.date_timestamp:
             if not _date_ok(value):
                 return f"timestamp {value.strip()!r} is not a date"
