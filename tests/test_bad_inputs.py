@@ -62,3 +62,21 @@ def test_repeated_pairs_are_counted_and_the_policy_named(tmp_path):
     out = CliRunner().invoke(main, ["data", "info", str(data)]).output
     assert "density       0.750000" in out          # 3 distinct pairs of 2 x 2 (never above 1)
     assert "3 interactions repeat a user-item pair" in out and "(default: keep)" in out
+
+
+def test_a_saved_model_folder_says_what_evaluate_needs(tmp_path):
+    from memrec.recommender import Recommender
+    from memrec.data.synthetic import SynthConfig, generate
+    Recommender("pop").fit(generate(SynthConfig(n_users=20, n_items=30, seed=3))).save(tmp_path / "m")
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "no split.npz (Recommender.save keeps the model only)" in result.output
+
+
+def test_training_notes_repeated_pairs_it_keeps(tmp_path):
+    data = tmp_path / "d.csv"
+    rows = [f"{u},{(u + 3 * k) % 60},{1600000000 + 10 * k}" for u in range(30) for k in range(12)]
+    data.write_text("user,item,timestamp\n" + "\n".join(rows + rows[:5]) + "\n")
+    result = CliRunner().invoke(main, ["train", "pop", "--data", str(data), "--out", str(tmp_path / "r"),
+                                       "--set", "data.n_negatives=5"])
+    assert result.exit_code == 0, result.output
+    assert "note: 5 interactions repeat a user-item pair and are kept" in result.stderr

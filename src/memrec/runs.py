@@ -68,9 +68,20 @@ def prepare_split(data_path: str | Path, cfg: DataConfig) -> tuple[str, Split]:
     interactions = linked_items_only(dataset) if cfg.linked_only else dataset.interactions
     data = preprocess(interactions, threshold=cfg.threshold or None, user_k=cfg.user_k,
                       item_k=cfg.item_k, duplicates=cfg.duplicates)
+    _note_repeats(data, cfg)
     kind = "loo" if cfg.split == "auto" else cfg.split
     options = {k: getattr(cfg, k) for k in SPLIT_OPTIONS.get(kind, ())}
     return dataset.name, make_split(data, kind, seed=cfg.seed, n_negatives=cfg.n_negatives, **options)
+
+
+def _note_repeats(data, cfg: DataConfig) -> None:
+    """Say when kept interactions repeat a user-item pair (sessions re-click by nature)."""
+    if cfg.duplicates != "keep" or data.session is not None or len(data) == 0:
+        return
+    repeats = data.describe()["repeated_pairs"]
+    if repeats:
+        echo_stderr(f"note: {repeats:,} interactions repeat a user-item pair and are kept "
+                    "(data.duplicates = keep; first, last or error are the alternatives)")
 
 
 def linked_items_only(dataset) -> "Interactions":
@@ -259,6 +270,10 @@ def evaluate_run(run_dir: str | Path, protocols=None) -> dict:
     protocol the split can run; a named one it cannot run is a ConfigError)."""
     run_dir = Path(run_dir)
     saved = load_model(run_dir)
+    if not (run_dir / "split.npz").is_file():
+        raise CheckpointError(f"{run_dir} holds a saved model but no split.npz (Recommender.save keeps "
+                              "the model only): evaluate needs a run folder from memrec train, or "
+                              "evaluate in Python with memrec.runs.evaluate_split(model, split)")
     split = load_split(run_dir / "split.npz", saved.users, saved.items)
     metrics, _ = evaluate_split(saved.model, split, protocols)
     return metrics

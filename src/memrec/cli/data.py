@@ -99,6 +99,7 @@ def data_synth(out, users, items, seed):
     if items:
         config = replace(config, n_items=items)
     data_ = generate(config)
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_csv(data_, out)
     click.echo(f"wrote {len(data_):,} interactions ({data_.n_users} users, {data_.n_items} items) to {out}")
 
