@@ -407,3 +407,12 @@ def test_demo_shows_a_memory_network_explained_and_reuses_finished_runs(tmp_path
     assert "attended: slot" in first.stdout and "memrec serve" in first.stdout
     second = run("demo", "--out", tmp_path, "--models", "pop,rumf")
     assert "reused the finished runs" in second.stderr and "pop, rumf" in second.stderr
+
+
+def test_data_info_on_a_folder_names_the_file_it_read(tmp_path, data_file):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "ratings.csv").write_text(data_file.read_text())
+    result = run("data", "info", folder)
+    assert result.exit_code == 0, result.output
+    assert f"read          {folder / 'ratings.csv'} (csv)" in result.stdout

@@ -28,10 +28,13 @@ SECONDS_RANGE = (1e8, 1e10)
 @click.option("--format", "fmt", default=None)
 def data_info(path, fmt):
     """Users, items, interactions, density, time span, degree quantiles."""
-    from ..data.readers import load
+    from ..data.readers import detect_format, load
     dataset = load(path, fmt)
     info = dataset.interactions.describe()
     click.echo(f"dataset       {dataset.name}")
+    if fmt is None and Path(path).is_dir():     # a folder may hold several formats: say which
+        detected, target = detect_format(Path(path))
+        click.echo(f"read          {target} ({detected})")
     for key in ("users", "items", "interactions"):
         click.echo(f"{key:<13} {info[key]:,}")
     click.echo(f"density       {info['density']:.6f}  (distinct user-item pairs)")
