@@ -67,7 +67,6 @@ def create_app(run_dir: str | Path, store_url: str | None = None, *, token: str 
     token = (os.environ.get("MEMREC_TOKEN") if token is None else token) or None   # "": none
     live, _ = open_live(run_dir, store_url)
     app = FastAPI(title="memrec", version="1", summary=f"live memory recommendations: {live.name}")
-    app.state.live = live
     require_write = _bearer(token)
     require_read = _bearer(token if read_token else None)
     _install_middleware(app, max_body)

@@ -167,18 +167,17 @@ class LiveModel:
             return ItemWindow.from_history(query.history, query.mask, model.max_history)
         return None
 
-    def _write(self, state: TensorState, users: torch.Tensor, items: torch.Tensor) -> TensorState:
+    def _write(self, state: TensorState, items: torch.Tensor) -> TensorState:
         """One event per row."""
         if self.stateful:
             return self.model.update(state, items)
         return state.append(items, self.model.max_history)
 
-    def replay(self, state: TensorState, users: torch.Tensor, items: torch.Tensor,
-               mask: torch.Tensor) -> TensorState:
+    def replay(self, state: TensorState, items: torch.Tensor, mask: torch.Tensor) -> TensorState:
         """The states after events items long [B, L] (mask [B, L]; padding anywhere): one
         vectorised write per position."""
         for t in range(items.shape[1]):
-            state = self._write(state, users, items[:, t]).where(mask[:, t], state)
+            state = self._write(state, items[:, t]).where(mask[:, t], state)
         return state
 
     def _decode(self, record: Record, index: int) -> TensorState | None:
@@ -244,7 +243,7 @@ class LiveModel:
             batch = pad_sequence(rows, batch_first=True)
             lengths = torch.tensor([len(r) for r in rows])
             mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
-            state = self.replay(state, torch.as_tensor(indices[chunk]), batch, mask)
+            state = self.replay(state, batch, mask)
             new.update({users[b]: state.index(torch.tensor([n])).trimmed().to_bytes()
                         for n, b in enumerate(chunk)})
         return new
