@@ -37,6 +37,13 @@ CORPUS = [
     ("empty-file", "", ["data", "info", "{data}"], 2, "the file is empty"),
     ("utf-16", "user,item\n1,2\n".encode("utf-16"), ["data", "info", "{data}"], 2,
      "the text is UTF-16 (little-endian); save it as UTF-8"),
+    # click's own usage errors, one line each (click prints usage, a hint and the error: three)
+    ("epochs-not-a-number", GOOD, ["train", "bprmf", "--data", "{data}", "--out", "{tmp}/r", "--epochs", "abc"],
+     2, "Invalid value for '--epochs': 'abc' is not a valid integer. (see: memrec train --help)"),
+    ("unknown-verb", None, ["trian"], 2, "No such command 'trian'. Did you mean 'train'?"),
+    ("unknown-group-option", None, ["--bogus"], 2, "No such option '--bogus'. (see: memrec --help)"),
+    ("missing-argument", None, ["data", "info"], 2, "Missing argument 'PATH'. (see: memrec data info --help)"),
+    ("port-out-of-range", None, ["serve", "{tmp}", "--port", "99999"], 2, "99999 is not in the range"),
 ]
 
 
@@ -49,10 +56,11 @@ def test_bad_input_gets_its_one_line_error(tmp_path, content, command, status, p
     elif content is not None:
         data.write_text(content)
     args = [a.format(data=data, tmp=tmp_path) for a in command]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, args, prog_name="memrec")
     assert result.exit_code == status, result.output
     assert phrase.format(tmp=tmp_path) in result.output
     assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "r").exists() and not (tmp_path / "missing").exists()
 
 

@@ -24,12 +24,28 @@ USER_ERRORS = (DataError, ConfigError, FileNotFoundError, NotADirectoryError, Is
                FileExistsError, PermissionError)
 
 
+def _usage_line(e: click.UsageError) -> str:
+    """Click's usage error as one line: the problem, then where help is (click prints three)."""
+    where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+    return f"memrec: error: {e.format_message()}{where}"
+
+
 class ErrorHandlingGroup(click.Group):
     """Turns user errors into one clean stderr line and exit status 2."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:  # the group's own options (``memrec --bogus``)
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            click.echo(_usage_line(e), err=True)
+            raise click.exceptions.Exit(2) from None
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:  # a verb's bad option value, an unknown verb
+            click.echo(_usage_line(e), err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo(f"memrec: interrupted{_how_to_continue()}", err=True)
             ctx.exit(130)
