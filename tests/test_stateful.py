@@ -20,14 +20,14 @@ from memrec.models.capabilities import (AnonymousScorer, Explainer, HistoryScore
 #: small sizes so every model builds and scores in milliseconds
 SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5},
          "stamp": {"dim": 8, "max_history": 4}, "stmp": {"dim": 8},
-         "dmn": {"dim": 8, "max_history": 3}, "mars": {"dim": 8, "max_history": 4},
+         "dmn": {"dim": 8, "max_history": 3}, "sasrec": {"dim": 8, "heads": 2, "max_len": 4}, "mars": {"dim": 8, "max_history": 4},
          "nmrn": {"dim": 8, "slots": 3, "scope": "per_user"}}
 STATEFUL = sorted(name for name, s in REGISTRY.items() if issubclass(s.cls, StatefulScorer))
 
 
 def test_every_model_with_memory_is_stateful():
     # the list: memory models and the sequential baselines keep a serialisable state
-    assert {"rumi", "rumf", "ksr", "nmrn", "gru4rec", "fpmc", "stamp", "stmp", "dmn", "mars"} <= set(STATEFUL)
+    assert {"rumi", "rumf", "ksr", "nmrn", "gru4rec", "sasrec", "fpmc", "stamp", "stmp", "dmn", "mars"} <= set(STATEFUL)
 
 
 def _model(name: str, params: dict | None = None):

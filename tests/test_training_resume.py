@@ -16,7 +16,7 @@ from memrec.recommender import Recommender
 TRAIN = {"batch_size": 64, "patience": 0, "lr": 0.01}
 #: small sizes so each model trains in well under a second an epoch
 SMALL = {"bprmf": {"dim": 8}, "gmf": {"dim": 8}, "cmn": {"dim": 8}, "fpmc": {"dim": 8},
-         "gru4rec": {"dim": 8, "hidden": 8}, "rumi": {"dim": 8, "slots": 4},
+         "gru4rec": {"dim": 8, "hidden": 8}, "sasrec": {"dim": 8, "max_len": 5}, "rumi": {"dim": 8, "slots": 4},
          "rumf": {"dim": 8, "slots": 4}, "stamp": {"dim": 8}, "stmp": {"dim": 8},
          "mars": {"dim": 8, "max_history": 10}, "dmn": {"dim": 8},
          "nmrn": {"dim": 8, "slots": 4},

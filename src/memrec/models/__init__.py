@@ -24,6 +24,7 @@ from .baselines.bprmf import BPRMF
 from .baselines.ease import EASE
 from .baselines.fpmc import FPMC
 from .baselines.gru4rec import GRU4Rec
+from .baselines.sasrec import SASRec
 from .baselines.itemknn import ItemKNN
 from .baselines.pop import Popularity
 from .baselines.rp3beta import RP3Beta
@@ -93,6 +94,9 @@ REGISTRY: dict[str, ModelSpec] = {
                       {**_USER_SEQUENCE_DEFAULTS, "loss": "bpr"}),
     "gru4rec": ModelSpec(GRU4Rec, "GRU4Rec: a GRU over the item sequence, cross-entropy over all items (Hidasi 2016/2018)",
                          {**_USER_SEQUENCE_DEFAULTS, "loss": "softmax"}),
+    "sasrec": ModelSpec(SASRec, "SASRec: causal self-attention over the latest items, full cross-entropy (Kang 2018; Klenitskiy 2023)",
+                        {**_USER_SEQUENCE_DEFAULTS, "loss": "softmax", "epochs": 200, "patience": 10,
+                         "adam_beta2": 0.98}),
     "rumi": ModelSpec(RUMItem, "RUM-I: attention over the user's K latest items, merged with p_u (Chen 2018)",
                       {**_USER_SEQUENCE_DEFAULTS, "loss": "bce"}),
     "rumf": ModelSpec(RUMFeature, "RUM-F: K feature slots per user, erase-add writes, merged with p_u (Chen 2018)",

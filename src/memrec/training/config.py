@@ -48,6 +48,7 @@ class TrainConfig:
     rmsprop_decay: float = 0.99        # rmsprop's moving-average factor (TF calls it decay)
     rmsprop_initial: float = 1.0       # tf_rmsprop's starting mean square (TF1: 1)
     eps: float = 1e-8
+    adam_beta2: float = 0.999          # Adam's second-moment decay (SASRec's code: 0.98)
     clip_grad_norm: float = 0.0        # 0 = no clipping; else max L2 norm (global or per tensor)
     clip_per_tensor: bool = False      # clip each parameter's gradient norm on its own
     clip_grad_value: float = 0.0       # 0 = no clipping; else per-element clamp
@@ -101,6 +102,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{f.name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if not 0 <= self.adam_beta2 < 1:
+            raise ConfigError(f"train.adam_beta2 must be in [0, 1), got {self.adam_beta2}")
 
 
 @dataclass(frozen=True)

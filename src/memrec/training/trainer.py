@@ -48,6 +48,8 @@ def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimize
         options.update(decay=cfg.rmsprop_decay, eps=cfg.eps, initial_mean_square=cfg.rmsprop_initial)
     if cfg.optimizer in ("adam", "adagrad"):
         options["eps"] = cfg.eps
+    if cfg.optimizer == "adam":
+        options["betas"] = (0.9, cfg.adam_beta2)
     return OPTIMIZERS[cfg.optimizer](groups, **options)
 
 
