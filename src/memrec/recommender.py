@@ -68,18 +68,20 @@ class Recommender:
         return self.fit_split(split, run_dir=run_dir, progress=progress)
 
     def fit_split(self, split: Split, *, run_dir=None, resume: bool = False,
-                  progress: bool | None = None, echo=None) -> "Recommender":
+                  progress: bool | None = None, echo=None, on_validation=None) -> "Recommender":
         """Train on ``split.train``, choosing the epoch on its validation part. With
         ``train.refit``, then train a fresh model on train + valid for the chosen number of
-        epochs (no validation left to stop on) and keep that one."""
-        model, self.result_ = self._train(split, self.config.train, run_dir, resume, progress, echo)
+        epochs (no validation left to stop on) and keep that one. ``on_validation(epoch,
+        score)``: see :class:`~memrec.training.trainer.Trainer`."""
+        model, self.result_ = self._train(split, self.config.train, run_dir, resume, progress, echo,
+                                          on_validation)
         known = known_interactions(split, "test")
         if self.config.train.refit and known is not split.train:
             epochs = max(self.result_.best_epoch, 1)
             (echo or echo_stderr)(f"refit: a fresh model on train + valid for {epochs} epoch(s)")
             merged = replace(split, train=known, valid=None, valid_negatives=None, valid_cases=None)
             cfg = replace(self.config.train, epochs=epochs, patience=0)
-            model, refit = self._train(merged, cfg, None, False, progress, echo)
+            model, refit = self._train(merged, cfg, None, False, progress, echo, None)
             self.result_ = replace(self.result_, train_seconds=self.result_.train_seconds + refit.train_seconds,
                                    refit_epochs=epochs)
         indptr, items = known.sequences()
@@ -88,7 +90,7 @@ class Recommender:
                                  split.train.users, split.train.items, indptr, items)
         return self
 
-    def _train(self, split: Split, cfg: TrainConfig, run_dir, resume, progress, echo
+    def _train(self, split: Split, cfg: TrainConfig, run_dir, resume, progress, echo, on_validation
                ) -> tuple[base.Model, TrainResult]:
         seed_everything(cfg.seed)
         model = build(self.config.model, split.train.n_users, split.train.n_items,
@@ -99,7 +101,7 @@ class Recommender:
                 raise ConfigError(f"train.pretrain_epochs: model {self.config.model!r} has no "
                                   f"pretraining recipe (models with one: {', '.join(PRETRAINERS)})")
             pretrain(model, split, cfg, echo)
-        trainer = Trainer(cfg, run_dir=run_dir, progress=progress, echo=echo)
+        trainer = Trainer(cfg, run_dir=run_dir, progress=progress, echo=echo, on_validation=on_validation)
         return model, trainer.fit(model, split, resume=resume)
 
     # -- serving ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -124,11 +124,15 @@ class Trainer:
     run_dir : folder for ``checkpoint.pt`` and ``log.jsonl`` (None: keep nothing on disk)
     progress : show a progress bar; None = only when stderr is a terminal
     echo : where per-epoch log lines go (stderr by default)
+    on_validation : called as ``on_validation(epoch, score)`` after every validation (the
+        hyper-parameter search reports to its pruner; raising stops the training there)
     """
 
     def __init__(self, config: TrainConfig, *, run_dir: str | Path | None = None,
-                 progress: bool | None = None, echo=None):
+                 progress: bool | None = None, echo=None,
+                 on_validation: Callable[[int, float], None] | None = None):
         self.config = config
+        self.on_validation = on_validation
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.echo = echo or echo_stderr
@@ -195,6 +199,8 @@ class Trainer:
                     record["best"] = True
                 else:
                     state["bad_epochs"] += 1
+                if self.on_validation is not None:
+                    self.on_validation(epoch, score)
             elif evaluator is None:
                 state["best_epoch"] = epoch
             state["history"].append(record)
