@@ -47,11 +47,18 @@ def test_train_writes_results_json_with_the_documented_keys(trained):
     assert set(results) >= {"model", "data", "split", "params", "best_epoch", "train_seconds", "metrics"}
     assert results["model"] == "bprmf" and results["split"] == "loo"
     assert results["params"] == {"dim": 8}
-    for protocol in ("full", "sampled"):
-        names = set(results["metrics"][protocol])
-        assert {f"{m}@{k}" for m in ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP")
-                for k in (5, 10, 20)} | {"AUC"} == names
+    accuracy = {f"{m}@{k}" for m in ("HR", "Recall", "Precision", "NDCG", "MRR", "MAP")
+                for k in (5, 10, 20)} | {"AUC"}
+    catalogue = {f"{m}@{k}" for m in ("Coverage", "Gini", "Novelty", "AvgPop") for k in (5, 10, 20)}
+    assert set(results["metrics"]["full"]) == accuracy | catalogue
+    assert set(results["metrics"]["sampled"]) == accuracy     # 100 candidates: no catalogue to cover
+    full = results["metrics"]["full"]
+    assert 0 < full["Coverage@5"] <= full["Coverage@20"] <= 1 and 0 <= full["Gini@10"] < 1
+    assert full["Novelty@10"] > 0 and full["AvgPop@10"] > 0
     assert "HR" in result.output  # the printed table
+    table = result.output.split("beyond accuracy")[1].splitlines()
+    assert table[1].split() == ["protocol", "K", "Coverage", "Gini", "Novelty", "AvgPop"]
+    assert [line.split()[:2] for line in table[2:5]] == [["full", "5"], ["full", "10"], ["full", "20"]]
 
 
 def test_evaluate_reproduces_the_run_metrics(trained):
@@ -416,3 +423,77 @@ def test_data_info_on_a_folder_names_the_file_it_read(tmp_path, data_file):
     result = run("data", "info", folder)
     assert result.exit_code == 0, result.output
     assert f"read          {folder / 'ratings.csv'} (csv)" in result.stdout
+
+
+# -- recommend --all-users (issue 21) ----------------------------------------------------------
+def test_all_users_writes_every_users_top_k_as_recommend_lists_it(trained, tmp_path):
+    import pandas as pd
+    out, _ = trained
+    result = run("recommend", out, "--all-users", "-k", 4, "--out", tmp_path / "recs.parquet")
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "recs.parquet")
+    rec = Recommender.load(out)
+    n_users = len(rec.saved_.users)
+    written = f"{4 * n_users} rows written to {tmp_path / 'recs.parquet'}"
+    assert result.stdout.strip() == f"top-4 for {n_users} users: {written}"
+    assert list(table.columns) == ["user", "rank", "item", "score"] and len(table) == 4 * n_users
+    ids, scores = rec.recommend(["3"], k=4)
+    mine = table[table["user"] == 3]
+    assert mine["rank"].tolist() == [1, 2, 3, 4] and mine["item"].tolist() == ids[0].tolist()
+    assert mine["score"].to_numpy() == pytest.approx(scores[0])
+    seen = set(zip(rec.saved_.users.to_raw(np.repeat(np.arange(n_users), np.diff(rec.saved_.seen_indptr))),
+                   rec.saved_.items.to_raw(rec.saved_.seen_items)))
+    assert not seen & set(zip(table["user"], table["item"]))          # known items are excluded
+    csv = run("recommend", out, "--all-users", "-k", 4, "--out", tmp_path / "recs.csv")
+    assert csv.exit_code == 0, csv.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "recs.csv"), table)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--all-users"], "--all-users needs --out"),
+    (["--all-users", "--out", "{tmp}/recs.json"], ".json is neither"),
+    (["--all-users", "--out", "{tmp}/recs"], "no suffix is neither"),
+    (["--all-users", "--user", "3", "--out", "{tmp}/recs.csv"], "drop --user/--session"),
+    (["--all-users", "--explain", "--out", "{tmp}/recs.csv"], "do not go with --all-users"),
+    (["--user", "3", "--out", "{tmp}/recs.csv"], "add --all-users"),
+    (["--all-users", "--out", "{tmp}/missing/recs.csv"], "does not exist"),
+    (["--all-users", "--out", "{tmp}/taken.csv"], "already exists"),
+    (["--all-users", "--out", "{tmp}/folder.csv"], "already exists"),
+])
+def test_all_users_bad_options_are_one_line_errors_before_any_work(trained, tmp_path, args, fragment):
+    out, _ = trained
+    (tmp_path / "taken.csv").write_text("mine\n")
+    (tmp_path / "folder.csv").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    assert_user_error(run("recommend", out, *[a.replace("{tmp}", str(tmp_path)) for a in args]), fragment)
+    assert sorted(tmp_path.rglob("*")) == before and (tmp_path / "taken.csv").read_text() == "mine\n"
+
+
+def test_all_users_on_a_session_run_is_refused(session_run, tmp_path):
+    out, _ = session_run
+    assert_user_error(run("recommend", out, "--all-users", "--out", tmp_path / "recs.csv"),
+                      "users are its training sessions")
+    assert not (tmp_path / "recs.csv").exists()
+
+
+def test_all_users_adds_titles_and_genres_from_u_item_beside_the_data(data_file, tmp_path):
+    import pandas as pd
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    ratings = folder / "ratings.csv"
+    ratings.write_text(data_file.read_text())
+    items = sorted(pd.read_csv(ratings)["item"].unique())
+    # ML-100K layout: |-separated, latin-1, genre flags named by u.genre
+    (folder / "u.genre").write_text("Action|0\nCaf\u00e9 noir|1\n\n")
+    (folder / "u.item").write_bytes("".join(
+        f"{i}|Film {i} \u00e0 Paris|01-Jan-1995||http://x|{i % 2}|1\n" for i in items).encode("latin-1"))
+    out = tmp_path / "pop"
+    assert run("train", "pop", "--data", ratings, "--out", out).exit_code == 0
+    result = run("recommend", out, "--all-users", "-k", 2, "--out", tmp_path / "recs.csv")
+    assert result.exit_code == 0, result.output
+    assert "with title, genres written to" in result.stdout
+    table = pd.read_csv(tmp_path / "recs.csv")
+    assert list(table.columns) == ["user", "rank", "item", "score", "title", "genres"]
+    assert (table["title"] == "Film " + table["item"].astype(str) + " \u00e0 Paris").all()
+    expected = np.where(table["item"] % 2 == 1, "Action|Caf\u00e9 noir", "Caf\u00e9 noir")
+    assert (table["genres"] == expected).all()

@@ -51,6 +51,42 @@ def test_full_ranking_popularity_hand_values(split):
     assert full["AUC"] == pytest.approx((1 + 0.25 + 1) / 3)
 
 
+def test_full_ranking_reports_catalogue_metrics_of_the_lists_it_ranks(split):
+    full = Evaluator(split, "test", protocols=("full",), ks=(1, 2)).evaluate(fitted_pop(split))["full"]
+    # ranked lists (known items out, scores = training counts 2, 2, 1, 0, 0):
+    # u0: 2, then 3 or 4 (tied); u1: 1, then 3 or 4; u2: 0, 2
+    # top-1 exposure (1, 1, 1, 0, 0); top-2 expected exposure (1, 1, 2, 1, 1)
+    assert full["Coverage@1"] == pytest.approx(3 / 5)
+    # items 3 and 4 are each missed by both tied lists with probability 1/2 * 1/2
+    assert full["Coverage@2"] == pytest.approx((3 + 2 * (1 - 1 / 4)) / 5)
+    assert full["Gini@2"] == pytest.approx((-4 - 2 + 0 + 2 + 4 * 2) / (5 * 6))   # sorted 1,1,1,1,2
+    popularity, n_users = np.array([2, 2, 1, 0, 0]), 3       # training users per item, users
+    info = -np.log2(np.maximum(popularity, 1) / n_users)
+    exposure = np.array([1, 1, 2, 1, 1])
+    assert full["Novelty@2"] == pytest.approx(exposure @ info / 6)
+    assert full["AvgPop@2"] == pytest.approx(exposure @ popularity / 6)
+
+
+def test_catalogue_metrics_only_where_the_whole_catalogue_is_ranked(split):
+    result = Evaluator(split, "test", ks=(1,)).evaluate(fitted_pop(split))
+    assert "Coverage@1" in result["full"] and not any("Coverage" in m for m in result["sampled"])
+    skipped = Evaluator(split, "test", protocols=("full",), ks=(1,), beyond_accuracy=False)
+    assert not any("Gini" in m for m in skipped.evaluate(fitted_pop(split))["full"])
+
+
+def test_catalogue_metrics_do_not_depend_on_the_batch_size(split):
+    one = Evaluator(split, "test", protocols=("full",), ks=(2,), batch_size=1).evaluate(fitted_pop(split))
+    all_ = Evaluator(split, "test", protocols=("full",), ks=(2,)).evaluate(fitted_pop(split))
+    assert one["full"] == pytest.approx(all_["full"])
+
+
+def test_evaluation_progress_bar_is_shown_only_when_asked(split, capsys):
+    Evaluator(split, "test", protocols=("full",), ks=(1,), progress=True).evaluate(fitted_pop(split))
+    assert "full ranking (test)" in capsys.readouterr().err
+    Evaluator(split, "test", protocols=("full",), ks=(1,), progress=False).evaluate(fitted_pop(split))
+    assert capsys.readouterr().err == ""
+
+
 def test_sampled_ranking_uses_stored_negatives(split):
     result = Evaluator(split, "test", protocols=("sampled",), ks=(1,)).evaluate(fitted_pop(split))
     # u0: {2:1, 3:0, 4:0} → rank 1; u1: {3:0, 1:2, 4:0} → rank 2..3; u2: {0:2, 3:0, 4:0} → 1
@@ -97,6 +133,9 @@ def test_session_protocol_reads_case_histories():
     # case 0: last item 3 = target → hit; case 1: last item 2, target 4 ties with 3 others at 0
     assert result["session"]["HR@1"] == pytest.approx((1 + 0) / 2)
     assert result["session"]["MRR@5"] == pytest.approx((1 + (1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 4) / 2)
+    # the cases' top-1 are items 3 and 2; a top-5 of five items holds the whole catalogue
+    assert result["session"]["Coverage@1"] == pytest.approx(2 / 5)
+    assert result["session"]["Coverage@5"] == 1.0
 
 
 def test_session_protocol_refuses_user_models():

@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "data": 1,
     "losses": 1,
     "metrics": 1,
+    "beyond_accuracy": 1,    # catalogue metrics of top-K lists: pure, like metrics
     "memory": 1,
     "nn": 1,
     # 2: networks that return scores, built from memory / nn
@@ -62,6 +63,7 @@ LAYERS: dict[str, int] = {
     "recommender": 4,
     # 5: end-to-end runs (read, split, fit through the façade, evaluate, save)
     "runs": 5,
+    "all_users": 5,          # every user's top-k of a run, as a table file
     # 6: command line
     "cli": 6,
     "__main__": 6,           # python -m memrec: the command line

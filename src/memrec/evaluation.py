@@ -10,6 +10,11 @@
 All three are batched: one ``score_all`` / ``score_items`` call per batch of requests, metrics
 from :mod:`memrec.metrics` (exact under ties), never a Python loop per user.
 
+The protocols that rank the whole catalogue (full, session) also report the beyond-accuracy
+metrics of :mod:`memrec.beyond_accuracy` (Coverage, Gini, Novelty, AvgPop at each K) from the
+same top-K lists, with popularity counted on the split's training part; ``beyond_accuracy=False``
+skips them (the trainer's per-epoch validation does). ``progress`` shows a bar over the requests.
+
 Asking for a protocol the split cannot run (``sampled`` without stored negatives, ``full`` on a
 session split, ``session`` on an interaction split) is a :class:`~memrec.errors.ConfigError`
 that says why; ``protocols=None`` runs every protocol the split supports. A metric undefined for
@@ -19,12 +24,15 @@ some requests (AUC with no non-relevant candidate) is averaged over the others, 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm.auto import tqdm
 
+from .beyond_accuracy import ExposureAccumulator, item_popularity
 from .data.interactions import Interactions
 from .data.splits import Candidates, NextItemCases, Split
 from .errors import ConfigError
@@ -137,13 +145,18 @@ class Evaluator:
         run is a ConfigError that says why.
     ks : cutoffs.
     batch_size : requests per scoring call.
+    beyond_accuracy : also report Coverage, Gini, Novelty and AvgPop for full and session.
+    progress : a progress bar over each protocol's requests (None: only when stderr is a terminal).
     """
 
     def __init__(self, split: Split, part: str = "test", *, protocols=None,
-                 ks=KS, batch_size: int = 1024):
+                 ks=KS, batch_size: int = 1024, beyond_accuracy: bool = True,
+                 progress: bool | None = False):
         if part not in ("valid", "test"):
             raise ValueError(f"part must be valid or test, not {part!r}")
         self.split, self.part, self.ks, self.batch_size = split, part, tuple(ks), batch_size
+        self.beyond_accuracy = beyond_accuracy
+        self.progress = sys.stderr.isatty() if progress is None else progress
         cases, heldout, negatives = _part(split, part)
         self.cases: NextItemCases | None = cases
         self.negatives: Candidates | None = negatives
@@ -199,14 +212,28 @@ class Evaluator:
         finally:
             model.train(was_training)
 
-    def _batches(self, n: int):
-        for start in range(0, n, self.batch_size):
-            yield np.arange(start, min(start + self.batch_size, n))
+    def _batches(self, n: int, protocol: str):
+        """Row ranges of ``batch_size`` requests, counted on a progress bar when asked for."""
+        with tqdm(total=n, desc=f"{protocol} ranking ({self.part})", unit="req", leave=False,
+                  disable=not self.progress, dynamic_ncols=True) as bar:
+            for start in range(0, n, self.batch_size):
+                rows = np.arange(start, min(start + self.batch_size, n))
+                yield rows
+                bar.update(len(rows))
+
+    def _exposure(self) -> ExposureAccumulator | None:
+        return ExposureAccumulator(self.split.train.n_items, self.ks) if self.beyond_accuracy else None
+
+    def _with_catalogue_metrics(self, metrics: dict[str, float],
+                                exposure: ExposureAccumulator | None) -> dict[str, float]:
+        if exposure is not None:
+            metrics.update(exposure.metrics(*item_popularity(self.split.train.user_items())))
+        return metrics
 
     def _full(self, model: Model) -> dict[str, float]:
-        acc = MetricAccumulator()
+        acc, exposure = MetricAccumulator(), self._exposure()
         t = self.targets
-        for rows in self._batches(len(t.users)):
+        for rows in self._batches(len(t.users), "full"):
             users = t.users[rows]
             relevant, mask = _padded(t.indptr, t.items, rows)
             query = make_query(model, users, self.history_indptr, self.history_items)
@@ -214,14 +241,16 @@ class Evaluator:
             n_candidates = mask_known_items(scores, self.seen, users, relevant, mask)
             counts = rank_counts(scores, relevant, mask, n_candidates=n_candidates)
             acc.add(metric_values(counts, self.ks))
-        return acc.mean()
+            if exposure is not None:
+                exposure.add(scores)         # the lists just ranked: known items are at −inf
+        return self._with_catalogue_metrics(acc.mean(), exposure)
 
     def _sampled(self, model: Model) -> dict[str, float]:
         acc = MetricAccumulator()
         t, neg = self.targets, self.negatives
         row_of_user = np.full(self.split.train.n_users, -1, dtype=np.int64)
         row_of_user[neg.users] = np.arange(len(neg.users))
-        for rows in self._batches(len(t.users)):
+        for rows in self._batches(len(t.users), "sampled"):
             users = t.users[rows]
             neg_rows = row_of_user[users]
             if (neg_rows < 0).any():
@@ -247,15 +276,17 @@ class Evaluator:
         return present
 
     def _session(self, model: Model) -> dict[str, float]:
-        acc = MetricAccumulator()
+        acc, exposure = MetricAccumulator(), self._exposure()
         c = self.cases
         if not isinstance(model, AnonymousScorer) and (c.users < 0).any():
             raise ConfigError(f"{type(model).__name__} scores known users only; the session "
                               "protocol's requests are anonymous sessions")
-        for rows in self._batches(len(c)):
+        for rows in self._batches(len(c), "session"):
             query = make_query(model, c.users[rows], c.indptr, c.items, rows=rows)
             scores = model.score_all(query)
             relevant = torch.as_tensor(c.targets[rows], dtype=torch.long)[:, None]
             mask = torch.ones_like(relevant, dtype=torch.bool)
             acc.add(metric_values(rank_counts(scores, relevant, mask), self.ks))
-        return acc.mean()
+            if exposure is not None:
+                exposure.add(scores)
+        return self._with_catalogue_metrics(acc.mean(), exposure)

@@ -138,7 +138,8 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     rec.save(out)
     protocols = (None if config.train.test_protocols.strip() == "auto"
                  else tuple(p.strip() for p in config.train.test_protocols.split(",")))
-    metrics, eval_seconds = evaluate_split(rec.model_, split, protocols, config.train.eval_batch_size)
+    metrics, eval_seconds = evaluate_split(rec.model_, split, protocols, config.train.eval_batch_size,
+                                           progress=progress)
     results = {"model": config.model, "data": data_name, "split": split.kind,
                "params": config.model_params,
                "seeds": {"train": config.train.seed, "data": data_seed},
@@ -227,11 +228,13 @@ def train_graph_run(config: RunConfig, data_path: str | Path, out: str | Path, *
     return results
 
 
-def evaluate_split(model, split: Split, protocols=None,
-                   batch_size: int = 1024) -> tuple[dict, float]:
-    """Test metrics of ``protocols`` (None: every protocol the split can run) and seconds."""
+def evaluate_split(model, split: Split, protocols=None, batch_size: int = 1024, *,
+                   progress: bool | None = False) -> tuple[dict, float]:
+    """Test metrics of ``protocols`` (None: every protocol the split can run), beyond-accuracy
+    ones included, and seconds. ``progress``: a bar over the requests (None: on a terminal)."""
     start = time.perf_counter()
-    metrics = Evaluator(split, "test", protocols=protocols, batch_size=batch_size).evaluate(model)
+    metrics = Evaluator(split, "test", protocols=protocols, batch_size=batch_size,
+                        progress=progress).evaluate(model)
     return metrics, time.perf_counter() - start
 
 
@@ -243,6 +246,26 @@ def recorded_config(out: str | Path) -> RunConfig:
         return RunConfig.from_json(run["config"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{Path(out) / 'run.json'}: no readable configuration ({e})") from None
+
+
+def recorded_run(run_dir: str | Path) -> dict:
+    """A run's ``run.json`` (data name and path, configuration); ``{}`` for a folder without one
+    (a ``Recommender.save`` folder holds the model only)."""
+    run_dir = Path(run_dir)
+    return _read_run(run_dir) if (run_dir / "run.json").is_file() else {}
+
+
+def recorded_split_kind(run_dir: str | Path) -> str | None:
+    """The kind of the split a run trained on (``loo``, ``session``, ...), read from its
+    ``split.npz`` without loading the parts; None without one."""
+    path = Path(run_dir) / "split.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["kind"])
+    except Exception as e:  # zipfile / format errors, as load_split reports them
+        raise CheckpointError(f"{path}: corrupt split file ({type(e).__name__})") from None
 
 
 def is_finished(out: str | Path) -> bool:
@@ -265,7 +288,7 @@ def load_ids(out: Path) -> tuple[IdMap, IdMap]:
     return IdMap.from_json(ids["users"]), IdMap.from_json(ids["items"])
 
 
-def evaluate_run(run_dir: str | Path, protocols=None) -> dict:
+def evaluate_run(run_dir: str | Path, protocols=None, *, progress: bool | None = False) -> dict:
     """Re-evaluate a finished run on its stored split's test part (``protocols`` None: every
     protocol the split can run; a named one it cannot run is a ConfigError)."""
     run_dir = Path(run_dir)
@@ -275,8 +298,9 @@ def evaluate_run(run_dir: str | Path, protocols=None) -> dict:
                               "the model only): evaluate needs a run folder from memrec train, or "
                               "evaluate in Python with memrec.runs.evaluate_split(model, split)")
     split = load_split(run_dir / "split.npz", saved.users, saved.items)
-    metrics, _ = evaluate_split(saved.model, split, protocols)
+    metrics, _ = evaluate_split(saved.model, split, protocols, progress=progress)
     return metrics
 
 
-__all__ = ["prepare_split", "train_run", "train_graph_run", "evaluate_run", "evaluate_split"]
+__all__ = ["prepare_split", "train_run", "train_graph_run", "evaluate_run", "evaluate_split",
+           "recorded_run", "recorded_split_kind"]

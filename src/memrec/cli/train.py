@@ -9,10 +9,12 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
+    """Accuracy metrics, one row per protocol and K; below them, for the protocols that rank the
+    whole catalogue, a second short table of the beyond-accuracy ones (another scale, apart)."""
     rows = []
     for protocol, values in metrics.items():
         for k in ks:
@@ -21,7 +23,22 @@ def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
                         ("HR", "NDCG", "MRR", "Recall", "Precision", "MAP")})
             row["AUC"] = values.get("AUC")
             rows.append(row)
-    return pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    table = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    catalogue = _catalogue_table(metrics, ks)
+    if catalogue is None:
+        return table
+    return f"{table}\n\nbeyond accuracy (catalogue of the top-K lists):\n{catalogue}"
+
+
+def _catalogue_table(metrics: dict[str, dict[str, float]], ks) -> str | None:
+    from ..beyond_accuracy import CATALOGUE_METRICS
+    rows = [{"protocol": protocol, "K": k, **{name: values[f"{name}@{k}"] for name in CATALOGUE_METRICS}}
+            for protocol, values in metrics.items() if f"Coverage@{ks[0]}" in values for k in ks]
+    if not rows:
+        return None
+    return pd.DataFrame(rows).to_string(index=False, formatters={
+        "Coverage": "{:.4f}".format, "Gini": "{:.4f}".format, "Novelty": "{:.2f}".format,
+        "AvgPop": "{:.1f}".format})
 
 
 # -- train / evaluate / recommend ---------------------------------------------------------------
@@ -76,7 +93,6 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
 def _resumed_config(config, out: Path, given: bool):
     """The run's recorded configuration (``run.json``): a resume continues it, budget included.
     Options given with ``--resume`` must agree with it; none given means "as recorded"."""
-    from ..errors import ConfigError
     from ..runs import recorded_config
     recorded = recorded_config(out)
     differences = config.differences(recorded) if given else (
@@ -104,10 +120,12 @@ def _echo_link_prediction(results: dict, out: Path) -> None:
 @click.option("--protocol", "protocols", multiple=True,
               type=click.Choice(["full", "sampled", "session"]), help="Protocols (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def evaluate(run_dir, protocols, as_json):
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def evaluate(run_dir, protocols, as_json, progress):
     """Evaluate a trained run on its test data."""
     from ..runs import evaluate_run
-    metrics = evaluate_run(run_dir, protocols or None)    # none named: all the split can run
+    metrics = evaluate_run(run_dir, protocols or None,    # none named: all the split can run
+                           progress=progress)
     click.echo(json.dumps(metrics, indent=2) if as_json else _metrics_table(metrics))
 
 
@@ -122,11 +140,23 @@ def evaluate(run_dir, protocols, as_json):
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
               help="With --explain (KSR): plot the attention over relations after each of the "
                    "user's recent events to this file (PNG).")
-def recommend(run_dir, users, session, k, include_seen, explain, plot_path):
-    """Top-k items for users of a trained run, or for a live session."""
+@click.option("--all-users", is_flag=True,
+              help="Top-k for every user of the run, written to --out (one row per user and rank).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
+              help="With --all-users: the table to write, .parquet or .csv by its suffix.")
+def recommend(run_dir, users, session, k, include_seen, explain, plot_path, all_users, out_path):
+    """Top-k items for users of a trained run, or for a live session; with --all-users, for
+    every user of the run, to a file."""
     import numpy as np
 
     from ..recommender import Recommender
+    if all_users:
+        _check_all_users_options(users, session, explain, plot_path, out_path)
+        _recommend_all_users(run_dir, k, include_seen, out_path)
+        return
+    if out_path is not None:
+        raise ConfigError("--out writes the table of --all-users; add --all-users, or drop --out "
+                          "to print the recommendations")
     if bool(users) == (session is not None):
         raise click.UsageError("give either --user (repeatable) or --session")
     if plot_path is not None and (not explain or len(users) != 1):
@@ -150,6 +180,28 @@ def recommend(run_dir, users, session, k, include_seen, explain, plot_path):
             click.echo(f"  {rank:>3}. {item}\t{score:.4f}")
             if why:
                 click.echo("       attended: " + ", ".join(f"{e.kind} {e.id} ({e.weight:.2f})" for e in why))
+
+
+def _check_all_users_options(users, session, explain, plot_path, out_path) -> None:
+    """--all-users stands alone: every user, to a file; refused before any work."""
+    from ..all_users import check_table_path
+    if users or session is not None:
+        raise ConfigError("--all-users recommends for every user of the run; drop --user/--session")
+    if explain or plot_path is not None:
+        raise ConfigError("--explain/--plot show one user's attention; they do not go with --all-users")
+    if out_path is None:
+        raise ConfigError("--all-users needs --out FILE (.parquet or .csv) for its table")
+    check_table_path(out_path)
+
+
+def _recommend_all_users(run_dir: Path, k: int, include_seen: bool, out_path: Path) -> None:
+    from ..all_users import all_users_table, write_table
+    table = all_users_table(run_dir, k, exclude_seen=not include_seen,
+                            warn=lambda line: click.echo(f"memrec: {line}", err=True))
+    write_table(out_path, table)
+    extra = [c for c in table.columns if c not in ("user", "rank", "item", "score")]
+    click.echo(f"top-{k} for {table['user'].nunique():,} users: {len(table):,} rows"
+               f"{' with ' + ', '.join(extra) if extra else ''} written to {out_path}")
 
 
 def _plot_attention(rec, user, path: Path, last: int = 30) -> None:

@@ -265,7 +265,9 @@ class Trainer:
         if protocol == "auto":
             protocol = "session" if "session" in supported else "full"
         try:
-            return Evaluator(split, "valid", protocols=(protocol,), batch_size=self.config.eval_batch_size)
+            # per-epoch validation needs the metric it stops on, not the catalogue metrics
+            return Evaluator(split, "valid", protocols=(protocol,), batch_size=self.config.eval_batch_size,
+                             beyond_accuracy=False, progress=self.progress)
         except ConfigError as e:
             raise ConfigError(f"train.valid_protocol: {e}") from None
 
