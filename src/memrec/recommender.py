@@ -30,7 +30,7 @@ from .models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, Mem
                                   make_query)
 from .serving.live import LiveModel
 from .serving.store import Event, MemoryStore
-from .training.config import RunConfig, TrainConfig, load_config
+from .training.config import RunConfig, TrainConfig, load_config, toml_literal
 from .training.pretrain import PRETRAINERS
 from .training.trainer import Trainer, TrainResult, echo_stderr, seed_everything
 
@@ -50,8 +50,8 @@ class Recommender:
     _observed: bool = False
 
     def __init__(self, model: str, *, train: dict | None = None, **params):
-        overrides = [f"model.{k}={_toml(v)}" for k, v in params.items()]
-        overrides += [f"train.{k}={_toml(v)}" for k, v in (train or {}).items()]
+        overrides = [f"model.{k}={toml_literal(v)}" for k, v in params.items()]
+        overrides += [f"train.{k}={toml_literal(v)}" for k, v in (train or {}).items()]
         self.config: RunConfig = load_config(model, overrides=overrides)
 
     @classmethod
@@ -237,19 +237,6 @@ class Recommender:
         rec = cls.from_config(RunConfig(model=saved.name, model_params=saved.params, train=TrainConfig()))
         rec.saved_ = saved
         return rec
-
-
-def _toml(value) -> str:
-    """A Python value as a TOML literal for an override string; ``None`` (which TOML cannot
-    write) as ``none``, which :func:`memrec.models.check_params` reads back as None for a
-    parameter that accepts it and rejects, naming the key, for any other."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
 
 
 __all__ = ["Recommender"]

@@ -3,7 +3,8 @@
 * :mod:`.train` — ``train``, ``evaluate``, ``recommend``, ``stream`` (runs of any registered model);
 * :mod:`.data` — the ``data`` group: ``info``, ``sessions``, ``synth``, ``fetch``;
 * :mod:`.misc` — ``models``, ``demo``;
-* :mod:`.serve` — ``serve``, ``state rebuild``.
+* :mod:`.serve` — ``serve``, ``state rebuild``;
+* :mod:`.tune` — ``tune`` (Optuna search, the ``tune`` extra).
 
 Bad input (a malformed file, an unknown id, model or config key, a missing path, a corrupt
 checkpoint) exits with status 2 and one line on stderr; ``--debug`` shows the traceback.
@@ -77,10 +78,10 @@ def main(ctx, debug):
 
 
 # the verb modules define their commands; the group gathers them (they never import ``main``)
-from . import data, misc, serve, train  # noqa: E402
+from . import data, misc, serve, train, tune  # noqa: E402
 
 for _command in (train.train, train.evaluate, train.recommend, train.stream, data.data,
-                 misc.models, misc.demo, serve.serve, serve.state):
+                 tune.tune, misc.models, misc.demo, serve.serve, serve.state):
     main.add_command(_command)
 
 __all__ = ["main", "ErrorHandlingGroup", "USER_ERRORS"]

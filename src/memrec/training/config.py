@@ -207,6 +207,19 @@ def parse_override(text: str) -> tuple[str, str, object]:
     return section, name, value
 
 
+def toml_literal(value) -> str:
+    """A Python value as a TOML literal for an override string; ``None`` (which TOML cannot
+    write) as ``none``, which :func:`memrec.models.check_params` reads back as None for a
+    parameter that accepts it and rejects, naming the key, for any other."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
 def read_tables(path: str | Path | None, overrides=()) -> dict[str, dict]:
     """The ``[model]``, ``[train]`` and ``[data]`` tables of a config file with ``--set`` overrides
     applied (untyped; an unknown table or section is an error)."""

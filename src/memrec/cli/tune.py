@@ -1,0 +1,97 @@
+"""``memrec tune``: hyper-parameter search with Optuna — parsing and printing only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, DataError
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds expects a comma list of integers (e.g. 0,1,2), got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds expects distinct integers (e.g. 0,1,2), got {text!r}")
+    return seeds
+
+
+def _check_out(out: Path) -> None:
+    """The output folder: new, or one a search already wrote (tuning resumes there)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file; --out names a folder")
+    parent = out if out.exists() else out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise DataError(f"{out}: folder {parent} is not writable")
+
+
+@click.command()
+@click.argument("model")
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Dataset file or folder.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config (split, budget, fixed settings).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a base setting (repeatable).")
+@click.option("--space", "space_path", type=click.Path(path_type=Path),
+              help="SPACE.toml: parameters replacing the model's default search space.")
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Finished (complete or pruned) trials the study stops at.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop starting trials after this many seconds.")
+@click.option("--storage", default=None, help="Optuna storage URL (default: sqlite:///OUT/study.db).")
+@click.option("--study", "study_name", default=None, help="Study name (default: MODEL-DATA).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds the best settings are retrained and tested with.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+def tune(model, data_path, config_path, overrides, space_path, trials, timeout, storage, study_name, seeds, out):
+    """Search MODEL's hyper-parameters on the validation part of --data, then retrain the best
+    settings with each of --seeds and test them. Needs the ``tune`` extra (Optuna)."""
+    from ..data.readers.base import dataset_name
+    from ..fileio import atomic_write_bytes
+    from ..training.trainer import echo_stderr
+    from ..tuning.report import write_plots, write_results, write_trials
+    from ..tuning.space import search_space
+    from ..tuning.study import TuneSetup, best_config_toml, retrain_best, run_search
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ConfigError("memrec tune needs Optuna: pip install 'memrec[tune]'") from None
+    if not data_path.exists():
+        raise DataError(f"{data_path}: no such file or directory")
+    _check_out(out)
+    setup = TuneSetup(model, data_path, config_path, tuple(overrides), search_space(model, space_path),
+                      trials, timeout, _seeds(seeds))
+    base = setup.config()               # the base config's errors before any work
+    data = dataset_name(data_path)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    study_name = study_name or f"{model}-{data}"
+    click.echo(f"tuning {model} on {data}: {trials} trials, selecting on validation "
+               f"{base.train.valid_metric}; {len(setup.space)} parameters", err=True)
+    study = run_search(setup, storage, study_name, echo_stderr)
+    write_trials(study, out)
+    if not any(t.state.name == "COMPLETE" for t in study.trials):
+        raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); "
+                          "see trials.csv")
+    best = study.best_trial
+    atomic_write_bytes(out / "best.toml", best_config_toml(setup.config(best.params)).encode())
+    seeds_summary = retrain_best(setup, best.params, out, echo_stderr)
+    write_results(out, model=model, data=data, study_name=study_name,
+                  budget={"trials": trials, "timeout_s": timeout}, best_trial=best,
+                  metric=base.train.valid_metric, seeds=seeds_summary)
+    write_plots(study, out, echo_stderr)
+    _echo_summary(best, base.train.valid_metric, seeds_summary, out)
+
+
+def _echo_summary(best, metric: str, seeds: dict, out: Path) -> None:
+    settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+    click.echo(f"best trial {best.number}: valid {metric} {best.value:.4f}  ({settings or 'no parameters'})")
+    click.echo(f"test over seeds {', '.join(map(str, seeds['seeds']))} (mean ± std):")
+    for protocol, values in seeds["metrics"].items():
+        shown = [m for m in ("HR@10", "NDCG@10", "MRR@10", "Recall@20") if m in values]
+        click.echo(f"  {protocol:<8} " + "  ".join(
+            f"{m} {values[m]['mean']:.4f} ± {values[m]['std']:.4f}" for m in shown))
+    click.echo(f"saved to {out} (trials.csv, best.toml, results.json, history.png)")

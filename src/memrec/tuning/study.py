@@ -1,0 +1,197 @@
+"""``memrec tune``: an Optuna search over a model's space, selected on validation only.
+
+One study per (model, data): a TPE sampler proposes settings, each trial trains on the split's
+training part and reports its validation metric after every validated epoch to a median pruner,
+and the trial's value is its best validation score (the epoch early stopping keeps). The test
+part is never read during the search. When the search ends, the best trial's configuration is
+retrained once per seed by the ordinary training pipeline (one run folder each, tested there),
+and the seeds' test metrics are summarised as mean ± std.
+
+Studies live in Optuna's storage (SQLite by default, in the output folder), so a killed search
+resumes where it stopped, and a second ``memrec tune`` on the same storage and study runs trials
+beside the first; together they stop at ``--trials`` finished trials.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..recommender import Recommender
+from ..runs import prepare_split, train_run
+from ..training.config import RunConfig, load_config, toml_literal
+from .space import Param
+
+#: the trial states that count towards ``--trials``
+_DONE = ("COMPLETE", "PRUNED")
+
+
+@dataclass(frozen=True)
+class TuneSetup:
+    """What a search needs: the model, the data, the base configuration (file + ``--set``), the
+    space, and the budget."""
+
+    model: str
+    data_path: Path
+    config_path: Path | None
+    overrides: tuple[str, ...]
+    space: tuple[Param, ...]
+    trials: int
+    timeout: float | None
+    seeds: tuple[int, ...]
+
+    def config(self, values: dict[str, object] | None = None) -> RunConfig:
+        """The base configuration with ``values`` ({"model.dim": 64, …}) set on top."""
+        extra = [f"{key}={toml_literal(value)}" for key, value in (values or {}).items()]
+        return load_config(self.model, self.config_path, [*self.overrides, *extra])
+
+
+def validation_score(config: RunConfig, split, on_validation=None, echo=None) -> float:
+    """Train ``config`` on ``split.train`` (no refit) and return the best validation value of
+    ``train.valid_metric`` (the epoch early stopping keeps; a closed-form model's only one)."""
+    config = replace(config, train=replace(config.train, refit=False))
+    rec = Recommender.from_config(config).fit_split(split, progress=False, echo=echo or _quiet,
+                                                    on_validation=on_validation)
+    history = rec.result_.history
+    record = next((r for r in history if r["epoch"] == rec.result_.best_epoch and "valid" in r), None)
+    if record is None:
+        raise ConfigError("tuning selects on validation, and this split has no validation part "
+                          "(use a split with one, e.g. --split loo)")
+    values = next(iter(record["valid"].values()))
+    return float(values[config.train.valid_metric])
+
+
+def _quiet(line: str) -> None:
+    """Trials train silently; the search prints one line per trial."""
+
+
+class Objective:
+    """An Optuna objective: one trial = one training run scored on validation."""
+
+    def __init__(self, setup: TuneSetup, split, echo):
+        self.setup, self.split, self.echo = setup, split, echo
+
+    def __call__(self, trial) -> float:
+        import optuna
+        values = {p.key: p.suggest(trial) for p in self.setup.space}
+        config = self.setup.config(values)
+
+        def report(epoch: int, score: float) -> None:
+            trial.report(score, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        start = time.perf_counter()
+        score = validation_score(config, self.split, on_validation=report)
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        return score
+
+
+def run_search(setup: TuneSetup, storage: str, study_name: str, echo) -> "optuna.Study":
+    """Run (or continue) the study until it holds ``setup.trials`` finished trials or
+    ``setup.timeout`` seconds pass; returns the study."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=setup.config().train.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2))
+    done = _finished(study)
+    if done:
+        echo(f"study {study_name!r}: {done} trial(s) already finished; continuing")
+    if done >= setup.trials:
+        return study
+    _, split = prepare_split(setup.data_path, setup.config().data)
+    metric = setup.config().train.valid_metric
+    limit = optuna.study.MaxTrialsCallback(setup.trials, states=tuple(
+        getattr(optuna.trial.TrialState, s) for s in _DONE))
+    study.optimize(Objective(setup, split, echo), n_trials=setup.trials - done, timeout=setup.timeout,
+                   callbacks=[limit, _progress_line(setup.trials, metric, echo)],
+                   catch=(FloatingPointError,))
+    return study
+
+
+def _finished(study) -> int:
+    return sum(t.state.name in _DONE for t in study.get_trials(deepcopy=False))
+
+
+def _progress_line(total: int, metric: str, echo):
+    """One line per finished trial: its value (or pruning), the best so far, its settings."""
+    def callback(study, trial) -> None:
+        state = trial.state.name
+        result = (f"valid {metric} {trial.value:.4f}" if state == "COMPLETE"
+                  else f"pruned at epoch {trial.last_step}" if state == "PRUNED" else state.lower())
+        best = ""
+        if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+            best = f"  (best {study.best_value:.4f}, trial {study.best_trial.number})"
+        seconds = trial.user_attrs.get("seconds", float("nan"))
+        settings = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        echo(f"trial {trial.number} [{_finished(study)}/{total}]  {result}{best}  {seconds:.1f}s  {settings}")
+    return callback
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def retrain_best(setup: TuneSetup, best: dict, out: Path, echo) -> dict:
+    """Retrain the best settings with every seed (one tested run folder each, under
+    ``out/seed_S``; finished seeds are reused) and summarise the test metrics as mean ± std."""
+    config = setup.config(best)
+    runs = {}
+    for seed in setup.seeds:
+        folder = out / f"seed_{seed}"
+        seeded = replace(config, train=replace(config.train, seed=seed))
+        if (folder / "results.json").is_file():
+            echo(f"seed {seed}: reusing the finished run {folder}")
+            runs[seed] = _read_json(folder / "results.json")
+            continue
+        echo(f"seed {seed}: retraining the best settings into {folder}")
+        runs[seed] = train_run(seeded, setup.data_path, folder, resume=(folder / "run.json").is_file(),
+                               progress=False, echo=_quiet)
+    return {"seeds": list(setup.seeds), "metrics": summarise([r["metrics"] for r in runs.values()]),
+            "train_seconds": summarise_values([r["train_seconds"] for r in runs.values()])}
+
+
+def _read_json(path: Path) -> dict:
+    import json
+    return json.loads(path.read_text())
+
+
+def summarise(results: list[dict]) -> dict:
+    """{protocol: {metric: {"mean", "std", "values"}}} over the seeds' metrics dicts (std with
+    n − 1; 0 for one seed)."""
+    out: dict = {}
+    for protocol in results[0]:
+        out[protocol] = {metric: summarise_values([r[protocol][metric] for r in results])
+                         for metric in results[0][protocol]}
+    return out
+
+
+def summarise_values(values: list[float]) -> dict:
+    array = np.asarray(values, dtype=float)
+    std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std, "values": [float(v) for v in array]}
+
+
+def best_config_toml(config: RunConfig) -> str:
+    """A config file ``memrec train --config`` accepts: every effective setting of ``config``."""
+    lines = []
+    for section, values in config.to_json().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                value = "none"                # TOML has no null; the config reader maps it back
+            elif isinstance(value, float) and not math.isfinite(value):
+                continue
+            lines.append(f"{key} = {toml_literal(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = ["TuneSetup", "run_search", "retrain_best", "validation_score", "best_config_toml", "summarise"]
