@@ -31,6 +31,7 @@ from .models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, Mem
 from .serving.live import LiveModel
 from .serving.store import Event, MemoryStore
 from .training.config import RunConfig, TrainConfig, load_config
+from .training.callbacks import run_folder_callbacks
 from .training.pretrain import PRETRAINERS
 from .training.trainer import Trainer, TrainResult, echo_stderr, seed_everything
 
@@ -71,15 +72,24 @@ class Recommender:
                   progress: bool | None = None, echo=None) -> "Recommender":
         """Train on ``split.train``, choosing the epoch on its validation part. With
         ``train.refit``, then train a fresh model on train + valid for the chosen number of
-        epochs (no validation left to stop on) and keep that one."""
-        model, self.result_ = self._train(split, self.config.train, run_dir, resume, progress, echo)
+        epochs (no validation left to stop on) and keep that one.
+
+        With a ``run_dir``, every stage (pretraining, training, refit) logs its epochs to its
+        ``log.jsonl`` and redraws ``curves.png`` (and TensorBoard events with
+        ``train.tensorboard``); the checkpoint is the training stage's."""
+        cfg = self.config.train
+        if cfg.tensorboard and run_dir is None:
+            raise ConfigError("train.tensorboard writes into the run folder: give a run_dir")
+        callbacks = [] if run_dir is None else run_folder_callbacks(run_dir, cfg)
+        session = {"progress": progress, "echo": echo, "callbacks": callbacks}
+        model, self.result_ = self._train(split, cfg, run_dir=run_dir, resume=resume, **session)
         known = known_interactions(split, "test")
-        if self.config.train.refit and known is not split.train:
+        if cfg.refit and known is not split.train:
             epochs = max(self.result_.best_epoch, 1)
             (echo or echo_stderr)(f"refit: a fresh model on train + valid for {epochs} epoch(s)")
             merged = replace(split, train=known, valid=None, valid_negatives=None, valid_cases=None)
-            cfg = replace(self.config.train, epochs=epochs, patience=0)
-            model, refit = self._train(merged, cfg, None, False, progress, echo)
+            refit_cfg = replace(cfg, epochs=epochs, patience=0)
+            model, refit = self._train(merged, refit_cfg, stage="refit", **session)
             self.result_ = replace(self.result_, train_seconds=self.result_.train_seconds + refit.train_seconds,
                                    refit_epochs=epochs)
         indptr, items = known.sequences()
@@ -88,8 +98,10 @@ class Recommender:
                                  split.train.users, split.train.items, indptr, items)
         return self
 
-    def _train(self, split: Split, cfg: TrainConfig, run_dir, resume, progress, echo
-               ) -> tuple[base.Model, TrainResult]:
+    def _train(self, split: Split, cfg: TrainConfig, *, run_dir=None, resume: bool = False,
+               stage: str = "train", progress, echo, callbacks) -> tuple[base.Model, TrainResult]:
+        """A fresh model (pretrained first when the recipe says so) fitted as ``stage``; the
+        pretraining, training and refit stages share ``progress``, ``echo`` and ``callbacks``."""
         seed_everything(cfg.seed)
         model = build(self.config.model, split.train.n_users, split.train.n_items,
                       self.config.model_params)
@@ -98,8 +110,10 @@ class Recommender:
             if pretrain is None:
                 raise ConfigError(f"train.pretrain_epochs: model {self.config.model!r} has no "
                                   f"pretraining recipe (models with one: {', '.join(PRETRAINERS)})")
-            pretrain(model, split, cfg, echo)
-        trainer = Trainer(cfg, run_dir=run_dir, progress=progress, echo=echo)
+            pretrain(model, split, cfg, echo, progress=progress, callbacks=callbacks,
+                     stage="refit_pretrain" if stage == "refit" else "pretrain")
+        trainer = Trainer(cfg, run_dir=run_dir, progress=progress, echo=echo, stage=stage,
+                          callbacks=callbacks)
         return model, trainer.fit(model, split, resume=resume)
 
     # -- serving ------------------------------------------------------------------------------
