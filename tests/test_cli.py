@@ -1,6 +1,7 @@
 """The command line: the happy path end to end, and every bad input → exit 2, one line."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -24,11 +25,20 @@ def run(*args):
     return result
 
 
-def assert_user_error(result, fragment):
+def assert_user_error(result, fragment, *, after_steps=False):
+    """Exit 2 with one error line on stderr. ``after_steps``: an error found in the data (while
+    or after reading it) may follow the progress lines of the steps that ran ("loading X…",
+    "read … in 0.1s"); nothing else may."""
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("memrec: error:"), result.stderr
-    assert fragment in lines[0], lines[0]
+    assert lines, "nothing on stderr"
+    *steps, error = lines
+    assert error.startswith("memrec: error:"), result.stderr
+    assert fragment in error, error
+    if after_steps:
+        assert all(line.endswith("…") or re.search(r" in \d+\.\ds$", line) for line in steps), result.stderr
+    else:
+        assert not steps, result.stderr
     assert "Traceback" not in result.output
 
 
@@ -182,8 +192,6 @@ def test_regression_seed_reseeds_training_not_the_split(data_file, tmp_path):
     (["train", "pop", "--data", "{tmp}/missing.csv", "--out", "{tmp}/r"], "no such file or directory"),
     (["train", "bprmf", "--data", "{data}", "--out", "{tmp}/r", "--set", "model.size=3"], "has no parameter 'size'"),
     (["train", "bprmf", "--data", "{data}", "--out", "{tmp}/r", "--set", "train.lrate=3"], "unknown key train.lrate"),
-    (["train", "pop", "--data", "{data}", "--out", "{tmp}/r", "--set", "data.user_k=1000"], "empty"),
-    (["train", "pop", "--data", "{data}", "--out", "{tmp}/r", "--split", "given"], "no split of its own"),
     (["train", "pop", "--data", "{data}", "--out", "{tmp}/r", "--config", "{tmp}/nope.toml"], "no such config file"),
     (["evaluate", "{tmp}/no-run"], "no such run folder"),
     (["recommend", "{tmp}/no-run", "--user", "1"], "no such run folder"),
@@ -196,16 +204,28 @@ def test_bad_input_exits_2_with_one_line(args, fragment, data_file, tmp_path):
     assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "results.json").exists()
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "data.user_k=1000"], "empty"),
+    (["--split", "given"], "no split of its own"),
+])
+def test_bad_data_exits_2_with_one_error_line_after_the_steps_that_ran(args, fragment, data_file, tmp_path):
+    result = run("train", "pop", "--data", data_file, "--out", tmp_path / "r", *args)
+    assert_user_error(result, fragment, after_steps=True)
+    assert not (tmp_path / "r").exists()
+
+
 def test_malformed_row_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("user,item,rating,timestamp\n1,2,5,100\n1,3,x,101\n")
-    assert_user_error(run("train", "pop", "--data", bad, "--out", tmp_path / "r"), "bad.csv line 3")
+    assert_user_error(run("train", "pop", "--data", bad, "--out", tmp_path / "r"), "bad.csv line 3",
+                      after_steps=True)
 
 
 def test_missing_column_is_reported(tmp_path):
     bad = tmp_path / "one.csv"
     bad.write_text("user_id,rating\n1,3\n2,4\n")
-    assert_user_error(run("train", "pop", "--data", bad, "--out", tmp_path / "r"), "no item and user")
+    assert_user_error(run("train", "pop", "--data", bad, "--out", tmp_path / "r"), "no item and user",
+                      after_steps=True)
 
 
 def test_corrupt_checkpoint_is_reported(trained, tmp_path):

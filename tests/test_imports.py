@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "__init__": 0,           # only __version__
     "errors": 0,
     "fileio": 0,
+    "progress": 0,           # progress lines on stderr (echo_stderr, timed_step)
     # 1: data and the pure building blocks (DESIGN.md: they import nothing from models)
     "data": 1,
     "losses": 1,

@@ -2,6 +2,7 @@
 
 Used for everything memrec writes that a user may already have: checkpoints, run results,
 split files, logs. Write to a temporary file in the same folder, fsync, then ``os.replace``.
+A growing log (a run's ``log.jsonl``) is appended a line at a time instead (:func:`append_line`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line (newline added) with a single ``write`` to a file opened for appending,
+    then fsync: rewriting a whole log every epoch would cost its length each time. A crash can
+    at worst leave a torn last line, which the log's reader drops."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: str | Path, obj) -> None:

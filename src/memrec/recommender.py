@@ -31,6 +31,7 @@ from .models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, Mem
 from .serving.live import LiveModel
 from .serving.store import Event, MemoryStore
 from .training.config import RunConfig, TrainConfig, load_config, toml_literal
+from .training.callbacks import run_folder_callbacks
 from .training.pretrain import PRETRAINERS
 from .training.trainer import Trainer, TrainResult, echo_stderr, seed_everything
 
@@ -68,20 +69,28 @@ class Recommender:
         return self.fit_split(split, run_dir=run_dir, progress=progress)
 
     def fit_split(self, split: Split, *, run_dir=None, resume: bool = False,
-                  progress: bool | None = None, echo=None, on_validation=None) -> "Recommender":
+                  progress: bool | None = None, echo=None, callbacks=()) -> "Recommender":
         """Train on ``split.train``, choosing the epoch on its validation part. With
         ``train.refit``, then train a fresh model on train + valid for the chosen number of
-        epochs (no validation left to stop on) and keep that one. ``on_validation(epoch,
-        score)``: see :class:`~memrec.training.trainer.Trainer`."""
-        model, self.result_ = self._train(split, self.config.train, run_dir, resume, progress, echo,
-                                          on_validation)
+        epochs (no validation left to stop on) and keep that one.
+
+        With a ``run_dir``, every stage (pretraining, training, refit) logs its epochs to its
+        ``log.jsonl`` and redraws ``curves.png`` (and TensorBoard events with
+        ``train.tensorboard``); the checkpoint is the training stage's. ``callbacks`` are told
+        of every stage's epochs too (the tuner's pruner)."""
+        cfg = self.config.train
+        if cfg.tensorboard and run_dir is None:
+            raise ConfigError("train.tensorboard writes into the run folder: give a run_dir")
+        callbacks = [*([] if run_dir is None else run_folder_callbacks(run_dir, cfg)), *callbacks]
+        session = {"progress": progress, "echo": echo, "callbacks": callbacks}
+        model, self.result_ = self._train(split, cfg, run_dir=run_dir, resume=resume, **session)
         known = known_interactions(split, "test")
-        if self.config.train.refit and known is not split.train:
+        if cfg.refit and known is not split.train:
             epochs = max(self.result_.best_epoch, 1)
             (echo or echo_stderr)(f"refit: a fresh model on train + valid for {epochs} epoch(s)")
             merged = replace(split, train=known, valid=None, valid_negatives=None, valid_cases=None)
-            cfg = replace(self.config.train, epochs=epochs, patience=0)
-            model, refit = self._train(merged, cfg, None, False, progress, echo, None)
+            refit_cfg = replace(cfg, epochs=epochs, patience=0)
+            model, refit = self._train(merged, refit_cfg, stage="refit", **session)
             self.result_ = replace(self.result_, train_seconds=self.result_.train_seconds + refit.train_seconds,
                                    refit_epochs=epochs)
         indptr, items = known.sequences()
@@ -90,8 +99,10 @@ class Recommender:
                                  split.train.users, split.train.items, indptr, items)
         return self
 
-    def _train(self, split: Split, cfg: TrainConfig, run_dir, resume, progress, echo, on_validation
-               ) -> tuple[base.Model, TrainResult]:
+    def _train(self, split: Split, cfg: TrainConfig, *, run_dir=None, resume: bool = False,
+               stage: str = "train", progress, echo, callbacks) -> tuple[base.Model, TrainResult]:
+        """A fresh model (pretrained first when the recipe says so) fitted as ``stage``; the
+        pretraining, training and refit stages share ``progress``, ``echo`` and ``callbacks``."""
         seed_everything(cfg.seed)
         model = build(self.config.model, split.train.n_users, split.train.n_items,
                       self.config.model_params)
@@ -100,8 +111,10 @@ class Recommender:
             if pretrain is None:
                 raise ConfigError(f"train.pretrain_epochs: model {self.config.model!r} has no "
                                   f"pretraining recipe (models with one: {', '.join(PRETRAINERS)})")
-            pretrain(model, split, cfg, echo)
-        trainer = Trainer(cfg, run_dir=run_dir, progress=progress, echo=echo, on_validation=on_validation)
+            pretrain(model, split, cfg, echo, progress=progress, callbacks=callbacks,
+                     stage="refit_pretrain" if stage == "refit" else "pretrain")
+        trainer = Trainer(cfg, run_dir=run_dir, progress=progress, echo=echo, stage=stage,
+                          callbacks=callbacks)
         return model, trainer.fit(model, split, resume=resume)
 
     # -- serving ------------------------------------------------------------------------------
@@ -143,36 +156,17 @@ class Recommender:
                     for u in user_ids]
             return (np.array([r.items for r in recs], dtype=object),
                     np.array([r.scores for r in recs], dtype=object))
-        users = self.saved_.users.to_index(user_ids, what="user")
-        self.model_.eval()
-        top = self._top_k(users, k, exclude_seen)
-        return self.saved_.items.to_raw(top.indices.numpy()), top.values.numpy()
-
-    @torch.no_grad()
-    def recommend_all(self, k: int = 10, *, exclude_seen: bool = True, batch_size: int = 1024
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top-k for every user the model knows, scored ``batch_size`` users at a time: raw user
-        ids [U] and raw item ids and scores [U, k]. Known items score −inf when excluded (a user
-        with fewer than k unseen items has −inf at the end of the row). Reads the histories the
-        model was fitted or saved with; events given to :meth:`observe` are not among them."""
-        self.model_.eval()
-        n_users = len(self.saved_.users)
-        tops = [self._top_k(np.arange(start, min(start + batch_size, n_users)), k, exclude_seen)
-                for start in range(0, n_users, batch_size)]
-        items = torch.cat([t.indices for t in tops]).numpy()
-        scores = torch.cat([t.values for t in tops]).numpy()
-        return self.saved_.users.raw, self.saved_.items.to_raw(items), scores
-
-    def _top_k(self, users: np.ndarray, k: int, exclude_seen: bool):
-        """``topk`` of the scores of user indices over every item, their known items at −inf
-        when ``exclude_seen``; values and indices [B, min(k, n_items)], on the CPU."""
         s = self.saved_
+        users = s.users.to_index(user_ids, what="user")
+        self.model_.eval()
         scores = self.model_.score_all(self.query(users)).float().clone()
         if exclude_seen:
             seen = base.Query.from_csr(users, users, s.seen_indptr, s.seen_items)
             rows = torch.arange(len(users))[:, None].expand_as(seen.history)
             scores[rows[seen.mask], seen.history[seen.mask]] = float("-inf")
-        return scores.topk(min(k, len(s.items)), dim=1)
+        k = min(k, len(s.items))
+        top = scores.topk(k, dim=1)
+        return s.items.to_raw(top.indices.numpy()), top.values.numpy()
 
     @torch.no_grad()
     def explain(self, user_id, item_ids, top: int = 5) -> list[list[MemoryEntry]]:

@@ -1,9 +1,12 @@
 """Run folders: what ``memrec train`` and ``memrec evaluate`` do, end to end.
 
 A run folder holds ``run.json`` (config, data source), ``split.npz`` (the exact split, with its
-fixed negatives), the saved model (``model.json``, ``model.pt``, ``ids.json``), ``checkpoint.pt``
-and ``log.jsonl`` from the trainer, and ``results.json``. A new run refuses an existing folder
-(nothing a user had is overwritten); ``resume=True`` continues one.
+fixed negatives), the saved model (``model.json``, ``model.pt``, ``ids.json``), the trainer's
+``checkpoint.pt``, ``log.jsonl`` (a line per epoch of every stage) and ``curves.png`` (the last
+two, and ``tensorboard/`` with ``train.tensorboard``, from :mod:`memrec.training.callbacks`), and
+``results.json``. A new run refuses an existing folder (nothing a user had is overwritten);
+``resume=True`` continues one. Reading, filtering, splitting and fixing negatives each say on
+stderr what they are doing and, when done, what they made in how long.
 
 Two seeds, recorded in ``results.json`` as ``seeds``: ``train`` (``train.seed``, ``--seed``)
 drives initialisation, batch order and negatives; ``data`` (``data.seed``, set only in the
@@ -34,54 +37,109 @@ from .data.knowledge import KnowledgeGraph, split_triples
 from .data.preprocess import preprocess
 from .data.readers import load as load_dataset
 from .data.split_io import load_split, save_split
-from .data.splits import Split, carve_session_validation, carve_validation, make_split
+from .data.splits import (Split, carve_session_validation, carve_validation, fixes_negatives,
+                          make_split, sample_negatives)
 from .evaluation import Evaluator
 from .fileio import atomic_write_json
 from .knowledge_runs import (KnownTriples, LinkPredictionValidator, export_vectors, graph_json,
                              graph_name, link_prediction, random_ranker)
 from .models import build_graph_model, spec
+from .progress import echo_stderr, timed_step
 from .recommender import Recommender
+from .training.callbacks import require_tensorboard
 from .training.config import DataConfig, RunConfig
-from .training.trainer import Trainer, echo_stderr, seed_everything
+from .training.trainer import Trainer, seed_everything
 from .training.triples import TripleTask
 
 SPLIT_OPTIONS = {"loo": (), "temporal": ("test_frac", "valid_frac"),
                  "random": ("test_frac", "valid_frac"), "session": ("test_frac", "valid_frac")}
 
 
-def prepare_split(data_path: str | Path, cfg: DataConfig) -> tuple[str, Split]:
-    """Read, filter and split a dataset as the ``[data]`` config says. Returns (name, split)."""
-    dataset = load_dataset(data_path, cfg.format or None)
+def prepare_split(data_path: str | Path, cfg: DataConfig, echo=None) -> tuple[str, Split]:
+    """Read, filter and split a dataset as the ``[data]`` config says. Returns (name, split).
+    Each step says on ``echo`` (stderr by default) when it starts and what it made in how long."""
+    echo = echo or echo_stderr
+    dataset = timed_step(echo, f"loading {data_path}", lambda: load_dataset(data_path, cfg.format or None),
+                         _read_text)
     wants_given = cfg.split in ("auto", "given")
     if dataset.given_split is not None and wants_given:
         if cfg.threshold or cfg.user_k or cfg.item_k or cfg.duplicates != "keep":
             raise DataError("this dataset ships its own split; filtering options would change "
                             "it (drop them, or choose another --split)")
         split = dataset.given_split
+        echo(f"using the split the dataset ships: {_split_text(split)}")
         if cfg.valid_from_train and split.test_cases is not None:
-            split = carve_session_validation(split, valid_frac=cfg.valid_frac)
+            split = timed_step(echo, "carving validation sessions from train",
+                               lambda: carve_session_validation(split, valid_frac=cfg.valid_frac),
+                               _split_text)
         elif cfg.valid_from_train and split.valid is None:
-            split = carve_validation(split, seed=cfg.seed, n_negatives=cfg.n_negatives)
+            split = timed_step(echo, "carving a validation part from train (one row per user)",
+                               lambda: carve_validation(split, seed=cfg.seed, n_negatives=cfg.n_negatives),
+                               _split_text)
         return dataset.name, split
     if cfg.split == "given":
         raise DataError(f"{data_path} carries no split of its own; choose loo, temporal, random or session")
     interactions = linked_items_only(dataset) if cfg.linked_only else dataset.interactions
-    data = preprocess(interactions, threshold=cfg.threshold or None, user_k=cfg.user_k,
-                      item_k=cfg.item_k, duplicates=cfg.duplicates)
-    _note_repeats(data, cfg)
+    data = _filtered(interactions, cfg, echo)
+    _note_repeats(data, cfg, echo)
     kind = "loo" if cfg.split == "auto" else cfg.split
     options = {k: getattr(cfg, k) for k in SPLIT_OPTIONS.get(kind, ())}
-    return dataset.name, make_split(data, kind, seed=cfg.seed, n_negatives=cfg.n_negatives, **options)
+    # split, then fix the negatives (make_split would do both): two steps, each timed
+    split = timed_step(echo, f"splitting ({kind})",
+                       lambda: make_split(data, kind, seed=cfg.seed, n_negatives=0, **options), _split_text)
+    if fixes_negatives(kind, cfg.n_negatives):
+        split = timed_step(echo, f"sampling {cfg.n_negatives} negatives per evaluated user",
+                           lambda: sample_negatives(split, cfg.n_negatives, seed=cfg.seed), _negatives_text)
+    return dataset.name, split
 
 
-def _note_repeats(data, cfg: DataConfig) -> None:
+def _filtered(interactions, cfg: DataConfig, echo) -> "Interactions":
+    """The interactions :func:`preprocess` keeps (a timed step when a filter is set: k-cores on a
+    large log take a while; re-indexing alone is quick and said nothing about)."""
+    filters = [text for text, on in ((f"rating >= {cfg.threshold:g}", cfg.threshold),
+                                     (f"{cfg.user_k}-core users", cfg.user_k > 1),
+                                     (f"{cfg.item_k}-core items", cfg.item_k > 1),
+                                     (f"duplicates: {cfg.duplicates}", cfg.duplicates != "keep")) if on]
+
+    def run():
+        return preprocess(interactions, threshold=cfg.threshold or None, user_k=cfg.user_k,
+                          item_k=cfg.item_k, duplicates=cfg.duplicates)
+    if not filters:
+        return run()
+    return timed_step(echo, f"filtering ({', '.join(filters)})", run,
+                      lambda data: f"kept {len(data):,} of {len(interactions):,} interactions")
+
+
+def _read_text(dataset) -> str:
+    data = dataset.interactions
+    return (f"read {dataset.name}: {len(data):,} interactions, {data.n_users:,} users, "
+            f"{data.n_items:,} items")
+
+
+def _split_text(split: Split) -> str:
+    parts = [f"{name} {len(part):,}" for name, part in
+             (("train", split.train), ("valid", split.valid), ("test", split.test))
+             if part is not None and len(part)]             # a session split tests on cases
+    cases = [f"{name} {len(c):,}" for name, c in (("valid", split.valid_cases), ("test", split.test_cases))
+             if c is not None]
+    return (f"{split.kind} split: " + " / ".join(parts) + " interactions"
+            + (f" ({' / '.join(cases)} next-item cases)" if cases else ""))
+
+
+def _negatives_text(split: Split) -> str:
+    counts = [f"{len(c.users):,} {name}" for name, c in (("valid", split.valid_negatives),
+                                                          ("test", split.test_negatives)) if c is not None]
+    return f"fixed negatives for {' and '.join(counts)} users"
+
+
+def _note_repeats(data, cfg: DataConfig, echo) -> None:
     """Say when kept interactions repeat a user-item pair (sessions re-click by nature)."""
     if cfg.duplicates != "keep" or data.session is not None or len(data) == 0:
         return
     repeats = data.describe()["repeated_pairs"]
     if repeats:
-        echo_stderr(f"note: {repeats:,} interactions repeat a user-item pair and are kept "
-                    "(data.duplicates = keep; first, last or error are the alternatives)")
+        echo(f"note: {repeats:,} interactions repeat a user-item pair and are kept "
+             "(data.duplicates = keep; first, last or error are the alternatives)")
 
 
 def linked_items_only(dataset) -> "Interactions":
@@ -114,6 +172,8 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
               progress: bool | None = None, echo=None) -> dict:
     """Train, save, test; returns the ``results.json`` content. A knowledge-graph model trains
     on the graph at ``data_path`` (:func:`train_graph_run`)."""
+    if config.train.tensorboard:
+        require_tensorboard()             # before any data is read: an error costs no time
     if spec(config.model).data == "knowledge_graph":
         return train_graph_run(config, data_path, out, resume=resume, progress=progress, echo=echo)
     out = Path(out)
@@ -121,12 +181,13 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     data_seed = config.data.seed
     if resume:
         ids = load_ids(out)
-        split = load_split(out / "split.npz", *ids)
+        split = timed_step(echo or echo_stderr, f"loading the run's split ({out / 'split.npz'})",
+                           lambda: load_split(out / "split.npz", *ids), _split_text)
         run = _read_run(out)
         data_name = run["data"]
         data_seed = run.get("config", {}).get("data", {}).get("seed", data_seed)   # made the split
     else:
-        data_name, split = prepare_split(data_path, config.data)
+        data_name, split = prepare_split(data_path, config.data, echo)
         out.mkdir(parents=True, exist_ok=True)
         save_split(out / "split.npz", split)
         atomic_write_json(out / "ids.json", {"users": split.train.users.to_json(),
@@ -188,7 +249,8 @@ def train_graph_run(config: RunConfig, data_path: str | Path, out: str | Path, *
         run = _read_run(out)
         data_path = run["data_path"]
         data_cfg = DataConfig(**{**asdict(DataConfig()), **run["config"]["data"]})
-    graph = KnowledgeGraph.load(data_path)
+    graph = timed_step(echo, f"loading the knowledge graph {data_path}",
+                       lambda: KnowledgeGraph.load(data_path), lambda graph: f"read {len(graph):,} triples")
     train, valid, test = split_triples(graph.triples, graph.n_entities, graph.n_relations,
                                        test_frac=data_cfg.test_frac, valid_frac=data_cfg.valid_frac,
                                        seed=data_cfg.seed)

@@ -58,8 +58,12 @@ def _catalogue_table(metrics: dict[str, dict[str, float]], ks) -> str | None:
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, resume, out, progress):
-    """Train MODEL on a dataset, test it, and save the run to --out.
+@click.option("--tensorboard", is_flag=True,
+              help="Also write TensorBoard events to OUT/tensorboard (train.tensorboard; pip install tensorboard).")
+def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, resume, out, progress,
+          tensorboard):
+    """Train MODEL on a dataset, test it, and save the run to --out (with log.jsonl, one line
+    per epoch, and curves.png: loss and the validation metric per epoch).
 
     A knowledge-graph model (``memrec train transe --data KG``, a RecBole .kg/.link folder or a
     KGCN kg.txt folder) trains on the graph's triples, reports filtered link prediction and
@@ -72,6 +76,8 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
         overrides.append(f"data.format={json.dumps(fmt)}")
     if split:
         overrides.append(f"data.split={json.dumps(split)}")
+    if tensorboard:
+        overrides.append("train.tensorboard=true")
     config = load_config(model, config_path, overrides, epochs=epochs, seed=seed)
     if resume:
         if is_finished(out):

@@ -385,9 +385,15 @@ def make_split(data: Interactions, kind: str, *, seed: int = 0, n_negatives: int
     if kind == "random":
         options["seed"] = seed
     split = func(data, **options)
-    if kind != "session" and n_negatives > 0:
+    if fixes_negatives(kind, n_negatives):
         split = sample_negatives(split, n_negatives, seed=seed)
     return split
+
+
+def fixes_negatives(kind: str, n_negatives: int) -> bool:
+    """Whether :func:`make_split` fixes sampled negatives for a split of ``kind``: not for
+    sessions (their protocol ranks every item for a session's next click), nor when 0 asked."""
+    return kind != "session" and n_negatives > 0
 
 
 def carve_validation(split: Split, *, seed: int = 0, n_negatives: int = 100) -> Split:

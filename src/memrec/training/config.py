@@ -70,6 +70,7 @@ class TrainConfig:
     pretrain_weight_decay: float = 1e-4
     pretrain_batch_size: int = 0       # 0 = batch_size
     refit: bool = False                # after choosing epochs on valid, retrain on train + valid
+    tensorboard: bool = False          # also TensorBoard events in RUN/tensorboard (pip install tensorboard)
     seed: int = 0
     stream_mode: str = "micro_batch"   # stream models: micro_batch (fast) | exact (event by event)
     gan_pool: int = 100                # adversarial sampler: uniform candidate pool per event

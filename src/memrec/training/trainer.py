@@ -2,11 +2,16 @@
 
 Closed-form models are fitted once; gradient models run epochs of their task's batches with the
 configured optimizer, optional gradient clipping, validation every ``eval_every`` epochs, early
-stopping with patience and best-weights restore, a per-epoch JSONL log, and an atomic
-checkpoint after every epoch from which ``resume=True`` continues to the same final weights as
-an uninterrupted run (all randomness flows from one saved ``torch.Generator`` plus the saved
-global RNG state; a task's own state, ``Task.state_dict`` — NMRN's stream task with its epoch
-counter and adversarial generator —, is checkpointed with the model).
+stopping with patience and best-weights restore, and an atomic checkpoint after every epoch from
+which ``resume=True`` continues to the same final weights as an uninterrupted run (all
+randomness flows from one saved ``torch.Generator`` plus the saved global RNG state; a task's
+own state, ``Task.state_dict`` — NMRN's stream task with its epoch counter and adversarial
+generator —, is checkpointed with the model).
+
+Each epoch's record (stage, epoch, loss, lr, seconds, validation metrics) goes to the
+:mod:`~memrec.training.callbacks` — a run folder's ``log.jsonl``, ``curves.png`` and optional
+TensorBoard events — and as a line to ``echo``; a two-stage recipe's pretraining and a refit are
+fits of their own, labelled by ``stage`` ("pretraining GMF 3/20", "refit 2/5").
 """
 
 from __future__ import annotations
@@ -19,16 +24,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_torch_save, atomic_write_bytes, safe_torch_load
+from ..fileio import atomic_torch_save, safe_torch_load
 from ..errors import CheckpointError, ConfigError
 from ..data.splits import Split
 from ..evaluation import Evaluator
 from ..models.base import Model
+from ..progress import echo_stderr
+from .callbacks import STAGES, Callback, CallbackList, FitStart, run_folder_callbacks
 from .config import TrainConfig
 from .optim import TFRMSprop
 from .tasks import make_task
@@ -48,14 +55,7 @@ def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimize
         options.update(decay=cfg.rmsprop_decay, eps=cfg.eps, initial_mean_square=cfg.rmsprop_initial)
     if cfg.optimizer in ("adam", "adagrad"):
         options["eps"] = cfg.eps
-    if cfg.optimizer == "adam":
-        options["betas"] = (0.9, cfg.adam_beta2)
     return OPTIMIZERS[cfg.optimizer](groups, **options)
-
-
-def echo_stderr(line: str) -> None:
-    """The default destination of training log lines."""
-    print(line, file=sys.stderr, flush=True)
 
 
 class Validator(Protocol):
@@ -121,21 +121,29 @@ class Trainer:
     Parameters
     ----------
     config : TrainConfig
-    run_dir : folder for ``checkpoint.pt`` and ``log.jsonl`` (None: keep nothing on disk)
+    run_dir : folder for ``checkpoint.pt`` (None: keep nothing on disk)
     progress : show a progress bar; None = only when stderr is a terminal
     echo : where per-epoch log lines go (stderr by default)
-    on_validation : called as ``on_validation(epoch, score)`` after every validation (the
-        hyper-parameter search reports to its pruner; raising stops the training there)
+    stage : "train", or one of the fits around it (:data:`~memrec.training.callbacks.STAGES`):
+        labels records and lines
+    callbacks : told of every epoch; None = the run folder's (``log.jsonl``, ``curves.png``,
+        TensorBoard if asked for; :func:`~memrec.training.callbacks.run_folder_callbacks`)
+        when there is a ``run_dir``, else none
     """
 
     def __init__(self, config: TrainConfig, *, run_dir: str | Path | None = None,
-                 progress: bool | None = None, echo=None,
-                 on_validation: Callable[[int, float], None] | None = None):
+                 progress: bool | None = None, echo=None, stage: str = "train",
+                 callbacks: list[Callback] | None = None):
+        if stage not in STAGES:
+            raise ValueError(f"stage {stage!r}; choose from {', '.join(STAGES)}")
         self.config = config
-        self.on_validation = on_validation
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.echo = echo or echo_stderr
+        self.stage = stage
+        if callbacks is None:
+            callbacks = [] if self.run_dir is None else run_folder_callbacks(self.run_dir, config)
+        self.callbacks = CallbackList(callbacks)
 
     # -- public -------------------------------------------------------------------------------
     def fit(self, model: Model, split: Split | None = None, *, resume: bool = False, task=None,
@@ -156,15 +164,17 @@ class Trainer:
 
     # -- closed form --------------------------------------------------------------------------
     def _fit_closed_form(self, model: Model, split: Split) -> TrainResult:
+        self.callbacks.on_fit_start(FitStart(self.stage, first_epoch=0, epochs=0))
         start = time.perf_counter()
         model.fit_closed_form(split.train)
         seconds = time.perf_counter() - start
-        record = {"epoch": 0, "seconds": seconds}
+        record = {"stage": self.stage, "epoch": 0, "seconds": seconds}
         evaluator = self._validator(split)
         if evaluator is not None:
             record["valid"] = evaluator.evaluate(model)
-        self._write_log([record])
         self.echo(f"fitted {type(model).__name__} in {seconds:.2f}s" + self._valid_text(record))
+        self.callbacks.on_epoch_end(record)
+        self.callbacks.on_fit_end([record])
         return TrainResult(best_epoch=0, train_seconds=seconds, history=[record])
 
     # -- gradient -----------------------------------------------------------------------------
@@ -186,9 +196,11 @@ class Trainer:
                  "bad_epochs": 0, "history": [], "seconds": 0.0}
         if blob is not None:
             state = self._restore(blob, optimizer, generator, task)
+        self.callbacks.on_fit_start(FitStart(self.stage, first_epoch=state["epoch"] + 1, epochs=cfg.epochs))
+        label = self._label(model)
         stopped = False
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            record = self._train_epoch(model, task, optimizer, generator, epoch)
+            record = self._train_epoch(model, task, optimizer, generator, epoch, label)
             state["seconds"] += record["seconds"]
             if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                 record["valid"] = evaluator.evaluate(model)
@@ -199,16 +211,16 @@ class Trainer:
                     record["best"] = True
                 else:
                     state["bad_epochs"] += 1
-                if self.on_validation is not None:
-                    self.on_validation(epoch, score)
             elif evaluator is None:
                 state["best_epoch"] = epoch
             state["history"].append(record)
             state["epoch"] = epoch
-            self.echo(self._epoch_text(record, cfg.epochs))
+            self.echo(self._epoch_text(record, cfg.epochs, label))
             stopped = cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
+            # told before the checkpoint: a crash between the two leaves an epoch that the
+            # resumed fit's log drops and runs again, never one missing from the log
+            self.callbacks.on_epoch_end(record)
             self._checkpoint(model, optimizer, generator, state, task)
-            self._write_log(state["history"])
             if stopped:
                 self.echo(f"early stop: no {cfg.valid_metric} improvement for {cfg.patience} evaluations; "
                           f"best epoch {state['best_epoch']}")
@@ -216,14 +228,16 @@ class Trainer:
         if state["best_state"] is not None:
             model.load_state_dict(state["best_state"])
         model.eval()                  # a fitted model is ready for inference (dropout off)
+        self.callbacks.on_fit_end(state["history"])
         return TrainResult(state["best_epoch"], state["seconds"], state["history"], stopped)
 
-    def _train_epoch(self, model, task, optimizer, generator, epoch) -> dict:
+    def _train_epoch(self, model, task, optimizer, generator, epoch, label) -> dict:
         cfg = self.config
         model.train()
+        lr = optimizer.param_groups[0]["lr"]      # every group has train.lr; nothing schedules it
         start = time.perf_counter()
         total, seen = 0.0, 0
-        bar = tqdm(total=task.n_examples, desc=f"epoch {epoch}", unit="ex", leave=False,
+        bar = tqdm(total=task.n_examples, desc=f"{label} {epoch}/{cfg.epochs}", unit="ex", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
         for batch in task.batches(generator):
             loss = task.loss(model, batch)
@@ -248,8 +262,8 @@ class Trainer:
             bar.set_postfix(loss=f"{total / seen:.4f}")
         bar.close()
         seconds = time.perf_counter() - start
-        return {"epoch": epoch, "loss": total / max(seen, 1), "seconds": seconds,
-                "examples_per_s": seen / max(seconds, 1e-9)}
+        return {"stage": self.stage, "epoch": epoch, "loss": total / max(seen, 1), "lr": lr,
+                "seconds": seconds, "examples_per_s": seen / max(seconds, 1e-9)}
 
     # -- validation ---------------------------------------------------------------------------
     def _validator(self, split: Split | None) -> Evaluator | None:
@@ -265,9 +279,7 @@ class Trainer:
         if protocol == "auto":
             protocol = "session" if "session" in supported else "full"
         try:
-            # per-epoch validation needs the metric it stops on, not the catalogue metrics
-            return Evaluator(split, "valid", protocols=(protocol,), batch_size=self.config.eval_batch_size,
-                             beyond_accuracy=False, progress=self.progress)
+            return Evaluator(split, "valid", protocols=(protocol,), batch_size=self.config.eval_batch_size)
         except ConfigError as e:
             raise ConfigError(f"train.valid_protocol: {e}") from None
 
@@ -319,11 +331,6 @@ class Trainer:
         self.echo(f"resuming after epoch {state['epoch']}")
         return state
 
-    def _write_log(self, history: list[dict]) -> None:
-        if self.run_dir is not None:
-            text = "".join(json.dumps(r) + "\n" for r in history)
-            atomic_write_bytes(self.run_dir / "log.jsonl", text.encode())
-
     # -- text ---------------------------------------------------------------------------------
     def _valid_text(self, record: dict) -> str:
         if "valid" not in record:
@@ -332,7 +339,14 @@ class Trainer:
         metric = self.config.valid_metric
         return f"  valid {protocol} {metric} {values.get(metric, float('nan')):.4f}"
 
-    def _epoch_text(self, record: dict, epochs: int) -> str:
-        return (f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  "
+    def _label(self, model: Model) -> str:
+        """What an epoch line starts with: "epoch", or the stage that is not the training
+        proper ("pretraining GMF", "refit"), so its epochs are not read as the model's."""
+        labels = {"pretrain": f"pretraining {type(model).__name__}", "train": "epoch",
+                  "refit_pretrain": f"refit: pretraining {type(model).__name__}", "refit": "refit"}
+        return labels[self.stage]
+
+    def _epoch_text(self, record: dict, epochs: int, label: str) -> str:
+        return (f"{label} {record['epoch']}/{epochs}  loss {record['loss']:.4f}  "
                 f"{record['examples_per_s']:,.0f} ex/s  {record['seconds']:.1f}s"
                 + self._valid_text(record) + ("  *best" if record.get("best") else ""))

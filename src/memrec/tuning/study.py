@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..recommender import Recommender
 from ..runs import prepare_split, train_run
+from ..training.callbacks import Callback
 from ..training.config import RunConfig, load_config, toml_literal
 from .space import Param
 
@@ -51,12 +52,12 @@ class TuneSetup:
         return load_config(self.model, self.config_path, [*self.overrides, *extra])
 
 
-def validation_score(config: RunConfig, split, on_validation=None, echo=None) -> float:
+def validation_score(config: RunConfig, split, callbacks=(), echo=None) -> float:
     """Train ``config`` on ``split.train`` (no refit) and return the best validation value of
     ``train.valid_metric`` (the epoch early stopping keeps; a closed-form model's only one)."""
     config = replace(config, train=replace(config.train, refit=False))
     rec = Recommender.from_config(config).fit_split(split, progress=False, echo=echo or _quiet,
-                                                    on_validation=on_validation)
+                                                    callbacks=callbacks)
     history = rec.result_.history
     record = next((r for r in history if r["epoch"] == rec.result_.best_epoch and "valid" in r), None)
     if record is None:
@@ -70,6 +71,23 @@ def _quiet(line: str) -> None:
     """Trials train silently; the search prints one line per trial."""
 
 
+class Pruning(Callback):
+    """Reports each validated training epoch to an Optuna trial; stops the fit (by raising
+    ``TrialPruned``) when the pruner says the trial trails the others at that epoch."""
+
+    def __init__(self, trial, metric: str):
+        self.trial, self.metric = trial, metric
+
+    def on_epoch_end(self, record: dict) -> None:
+        import optuna
+        if record.get("stage", "train") != "train" or "valid" not in record:
+            return                                   # pretraining epochs are not the trial's
+        score = next(iter(record["valid"].values()))[self.metric]
+        self.trial.report(score, record["epoch"])
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
+
+
 class Objective:
     """An Optuna objective: one trial = one training run scored on validation."""
 
@@ -77,17 +95,10 @@ class Objective:
         self.setup, self.split, self.echo = setup, split, echo
 
     def __call__(self, trial) -> float:
-        import optuna
         values = {p.key: p.suggest(trial) for p in self.setup.space}
         config = self.setup.config(values)
-
-        def report(epoch: int, score: float) -> None:
-            trial.report(score, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
         start = time.perf_counter()
-        score = validation_score(config, self.split, on_validation=report)
+        score = validation_score(config, self.split, [Pruning(trial, config.train.valid_metric)])
         trial.set_user_attr("seconds", time.perf_counter() - start)
         return score
 
