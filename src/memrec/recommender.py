@@ -156,17 +156,36 @@ class Recommender:
                     for u in user_ids]
             return (np.array([r.items for r in recs], dtype=object),
                     np.array([r.scores for r in recs], dtype=object))
-        s = self.saved_
-        users = s.users.to_index(user_ids, what="user")
+        users = self.saved_.users.to_index(user_ids, what="user")
         self.model_.eval()
+        top = self._top_k(users, k, exclude_seen)
+        return self.saved_.items.to_raw(top.indices.numpy()), top.values.numpy()
+
+    @torch.no_grad()
+    def recommend_all(self, k: int = 10, *, exclude_seen: bool = True, batch_size: int = 1024
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-k for every user the model knows, scored ``batch_size`` users at a time: raw user
+        ids [U] and raw item ids and scores [U, k]. Known items score −inf when excluded (a user
+        with fewer than k unseen items has −inf at the end of the row). Reads the histories the
+        model was fitted or saved with; events given to :meth:`observe` are not among them."""
+        self.model_.eval()
+        n_users = len(self.saved_.users)
+        tops = [self._top_k(np.arange(start, min(start + batch_size, n_users)), k, exclude_seen)
+                for start in range(0, n_users, batch_size)]
+        items = torch.cat([t.indices for t in tops]).numpy()
+        scores = torch.cat([t.values for t in tops]).numpy()
+        return self.saved_.users.raw, self.saved_.items.to_raw(items), scores
+
+    def _top_k(self, users: np.ndarray, k: int, exclude_seen: bool):
+        """``topk`` of the scores of user indices over every item, their known items at −inf
+        when ``exclude_seen``; values and indices [B, min(k, n_items)], on the CPU."""
+        s = self.saved_
         scores = self.model_.score_all(self.query(users)).float().clone()
         if exclude_seen:
             seen = base.Query.from_csr(users, users, s.seen_indptr, s.seen_items)
             rows = torch.arange(len(users))[:, None].expand_as(seen.history)
             scores[rows[seen.mask], seen.history[seen.mask]] = float("-inf")
-        k = min(k, len(s.items))
-        top = scores.topk(k, dim=1)
-        return s.items.to_raw(top.indices.numpy()), top.values.numpy()
+        return scores.topk(min(k, len(s.items)), dim=1)
 
     @torch.no_grad()
     def explain(self, user_id, item_ids, top: int = 5) -> list[list[MemoryEntry]]:

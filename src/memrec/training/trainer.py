@@ -55,6 +55,8 @@ def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimize
         options.update(decay=cfg.rmsprop_decay, eps=cfg.eps, initial_mean_square=cfg.rmsprop_initial)
     if cfg.optimizer in ("adam", "adagrad"):
         options["eps"] = cfg.eps
+    if cfg.optimizer == "adam":
+        options["betas"] = (0.9, cfg.adam_beta2)
     return OPTIMIZERS[cfg.optimizer](groups, **options)
 
 
@@ -279,7 +281,9 @@ class Trainer:
         if protocol == "auto":
             protocol = "session" if "session" in supported else "full"
         try:
-            return Evaluator(split, "valid", protocols=(protocol,), batch_size=self.config.eval_batch_size)
+            # per-epoch validation needs the metric it stops on, not the catalogue metrics
+            return Evaluator(split, "valid", protocols=(protocol,), batch_size=self.config.eval_batch_size,
+                             beyond_accuracy=False, progress=self.progress)
         except ConfigError as e:
             raise ConfigError(f"train.valid_protocol: {e}") from None
 

@@ -98,9 +98,10 @@ class Objective:
         values = {p.key: p.suggest(trial) for p in self.setup.space}
         config = self.setup.config(values)
         start = time.perf_counter()
-        score = validation_score(config, self.split, [Pruning(trial, config.train.valid_metric)])
-        trial.set_user_attr("seconds", time.perf_counter() - start)
-        return score
+        try:
+            return validation_score(config, self.split, [Pruning(trial, config.train.valid_metric)])
+        finally:                                     # pruned trials too
+            trial.set_user_attr("seconds", time.perf_counter() - start)
 
 
 def run_search(setup: TuneSetup, storage: str, study_name: str, echo) -> "optuna.Study":
