@@ -35,7 +35,8 @@ def _check_out(out: Path) -> None:
 @click.argument("model")
 @click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Dataset file or folder.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Base TOML config (split, budget, fixed settings).")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a base setting (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Fix a setting (repeatable); a fixed setting leaves the search space.")
 @click.option("--space", "space_path", type=click.Path(path_type=Path),
               help="SPACE.toml: parameters replacing the model's default search space.")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
@@ -49,7 +50,7 @@ def _check_out(out: Path) -> None:
 def tune(model, data_path, config_path, overrides, space_path, trials, timeout, storage, study_name, seeds, out):
     """Search MODEL's hyper-parameters on the validation part of --data, then retrain the best
     settings with each of --seeds and test them. Needs the ``tune`` extra (Optuna)."""
-    from ..data.readers.base import dataset_name
+    from ..runs import prepare_split
     from ..fileio import atomic_write_bytes
     from ..training.trainer import echo_stderr
     from ..tuning.report import write_plots, write_results, write_trials
@@ -62,16 +63,18 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
     if not data_path.exists():
         raise DataError(f"{data_path}: no such file or directory")
     _check_out(out)
-    setup = TuneSetup(model, data_path, config_path, tuple(overrides), search_space(model, space_path),
-                      trials, timeout, _seeds(seeds))
+    space, fixed = _without_fixed(search_space(model, space_path), overrides)
+    setup = TuneSetup(model, data_path, config_path, tuple(overrides), space, trials, timeout, _seeds(seeds))
     base = setup.config()               # the base config's errors before any work
-    data = dataset_name(data_path)
+    data, split = prepare_split(data_path, base.data)
+    if fixed:
+        click.echo(f"fixed by --set, not searched: {', '.join(fixed)}", err=True)
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or f"{model}-{data}"
     click.echo(f"tuning {model} on {data}: {trials} trials, selecting on validation "
                f"{base.train.valid_metric}; {len(setup.space)} parameters", err=True)
-    study = run_search(setup, storage, study_name, echo_stderr)
+    study = run_search(setup, split, storage, study_name, echo_stderr)
     write_trials(study, out)
     if not any(t.state.name == "COMPLETE" for t in study.trials):
         raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); "
@@ -84,6 +87,12 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
                   metric=base.train.valid_metric, seeds=seeds_summary)
     write_plots(study, out, echo_stderr)
     _echo_summary(best, base.train.valid_metric, seeds_summary, out)
+
+
+def _without_fixed(space, overrides) -> tuple[tuple, list[str]]:
+    """The space less the settings ``--set`` fixes, and their names."""
+    fixed = {text.split("=", 1)[0].strip() for text in overrides}
+    return tuple(p for p in space if p.key not in fixed), sorted(fixed & {p.key for p in space})
 
 
 def _echo_summary(best, metric: str, seeds: dict, out: Path) -> None:

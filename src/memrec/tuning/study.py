@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..recommender import Recommender
-from ..runs import prepare_split, train_run
+from ..runs import train_run
 from ..training.callbacks import Callback
 from ..training.config import RunConfig, load_config, toml_literal
 from .space import Param
@@ -104,9 +104,9 @@ class Objective:
             trial.set_user_attr("seconds", time.perf_counter() - start)
 
 
-def run_search(setup: TuneSetup, storage: str, study_name: str, echo) -> "optuna.Study":
-    """Run (or continue) the study until it holds ``setup.trials`` finished trials or
-    ``setup.timeout`` seconds pass; returns the study."""
+def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> "optuna.Study":
+    """Run (or continue) the study on ``split`` until it holds ``setup.trials`` finished trials
+    or ``setup.timeout`` seconds pass; returns the study."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -118,7 +118,6 @@ def run_search(setup: TuneSetup, storage: str, study_name: str, echo) -> "optuna
         echo(f"study {study_name!r}: {done} trial(s) already finished; continuing")
     if done >= setup.trials:
         return study
-    _, split = prepare_split(setup.data_path, setup.config().data)
     metric = setup.config().train.valid_metric
     limit = optuna.study.MaxTrialsCallback(setup.trials, states=tuple(
         getattr(optuna.trial.TrialState, s) for s in _DONE))

@@ -1,0 +1,153 @@
+"""``memrec tune``: search spaces, selection on validation only, resumable studies, the files."""
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+optuna = pytest.importorskip("optuna", reason="memrec tune needs the tune extra (optuna)")
+
+from memrec import evaluation  # noqa: E402
+from memrec.cli import main  # noqa: E402
+from memrec.data.synthetic import SynthConfig, generate, write_csv  # noqa: E402
+from memrec.errors import ConfigError  # noqa: E402
+from memrec.models import REGISTRY, check_params  # noqa: E402
+from memrec.training.config import load_config  # noqa: E402
+from memrec.tuning.space import DEFAULT_SPACES, read_space, search_space  # noqa: E402
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "data.csv"
+    write_csv(generate(SynthConfig(n_users=60, n_items=200, mean_length=10, seed=3)), path)
+    return path
+
+
+def _tune(*args):
+    return CliRunner().invoke(main, ["tune", *map(str, args)], prog_name="memrec")
+
+
+class _Trial:
+    """A stand-in for an Optuna trial that draws each parameter's lowest value or first choice."""
+
+    def suggest_categorical(self, name, choices):
+        return choices[0]
+
+    def suggest_int(self, name, low, high, log=False, step=1):
+        return high
+
+    def suggest_float(self, name, low, high, log=False, step=None):
+        return high
+
+
+@pytest.mark.parametrize("model", sorted(n for n, s in REGISTRY.items() if s.data == "interactions"))
+def test_every_recommender_has_a_space_its_config_accepts(model):
+    space = DEFAULT_SPACES[model]
+    values = {p.key: p.suggest(_Trial()) for p in space}
+    config = load_config(model, overrides=[f"{k}={v}" for k, v in values.items()])
+    for key, value in values.items():
+        section, name = key.split(".")
+        assert (config.model_params if section == "model" else vars(config.train))[name] == value
+    check_params(model, config.model_params)
+
+
+def test_a_space_file_replaces_the_defaults_it_names(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text('[model]\ndim = {type = "categorical", choices = [8, 16]}\n'
+                    '[train]\nlr = {type = "log", low = 1e-3, high = 1e-1}\n')
+    space = {p.key: p for p in search_space("bprmf", path)}
+    assert space["model.dim"].choices == (8, 16)
+    assert space["train.lr"].kind == "float" and space["train.lr"].log and space["train.lr"].high == 0.1
+    assert "train.weight_decay" in space                        # untouched defaults stay
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ('[model]\nnope = {type = "float", low = 0, high = 1}\n', "model.nope: model 'bprmf' has no such model setting"),
+    ('[train]\nlr = {type = "float", low = 1, high = 0}\n', "low must not exceed high"),
+    ('[train]\nlr = {type = "log", low = 0, high = 1}\n', "a log scale needs low > 0"),
+    ('[train]\nlr = {type = "float", low = 0, high = 1, choices = [1]}\n', "type 'float' takes no choices"),
+    ('[train]\nlr = {type = "normal", low = 0, high = 1}\n', "unknown type 'normal'"),
+    ('[data]\nseed = {type = "int", low = 0, high = 3}\n', "unknown table [data]"),
+    ('[model]\ndim = 64\n', "expected an inline table with a type"),
+])
+def test_bad_space_files_are_named_errors(tmp_path, text, phrase):
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=None) as error:
+        read_space("bprmf", path)
+    assert phrase in str(error.value) and str(path) in str(error.value)
+
+
+def test_tune_selects_on_validation_writes_its_files_and_never_reads_test_while_searching(
+        data, tmp_path, monkeypatch):
+    parts = []
+    real_init = evaluation.Evaluator.__init__
+
+    def spy(self, split, part, *args, **kwargs):
+        parts.append(part)
+        real_init(self, split, part, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation.Evaluator, "__init__", spy)
+    out = tmp_path / "tune"
+    result = _tune("ease", "--data", data, "--trials", 4, "--seeds", "0,1", "--out", out)
+    assert result.exit_code == 0, result.output
+    # the 4 trials validate; then each seed's retraining validates and tests (test read 2 times)
+    assert parts[:4] == ["valid"] * 4 and parts[4:] == ["valid", "test"] * 2
+
+    with open(out / "trials.csv") as f:
+        trials = list(csv.DictReader(f))
+    assert len(trials) == 4 and {t["state"] for t in trials} == {"COMPLETE"}
+    best = max(trials, key=lambda t: float(t["value"]))
+    results = json.loads((out / "results.json").read_text())
+    assert results["best_trial"] == int(best["number"])
+    assert results["best_params"]["model.l2"] == pytest.approx(float(best["params_model.l2"]))
+    assert results["test"]["seeds"] == [0, 1]
+    ndcg = results["test"]["metrics"]["full"]["NDCG@10"]
+    seed_runs = [json.loads((out / f"seed_{s}" / "results.json").read_text()) for s in (0, 1)]
+    assert ndcg["values"] == [r["metrics"]["full"]["NDCG@10"] for r in seed_runs]
+    for name in ("history.png", "importances.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # best.toml is a config `memrec train` accepts, and it reproduces the best settings
+    retrained = CliRunner().invoke(main, ["train", "ease", "--data", str(data), "--config",
+                                          str(out / "best.toml"), "--out", str(tmp_path / "again")])
+    assert retrained.exit_code == 0, retrained.output
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["metrics"]["full"]["NDCG@10"] == pytest.approx(seed_runs[0]["metrics"]["full"]["NDCG@10"])
+
+
+def test_a_second_tune_continues_the_stored_study(data, tmp_path):
+    out = tmp_path / "tune"
+    assert _tune("ease", "--data", data, "--trials", 2, "--seeds", "0", "--out", out).exit_code == 0
+    result = _tune("ease", "--data", data, "--trials", 3, "--seeds", "0", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "2 trial(s) already finished; continuing" in result.output
+    assert "reusing the finished run" in result.output
+    with open(out / "trials.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3
+
+
+def test_epochs_report_to_the_pruner(data, tmp_path):
+    # a gradient model's trials report every validated epoch (what the median pruner reads)
+    out = tmp_path / "tune"
+    result = _tune("bprmf", "--data", data, "--trials", 2, "--seeds", "0", "--set", "train.epochs=3",
+                   "--set", "model.dim=8", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "fixed by --set, not searched: model.dim" in result.output
+    study = optuna.load_study(study_name="bprmf-data", storage=f"sqlite:///{out / 'study.db'}")
+    for trial in study.trials:
+        assert "model.dim" not in trial.params
+        assert sorted(trial.intermediate_values) == [1, 2, 3]
+        assert trial.value == pytest.approx(max(trial.intermediate_values.values()))
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--seeds", "0,x"], "--seeds expects a comma list of integers"),
+    (["--seeds", "1,1"], "--seeds expects distinct integers"),
+    (["--set", "train.nope=1"], "unknown key train.nope"),
+])
+def test_bad_tune_options_fail_before_any_trial(data, tmp_path, args, phrase):
+    result = _tune("ease", "--data", data, "--out", tmp_path / "tune", *args)
+    assert result.exit_code == 2 and phrase in result.output
+    assert not (tmp_path / "tune" / "study.db").exists()
