@@ -102,7 +102,7 @@ def test_every_verb_is_registered_and_both_module_entry_points_run():
     import subprocess
     import sys
     assert set(main.commands) == {"train", "evaluate", "recommend", "stream", "models", "data", "demo",
-                                  "serve", "state", "tune"}
+                                  "serve", "state", "tune", "report"}
     assert set(main.commands["state"].commands) == {"rebuild"}
     assert set(main.commands["data"].commands) == {"info", "sessions", "synth", "fetch"}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -65,6 +65,7 @@ LAYERS: dict[str, int] = {
     # 5: end-to-end runs (read, split, fit through the façade, evaluate, save)
     "runs": 5,
     "all_users": 5,          # every user's top-k of a run, as a table file
+    "run_report": 5,         # finished runs side by side (memrec report)
     "tuning": 5,             # hyper-parameter search: trains runs through the façade and runs
     # 6: command line
     "cli": 6,

@@ -4,7 +4,7 @@
 * :mod:`.data` — the ``data`` group: ``info``, ``sessions``, ``synth``, ``fetch``;
 * :mod:`.misc` — ``models``, ``demo``;
 * :mod:`.serve` — ``serve``, ``state rebuild``;
-* :mod:`.tune` — ``tune`` (Optuna search, the ``tune`` extra).
+* :mod:`.tune` — ``tune`` (Optuna search, the ``tune`` extra), ``report`` (runs side by side).
 
 Bad input (a malformed file, an unknown id, model or config key, a missing path, a corrupt
 checkpoint) exits with status 2 and one line on stderr; ``--debug`` shows the traceback.
@@ -81,7 +81,7 @@ def main(ctx, debug):
 from . import data, misc, serve, train, tune  # noqa: E402
 
 for _command in (train.train, train.evaluate, train.recommend, train.stream, data.data,
-                 tune.tune, misc.models, misc.demo, serve.serve, serve.state):
+                 tune.tune, tune.report, misc.models, misc.demo, serve.serve, serve.state):
     main.add_command(_command)
 
 __all__ = ["main", "ErrorHandlingGroup", "USER_ERRORS"]

@@ -1,4 +1,5 @@
-"""``memrec tune``: hyper-parameter search with Optuna — parsing and printing only."""
+"""``memrec tune`` (hyper-parameter search with Optuna) and ``memrec report`` (finished runs side
+by side) — parsing and printing only."""
 
 from __future__ import annotations
 
@@ -104,3 +105,28 @@ def _echo_summary(best, metric: str, seeds: dict, out: Path) -> None:
         click.echo(f"  {protocol:<8} " + "  ".join(
             f"{m} {values[m]['mean']:.4f} ± {values[m]['std']:.4f}" for m in shown))
     click.echo(f"saved to {out} (trials.csv, best.toml, results.json, history.png)")
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the table to this Markdown file and the curves beside it (OUT stem + _curves.png).")
+def report(run_dirs, out):
+    """Finished runs side by side: test metrics, settings that differ, seconds, and (with --out)
+    their training curves as a PNG."""
+    from ..fileio import atomic_write_bytes
+    from ..run_report import comparison_table, curves_figure, read_run
+    if out is not None:
+        if out.is_dir():
+            raise DataError(f"{out} is a folder; --out names a Markdown file")
+        if not (out.parent if str(out.parent) else Path(".")).is_dir():
+            raise DataError(f"{out}: folder {out.parent} does not exist")
+    runs = [read_run(Path(d)) for d in run_dirs]
+    table = comparison_table(runs)
+    if out is None:
+        click.echo(table, nl=False)
+        return
+    figure = out.with_name(out.stem + "_curves.png")
+    curves_figure(runs, figure)
+    atomic_write_bytes(out, (f"# memrec report\n\n{table}\n![training curves]({figure.name})\n").encode())
+    click.echo(f"wrote {out} and {figure}")
