@@ -65,6 +65,9 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
         raise DataError(f"{data_path}: no such file or directory")
     _check_out(out)
     space, fixed = _without_fixed(search_space(model, space_path), overrides)
+    if not space and trials > 1:        # nothing to vary: every trial would train the same model
+        click.echo(f"{model} has nothing to search here; one trial", err=True)
+        trials = 1
     setup = TuneSetup(model, data_path, config_path, tuple(overrides), space, trials, timeout, _seeds(seeds))
     base = setup.config()               # the base config's errors before any work
     data, split = prepare_split(data_path, base.data)

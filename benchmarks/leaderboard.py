@@ -1,0 +1,163 @@
+"""One honest leaderboard: every model that fits a dataset's task, each tuned with the same budget
+(`memrec tune`: the same trial count and time cap per model and dataset, selection on validation
+only), the winner of each search retrained with 3 seeds and tested under full ranking beside the
+sampled protocol where the split has negatives.
+
+    python benchmarks/leaderboard.py [--datasets ml-100k,amazon-games] [--models ease,bprmf]
+        [--trials 20] [--timeout 1800] [--seeds 0,1,2] [--threads 1] [--table-only]
+
+Long: it runs outside CI and may take days on a laptop. Every (dataset, model) is one `memrec
+tune` study under benchmarks/results/leaderboard/DATASET/MODEL (Optuna's SQLite storage there),
+which saves after every trial; running the script again resumes each study where it stopped and
+reuses finished seed runs. After every finished (dataset, model) the table is rewritten:
+docs/leaderboard.md and benchmarks/results/leaderboard.json. Run one heavy job at a time: the
+load average is recorded beside each entry's seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, child_env
+
+from memrec.fileio import atomic_write_bytes, atomic_write_json
+
+DATA = ROOT.parent / "shared" / "data"
+OUT = ROOT / "benchmarks" / "results" / "leaderboard"
+
+#: each dataset: its path, the split every model shares (as `--set` settings), the models that fit
+#: its task, and the protocol the table ranks by. User datasets hold users' histories (every
+#: recommender fits); session datasets test unseen sessions, so only models that score an
+#: anonymous history fit (STAMP, GRU4Rec, SASRec, ...; see `memrec models --capabilities`).
+USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec",
+               "rumi", "rumf", "mars", "nmrn", "cmn"]
+SESSION_MODELS = ["pop", "gru4rec", "sasrec", "stamp", "stmp"]
+DATASETS = {
+    "ml-100k": {"path": "ml-100k", "split": ["data.split=loo", "data.n_negatives=100"],
+                "models": USER_MODELS + ["ksr"], "rank_by": ("full", "NDCG@10")},
+    "amazon-games": {"path": "amazon-games",
+                     "split": ["data.split=loo", "data.n_negatives=100", 'train.valid_protocol="sampled"'],
+                     "models": USER_MODELS, "rank_by": ("full", "NDCG@10")},
+    "citeulike-a": {"path": "citeulike-a", "split": ['data.split="given"', "data.valid_from_train=true",
+                                                      "data.n_negatives=100", 'train.valid_protocol="sampled"'],
+                    "models": USER_MODELS, "rank_by": ("full", "NDCG@10")},
+    "lastfm-kg": {"path": "lastfm-kg", "split": ['data.split="random"', "data.test_frac=0.2", "data.valid_frac=0.1",
+                                                  "data.linked_only=true"],
+                  "models": ["pop", "itemknn", "rp3beta", "ease", "bprmf", "gru4rec", "ksr"],
+                  "rank_by": ("full", "NDCG@10")},
+    "yoochoose1_64": {"path": "yoochoose1_64", "split": ['data.split="given"', "data.valid_from_train=true"],
+                      "models": SESSION_MODELS, "rank_by": ("session", "MRR@20")},
+    "diginetica": {"path": "diginetica", "split": ['data.split="given"', "data.valid_from_train=true"],
+                   "models": SESSION_MODELS, "rank_by": ("session", "MRR@20")},
+}
+SHOWN = ("HR@10", "NDCG@10", "MRR@20")
+
+
+def base_config(model: str, dataset: str) -> list[str]:
+    """`--config` of the model's shipped recipe for this dataset when there is one."""
+    path = ROOT / "configs" / f"{model}_{dataset}.toml"
+    return ["--config", str(path)] if path.is_file() else []
+
+
+def tune(model: str, dataset: str, args) -> dict | None:
+    """One (dataset, model) study to the end; its results.json, or None when it failed."""
+    spec = DATASETS[dataset]
+    out = OUT / dataset / model
+    overrides = [] if base_config(model, dataset) else spec["split"]
+    command = [sys.executable, "-m", "memrec", "tune", model, "--data", str(DATA / spec["path"]),
+               *base_config(model, dataset), *sum((["--set", s] for s in overrides), []),
+               "--trials", str(args.trials), "--timeout", str(args.timeout), "--seeds", args.seeds,
+               "--out", str(out)]
+    start, load = time.perf_counter(), os.getloadavg()[0]
+    print(f"== {dataset} / {model}: {' '.join(command[2:])}", flush=True)
+    done = subprocess.run(command, env=child_env(args.threads))
+    if done.returncode != 0:
+        print(f"   failed (exit {done.returncode}); see the lines above", flush=True)
+        return None
+    results = json.loads((out / "results.json").read_text())
+    results["wall_seconds"] = time.perf_counter() - start
+    results["load_average_start"] = load
+    return results
+
+
+def table(entries: dict, args) -> str:
+    """docs/leaderboard.md: per dataset, models sorted by the ranking metric's mean; a ✓ where
+    a model is within one std of the best."""
+    lines = ["# memrec leaderboard", "",
+             f"Every model tuned by `memrec tune` with the same budget per model and dataset: "
+             f"**{args.trials} trials, {args.timeout:.0f} s cap**, TPE + median pruning, selection on "
+             f"the validation part only; the best settings retrained with seeds {args.seeds} and "
+             "tested once. mean ± std over the seeds. ✓: within one std of the best mean. "
+             "Produced by `benchmarks/leaderboard.py`; entries missing below have not run yet.", ""]
+    for dataset, spec in DATASETS.items():
+        rows = entries.get(dataset, {})
+        protocol, metric = spec["rank_by"]
+        lines += [f"## {dataset}", "",
+                  f"Split: {' '.join(spec['split'])} (models with a shipped config use its split: "
+                  f"the same one). Ranked by {protocol} {metric}.", ""]
+        if not rows:
+            lines += ["(not run yet)", ""]
+            continue
+        protocols = sorted({p for r in rows.values() for p in r["test"]["metrics"]})
+        header = ["model", *(f"{p} {m}" for p in protocols for m in SHOWN), "train s", "load"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        score = {m: r["test"]["metrics"].get(protocol, {}).get(metric, {"mean": float("nan"), "std": 0.0})
+                 for m, r in rows.items()}
+        best = max(score.values(), key=lambda s: s["mean"])
+        for model in sorted(rows, key=lambda m: -score[m]["mean"]):
+            r = rows[model]
+            tick = " ✓" if score[model]["mean"] >= best["mean"] - best["std"] else ""
+            cells = [model + tick]
+            for p in protocols:
+                for m in SHOWN:
+                    s = r["test"]["metrics"].get(p, {}).get(m)
+                    cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
+            cells += [f"{r['test']['train_seconds']['mean']:.0f}", f"{r.get('load_average_start', 0):.1f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def finished(model: str, dataset: str, entries: dict) -> dict | None:
+    """A finished study's results (with the seconds and load recorded when it ran), else None."""
+    path = OUT / dataset / model / "results.json"
+    if not path.is_file():
+        return None
+    return {**entries.get(dataset, {}).get(model, {}), **json.loads(path.read_text())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--models", default="", help="only these models (comma list)")
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table-only", action="store_true", help="rewrite the table from finished studies")
+    args = parser.parse_args()
+    only = set(filter(None, args.models.split(",")))
+    record = OUT.parent / "leaderboard.json"
+    entries = json.loads(record.read_text()) if record.is_file() else {}
+    for dataset in args.datasets.split(","):
+        if not (DATA / DATASETS[dataset]["path"]).exists():
+            print(f"skipping {dataset}: {DATA / DATASETS[dataset]['path']} is absent")
+            continue
+        for model in DATASETS[dataset]["models"]:
+            if only and model not in only:
+                continue
+            result = finished(model, dataset, entries) if args.table_only else tune(model, dataset, args)
+            if result is not None:
+                entries.setdefault(dataset, {})[model] = result
+                atomic_write_json(record, entries)
+                atomic_write_bytes(ROOT / "docs" / "leaderboard.md", table(entries, args).encode())
+
+
+if __name__ == "__main__":
+    main()
