@@ -237,7 +237,7 @@ class Evaluator:
             users = t.users[rows]
             relevant, mask = _padded(t.indptr, t.items, rows)
             query = make_query(model, users, self.history_indptr, self.history_items)
-            scores = model.score_all(query).detach().float().clone()
+            scores = model.score_all(query).detach().float().cpu().clone()
             n_candidates = mask_known_items(scores, self.seen, users, relevant, mask)
             counts = rank_counts(scores, relevant, mask, n_candidates=n_candidates)
             acc.add(metric_values(counts, self.ks))
@@ -265,7 +265,7 @@ class Evaluator:
             excluded = torch.cat([~mask, known], dim=1)
             relevant = torch.arange(width).expand(len(rows), width)
             query = make_query(model, users, self.history_indptr, self.history_items)
-            scores = model.score_items(query, candidates)
+            scores = model.score_items(query, candidates.to(model.device)).detach().float().cpu()
             acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
         return acc.mean()
 
@@ -283,7 +283,7 @@ class Evaluator:
                               "protocol's requests are anonymous sessions")
         for rows in self._batches(len(c), "session"):
             query = make_query(model, c.users[rows], c.indptr, c.items, rows=rows)
-            scores = model.score_all(query)
+            scores = model.score_all(query).detach().float().cpu()
             relevant = torch.as_tensor(c.targets[rows], dtype=torch.long)[:, None]
             mask = torch.ones_like(relevant, dtype=torch.bool)
             acc.add(metric_values(rank_counts(scores, relevant, mask), self.ks))

@@ -180,7 +180,7 @@ class Recommender:
         """``topk`` of the scores of user indices over every item, their known items at −inf
         when ``exclude_seen``; values and indices [B, min(k, n_items)], on the CPU."""
         s = self.saved_
-        scores = self.model_.score_all(self.query(users)).float().clone()
+        scores = self.model_.score_all(self.query(users)).float().cpu().clone()
         if exclude_seen:
             seen = base.Query.from_csr(users, users, s.seen_indptr, s.seen_items)
             rows = torch.arange(len(users))[:, None].expand_as(seen.history)
@@ -194,7 +194,7 @@ class Recommender:
         name or number) and attention weights."""
         s = self.saved_
         user = int(s.users.to_index([user_id], what="user")[0])
-        items = torch.as_tensor(s.items.to_index(item_ids, what="item"))
+        items = torch.as_tensor(s.items.to_index(item_ids, what="item"), device=self.model_.device)
         return self._explain(self.query(np.array([user])), items, top)
 
     def _explain(self, query: base.Query, items: torch.Tensor, top: int | None) -> list[list[MemoryEntry]]:
@@ -215,9 +215,9 @@ class Recommender:
         ids, oldest first. Session models only (:class:`AnonymousScorer` history scorers); clicks already in the
         session stay recommendable unless ``exclude_seen`` (re-clicks are common in sessions)."""
         query = self._session_query(item_ids)
-        scores = self.model_.score_all(query).float()[0].clone()
+        scores = self.model_.score_all(query).float()[0].cpu().clone()
         if exclude_seen:
-            scores[query.history[query.mask]] = float("-inf")
+            scores[query.history[query.mask].cpu()] = float("-inf")
         top = scores.topk(min(k, len(self.saved_.items)))
         return self.saved_.items.to_raw(top.indices.numpy()), top.values.numpy()
 

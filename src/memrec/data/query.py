@@ -35,10 +35,17 @@ class Query:
     def __len__(self) -> int:
         return len(self.users)
 
+    def to(self, device) -> "Query":
+        """The same requests on ``device``."""
+        return Query(self.users.to(device), self.history.to(device), self.mask.to(device))
+
     @classmethod
     def for_users(cls, users) -> "Query":
-        users = torch.as_tensor(np.asarray(users), dtype=torch.long)
-        empty = torch.zeros(len(users), 0, dtype=torch.long)
+        """Requests of users that bring no history (the model reads its own record of them);
+        a tensor of users keeps its device."""
+        users = (users.long() if isinstance(users, torch.Tensor)
+                 else torch.as_tensor(np.asarray(users), dtype=torch.long))
+        empty = torch.zeros(len(users), 0, dtype=torch.long, device=users.device)
         return cls(users, empty, empty.bool())
 
     @classmethod

@@ -295,7 +295,8 @@ class SharedLayout:
         with warnings.catch_warnings():  # CSR support is flagged beta; these two ops are stable
             warnings.simplefilter("ignore", UserWarning)
             return torch.sparse_csr_tensor(crow, self.rows.repeat(B), values.reshape(-1),
-                                           (B * self.n_segments, n_rows), check_invariants=False)
+                                           (B * self.n_segments, n_rows), check_invariants=False,
+                                           device=values.device)
 
 
 def shared_layout_scores(queries: torch.Tensor, keys: torch.Tensor, layout: SharedLayout

@@ -42,6 +42,14 @@ class Model(nn.Module, metaclass=ABCMeta):
         self.n_users = n_users
         self.n_items = n_items
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors live (its first parameter's or buffer's device; the CPU
+        for a model with neither). Models create tensors here, never choosing a device."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
     @abstractmethod
     def score_all(self, query: Query) -> torch.Tensor:
         """Scores for every item. query [B] → float [B, n_items]; higher is better."""

@@ -65,10 +65,12 @@ class AnonymousScorer(Model):
 def make_query(model: Model, users, indptr: np.ndarray, items: np.ndarray, rows=None) -> Query:
     """The query ``model`` needs for ``users``: with their histories (CSR rows ``rows``, default
     ``users``) capped at the model's ``max_history`` when it is a :class:`HistoryScorer`, else
-    the users alone."""
+    the users alone; on the model's device."""
     if isinstance(model, HistoryScorer):
-        return Query.from_csr(users, users if rows is None else rows, indptr, items, model.max_history)
-    return Query.for_users(users)
+        query = Query.from_csr(users, users if rows is None else rows, indptr, items, model.max_history)
+    else:
+        query = Query.for_users(users)
+    return query.to(model.device)
 
 
 # -- state -----------------------------------------------------------------------------------------
@@ -122,8 +124,7 @@ class StatefulScorer(Model):
 
     def state_from_bytes(self, data: bytes) -> TensorState:
         """A state :meth:`TensorState.to_bytes` wrote, on this model's device."""
-        device = next(iter(self.parameters()), torch.empty(0)).device
-        return self.state_type.from_bytes(data, device=device)
+        return self.state_type.from_bytes(data, device=self.device)
 
     def score_all(self, query: Query) -> torch.Tensor:
         return self.score_state(self.encode(query.users, query.history, query.mask), query.users)

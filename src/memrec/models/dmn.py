@@ -176,7 +176,7 @@ class PurchaseDMN(SessionMemory, PurchasePredictor, StateExplainer):
         if (length == 0).any():
             raise ValueError("the purchase DMN needs at least one event per session")
         query, key, value = self._slots(history, mask)
-        last = query[torch.arange(len(query)), length - 1][:, None, :]       # u¹ = the last event
+        last = query[torch.arange(len(query), device=query.device), length - 1][:, None, :]       # u¹ = the last event
         readable = mask.clone()
         if self.max_history is not None:                                      # most recent events only
             position = torch.arange(mask.shape[1], device=mask.device)[None]

@@ -328,7 +328,7 @@ class KSR(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise,
         """The attention over relations (memory slots) of the read that scores the items. The
         read depends on h_t only, so every item gets the same attention."""
         w = self._read(state.hidden, state.values)[1][0]
-        ranked = ranked_entries("relation", torch.arange(len(w)), w)
+        ranked = ranked_entries("relation", torch.arange(len(w), device=w.device), w)
         return [ranked for _ in range(len(items))]
 
 

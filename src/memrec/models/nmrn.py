@@ -207,7 +207,7 @@ class NMRN(StateExplainer, StreamLearner):
         order = torch.sort(slot, stable=True).indices
         counts = torch.bincount(slot, minlength=R)
         first = torch.cumsum(counts, 0) - counts
-        position = torch.arange(len(slot)) - first[slot[order]]                   # index within its row
+        position = torch.arange(len(slot), device=slot.device) - first[slot[order]]                   # index within its row
         width = int(counts.max()) if len(slot) else 0
         w, e, a = (x[order] for x in self._write_inputs(users, items))
         sorted_slot = slot[order]
@@ -216,8 +216,9 @@ class NMRN(StateExplainer, StreamLearner):
             out = x.new_zeros(R, width, x.shape[1])
             return out.index_put((sorted_slot, position), x)
 
-        mask = torch.zeros(R, width, dtype=torch.bool).index_put((sorted_slot, position), torch.tensor(True))
-        state = MemoryState(start, torch.ones(start.shape[:2], dtype=torch.bool))
+        mask = torch.zeros(R, width, dtype=torch.bool, device=slot.device).index_put(
+            (sorted_slot, position), torch.tensor(True, device=slot.device))
+        state = MemoryState(start, torch.ones(start.shape[:2], dtype=torch.bool, device=start.device))
         if R * width * start[0].numel() <= self.SCAN_BUDGET:
             # every state of the padded sequences by the fused affine scan (one op per step
             # forward and backward), when they fit; the last step per row is its final memory
@@ -280,7 +281,8 @@ class NMRN(StateExplainer, StreamLearner):
         if len(users) != 1:
             raise ValueError("the exact stream step takes one event at a time")
         row = self.rows(users)
-        memory = MemoryState(self.memory[row], torch.ones(1, self.memory.shape[1], dtype=torch.bool))
+        memory = MemoryState(self.memory[row], torch.ones(1, self.memory.shape[1], dtype=torch.bool,
+                                                           device=self.memory.device))
         prev = self._pending
         if prev is not None and prev.exact and bool(prev.rows == row):
             before = MemoryState(prev.start, memory.mask)

@@ -344,7 +344,7 @@ class RUMFeature(_RUM, StateExplainer):
                       items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The feature slots with the attention each got when scoring the item."""
         z = self._read_score(state.values, self.item_embedding(items)[None], state.last)[1][0]
-        slots = torch.arange(z.shape[1])
+        slots = torch.arange(z.shape[1], device=z.device)
         return [ranked_entries("slot", slots, row) for row in z]
 
 

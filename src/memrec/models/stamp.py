@@ -161,7 +161,7 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax):
         if (length == 0).any():
             raise ValueError("STAMP needs at least one click per session")
         m_s = x.sum(1) / length[:, None].to(x.dtype)
-        m_t = x[torch.arange(len(x)), length - 1]
+        m_t = x[torch.arange(len(x), device=x.device), length - 1]
         state, alpha = self._represent(x, m_s[:, None], m_t[:, None], mask[:, None, :])
         return state[:, 0], alpha[:, 0]
 

@@ -41,7 +41,7 @@ def sparse_history(query: Query, n_items: int) -> torch.Tensor:
     index = torch.stack([rows, items[keep]])
     values = torch.ones(index.shape[1], dtype=torch.float32, device=items.device)
     return torch.sparse_coo_tensor(index, values, (len(query), n_items), is_coalesced=True,
-                                   check_invariants=False)
+                                   check_invariants=False, device=items.device)
 
 
 def neighbour_scores(query: Query, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from ..devices import DEVICE_PATTERN, PRECISIONS
 from ..models import check_params, effective_params, spec
 from ..errors import ConfigError
 
@@ -49,6 +50,8 @@ class TrainConfig:
     rmsprop_initial: float = 1.0       # tf_rmsprop's starting mean square (TF1: 1)
     eps: float = 1e-8
     adam_beta2: float = 0.999          # Adam's second-moment decay (SASRec's code: 0.98)
+    device: str = "auto"               # auto | cpu | cuda | cuda:N | mps (memrec.devices)
+    precision: str = "fp32"            # fp32 | bf16 (autocast of the training forward pass)
     clip_grad_norm: float = 0.0        # 0 = no clipping; else max L2 norm (global or per tensor)
     clip_per_tensor: bool = False      # clip each parameter's gradient norm on its own
     clip_grad_value: float = 0.0       # 0 = no clipping; else per-element clamp
@@ -85,7 +88,8 @@ class TrainConfig:
                    "loss": ("bpr", "bce", "hinge", "sampled_softmax", "bpr_max", "softmax"),
                    "sampler": ("uniform", "popularity", "adversarial"),
                    "stream_mode": ("micro_batch", "exact"),
-                   "valid_protocol": ("auto", "full", "sampled", "session")}
+                   "valid_protocol": ("auto", "full", "sampled", "session"),
+                   "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} = {getattr(self, name)!r}; choose from {', '.join(allowed)}")
@@ -103,6 +107,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{f.name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(f"train.device = {self.device!r}; choose auto, cpu, cuda, cuda:N or mps")
         if not 0 <= self.adam_beta2 < 1:
             raise ConfigError(f"train.adam_beta2 must be in [0, 1), got {self.adam_beta2}")
 

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import autocast, resolve_device, to_device
 from ..fileio import atomic_torch_save, safe_torch_load
 from ..errors import CheckpointError, ConfigError
 from ..data.splits import Split
@@ -89,6 +91,8 @@ def deterministic_algorithms(enabled: bool):
     lookups of the same row) accumulates in a thread-dependent order; seeded runs then differ
     in the last bits, and early stopping can amplify that into a different best epoch.
     """
+    # cuBLAS is deterministic only with a fixed workspace (set before its first use)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     previous = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(enabled, warn_only=True)
@@ -169,6 +173,7 @@ class Trainer:
         self.callbacks.on_fit_start(FitStart(self.stage, first_epoch=0, epochs=0))
         start = time.perf_counter()
         model.fit_closed_form(split.train)
+        model.to(resolve_device(self.config.device))       # fitted on the CPU (NumPy/SciPy)
         seconds = time.perf_counter() - start
         record = {"stage": self.stage, "epoch": 0, "seconds": seconds}
         evaluator = self._validator(split)
@@ -191,6 +196,8 @@ class Trainer:
             # the weights first: loading may change which parameters train (KSR freezes the
             # TransE tables it loads), and the optimizer's groups must be the saved run's
             self._load(self._checkpoint_path(), lambda: model.load_state_dict(blob["model"]))
+        # the model on its device before the optimizer exists: its state follows the parameters
+        model.to(resolve_device(cfg.device))
         optimizer = make_optimizer(cfg, model.parameter_groups(cfg.weight_decay))
         generator = torch.Generator().manual_seed(cfg.seed)
         evaluator = validator if validator is not None else self._validator(split)
@@ -241,8 +248,10 @@ class Trainer:
         total, seen = 0.0, 0
         bar = tqdm(total=task.n_examples, desc=f"{label} {epoch}/{cfg.epochs}", unit="ex", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
+        device = model.device
         for batch in task.batches(generator):
-            loss = task.loss(model, batch)
+            with autocast(device, cfg.precision):      # bf16 products; the loss in float32
+                loss = task.loss(model, to_device(batch, device)).float()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; "
                                          "lower train.lr or enable gradient clipping")

@@ -1,0 +1,67 @@
+"""Devices and precision: where training, evaluation and recommendation run.
+
+``train.device`` (``--device``) names the device: ``auto`` (a CUDA GPU when there is one, else
+Apple's MPS, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. The trainer moves the
+model and every batch there; models create their tensors on their parameters' device and never
+choose one. Data pipelines (negative sampling, batching, the evaluator's bookkeeping) stay on
+the CPU; scores come back to it for the metrics.
+
+``train.precision``: ``fp32`` or ``bf16``. With bf16 the training forward pass runs under
+``torch.autocast`` (matrix products — the output layers and attention — in bfloat16; reductions,
+softmax and the loss in float32), with float32 master weights and optimizer state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import torch
+
+from .errors import ConfigError
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device ``train.device`` names; a device this machine lacks is a clear error."""
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise ConfigError(f"train.device = {name!r}; choose auto, cpu, cuda, cuda:N or mps")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {name!r}, but this machine has no CUDA device "
+                          "(or this torch build has no CUDA); use cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device = {name!r}, but there are {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device = {name!r}, but MPS is not available here; use cpu or auto")
+    return device
+
+
+def to_device(batch, device: torch.device):
+    """A batch (tensor, dataclass of tensors, list or tuple of them) on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(batch, **{f.name: to_device(getattr(batch, f.name), device)
+                                             for f in dataclasses.fields(batch) if f.init})
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(x, device) for x in batch)
+    return batch
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward pass's precision context: bfloat16 autocast for ``bf16``, else nothing."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"train.precision = {precision!r}; choose {' or '.join(PRECISIONS)}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+__all__ = ["resolve_device", "to_device", "autocast", "PRECISIONS"]
