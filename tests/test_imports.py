@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     "sampling": 3,
     "adversarial": 3,
     "knowledge_runs": 3,
+    "ksr_knowledge": 3,      # KSR's TransE pretraining (runs hands it train_graph_run)
     "evaluation": 3,
     "purchases": 3,
     "streaming": 3,
