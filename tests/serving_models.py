@@ -12,7 +12,7 @@ from memrec.data.synthetic import SynthConfig, generate
 from memrec.models import REGISTRY, build
 
 #: small sizes so every model builds and scores in milliseconds
-SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5},
+SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5, "kg": None},   # no KG: the ablation
          "stamp": {"dim": 8}, "stmp": {"dim": 8}, "dmn": {"dim": 8}, "mars": {"dim": 8},
          "gru4rec": {"dim": 8}, "sasrec": {"dim": 8, "heads": 2}, "rumi": {"dim": 8, "slots": 3}, "rumf": {"dim": 8, "slots": 4},
          "nmrn": {"dim": 8, "slots": 3}, "cmn": {"dim": 8}, "bprmf": {"dim": 8},

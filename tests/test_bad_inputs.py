@@ -8,7 +8,8 @@ from memrec.cli import main
 
 GOOD = "user,item,rating,timestamp\n1,2,3,1600000000\n1,3,4,1600000100\n2,2,5,1600000200\n"
 
-#: (id, file content or None, command with {data} / {tmp}, exit status, phrase)
+#: (id, file content — text, bytes, {file name: text} for a folder — or None, command with
+#: {data} / {tmp}, exit status, phrase)
 CORPUS = [
     ("inf-rating", "user,item,rating,timestamp\n1,2,inf,5\n", ["data", "info", "{data}"], 2,
      "line 2: rating 'inf' is not a finite number"),
@@ -44,6 +45,25 @@ CORPUS = [
     ("unknown-group-option", None, ["--bogus"], 2, "No such option '--bogus'. (see: memrec --help)"),
     ("missing-argument", None, ["data", "info"], 2, "Missing argument 'PATH'. (see: memrec data info --help)"),
     ("port-out-of-range", None, ["serve", "{tmp}", "--port", "99999"], 2, "99999 is not in the range"),
+    # a 0/1 third field nobody named: sampled negatives would silently become interactions
+    ("unnamed-0-1-column", "1,2,1\n1,3,0\n2,2,1\n2,4,0\n", ["data", "info", "{data}"], 2,
+     "field 3 holds only 0 and 1 and no header names it: a label with sampled negatives, or a rating? "
+     "Add a header line, user,item,label"),
+    ("label-not-0-or-1", "user,item,label\n1,2,1\n1,3,2\n", ["data", "info", "{data}"], 2,
+     "line 3: label '2' is not 0 or 1"),
+    ("labels-all-zero", "user,item,label\n1,2,0\n1,3,0\n", ["data", "info", "{data}"], 2,
+     "every label is 0: sampled negatives only"),
+    ("ripplenet-label-3", {"ratings_final.txt": "0\t1\t1\n0\t2\t3\n", "kg_final.txt": "1\t0\t5\n"},
+     ["data", "info", "{data}"], 2, "ratings_final.txt line 2: label '3' is not 0 or 1"),
+    ("ripplenet-short-line", {"ratings_final.txt": "0\t1\t1\n0\t2\n"}, ["data", "info", "{data}"], 2,
+     "ratings_final.txt line 2: expected 3 fields, found 2"),
+    ("ksr-without-kg", GOOD, ["train", "ksr", "--data", "{data}", "--out", "{tmp}/r", "--set", "data.n_negatives=0"],
+     2, "KSR needs a knowledge graph and this dataset has none"),
+    ("ksr-entity-only-kg", {"f.inter": "user_id:token\titem_id:token\n1\t10\n1\t11\n2\t10\n2\t11\n",
+                            "f.kg": "head_id:token\trelation_id:token\ttail_id:token\nd1\tborn_in\tc1\nc1\tin\tn1\n",
+                            "f.link": "item_id:token\tentity_id:token\n10\tm10\n11\tm11\n"},
+     ["train", "ksr", "--data", "{data}", "--out", "{tmp}/r", "--set", "data.n_negatives=0"], 2,
+     "the knowledge graph gives KSR no memory slot: no item is linked to one of its entities"),
 ]
 
 
@@ -51,7 +71,12 @@ CORPUS = [
                          [row[1:] for row in CORPUS], ids=[row[0] for row in CORPUS])
 def test_bad_input_gets_its_one_line_error(tmp_path, content, command, status, phrase):
     data = tmp_path / "data.csv"
-    if isinstance(content, bytes):
+    if isinstance(content, dict):             # a dataset folder: file name -> text
+        data = tmp_path / "data"
+        data.mkdir()
+        for name, text in content.items():
+            (data / name).write_text(text)
+    elif isinstance(content, bytes):
         data.write_bytes(content)
     elif content is not None:
         data.write_text(content)
@@ -60,7 +85,10 @@ def test_bad_input_gets_its_one_line_error(tmp_path, content, command, status, p
     assert result.exit_code == status, result.output
     assert phrase.format(tmp=tmp_path) in result.output
     assert "Traceback" not in result.output
-    assert len(result.output.strip().splitlines()) == 1, result.output
+    # one error line, the last; progress lines of the steps that ran before it may precede it
+    lines = result.output.strip().splitlines()
+    errors = [line for line in lines if line.startswith("memrec: error:")]
+    assert errors == [lines[-1]], result.output
     assert not (tmp_path / "r").exists() and not (tmp_path / "missing").exists()
 
 

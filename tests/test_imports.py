@@ -37,7 +37,8 @@ LAYERS: dict[str, int] = {
     "__init__": 0,           # only __version__
     "errors": 0,
     "fileio": 0,
-    "progress": 0,           # progress lines on stderr (echo_stderr, timed_step)
+    "progress": 0,
+    "devices": 0,            # train.device / precision: torch devices, moving batches, autocast           # progress lines on stderr (echo_stderr, timed_step)
     # 1: data and the pure building blocks (DESIGN.md: they import nothing from models)
     "data": 1,
     "losses": 1,
@@ -54,6 +55,7 @@ LAYERS: dict[str, int] = {
     "sampling": 3,
     "adversarial": 3,
     "knowledge_runs": 3,
+    "ksr_knowledge": 3,      # KSR's TransE pretraining (runs hands it train_graph_run)
     "evaluation": 3,
     "purchases": 3,
     "streaming": 3,

@@ -69,11 +69,11 @@ def test_knowledge_graph_from_both_layouts(writer, tmp_path):
 
 def test_item_relations_keep_item_to_attribute_relations_only(tmp_path):
     graph = KnowledgeGraph.load(write_recbole(tmp_path / "kg"))
-    names = graph.relations.raw
-    # genre.films has genre heads: dropped; film.director touches 2 of 4 linked items
-    assert names[graph.item_relations()].tolist() == ["film.genre", "film.director"]
-    assert names[graph.item_relations(min_item_share=0.75)].tolist() == ["film.genre"]
-    assert "genre.films" not in names[graph.item_relations(min_head_share=0.0)].tolist()  # no item heads at all
+    # genre.films (genre → film) is read as genre.films⁻¹, but its pairs are film.genre's: the same
+    # fact stored backwards adds no slot; film.director touches 2 of 4 linked items
+    assert graph.item_relations().names(graph.relations) == ["film.genre", "film.director"]
+    assert graph.item_relations(min_item_share=0.75).names(graph.relations) == ["film.genre"]
+    assert "genre.films⁻¹" not in graph.item_relations(min_head_share=0.0).names(graph.relations)
 
 
 def test_knowledge_graph_errors(tmp_path):
@@ -82,13 +82,14 @@ def test_knowledge_graph_errors(tmp_path):
         KnowledgeGraph.from_frames(pd.DataFrame(columns=["head", "relation", "tail"]))
     graph = KnowledgeGraph.from_frames(pd.DataFrame(KG_ROWS, columns=["head", "relation", "tail"]))
     assert graph.item_entities(IdMap.range(3)).tolist() == [-1, -1, -1]
-    with pytest.raises(DataError, match="no item links"):
-        graph.item_relations()
+    assert len(graph.item_relations()) == 0
+    with pytest.raises(DataError, match="no item is linked to one of its entities"):
+        graph.require_item_relations()
 
 
 def test_ml100k_freebase_graph_relations():
     graph = KnowledgeGraph.load(shared_path("ml-100k", "recbole"))
-    kept = set(graph.relations.raw[graph.item_relations()])
+    kept = set(graph.item_relations().names(graph.relations))
     assert "film.film.genre" in kept and "film.film.directed_by" in kept
     assert not any(r.startswith("film.film_genre") or r == "film.director.film" for r in kept)
 
@@ -437,10 +438,15 @@ def test_transe_folders_of_the_former_trainer_still_load(tmp_path):
     (folder / "model.json").write_text(json.dumps({"format_version": 1, "model": "transe", "n_entities": 7,
                                                    "n_relations": 3, "params": {"dim": 4, "norm": 1}}))
     graph = KnowledgeGraph.load(write_recbole(tmp_path / "kg"))
-    from memrec.knowledge_runs import graph_json
-    (folder / "graph.json").write_text(json.dumps(graph_json(graph, np.array([0, 1]))))
+    # the former graph.json: slot indices only (every slot then was item → attribute)
+    (folder / "graph.json").write_text(json.dumps({
+        "entities": graph.entities.to_json(), "relations": graph.relations.to_json(),
+        "link_items": graph.link_items.tolist(), "link_entities": graph.link_entities.tolist(),
+        "item_relations": [0, 1]}))
     loaded = load_transe(folder)
-    assert torch.equal(loaded.entity, model.entity.weight) and loaded.item_relations.tolist() == [0, 1]
+    assert torch.equal(loaded.entity, model.entity.weight) and loaded.item_relations.index.tolist() == [0, 1]
+    assert loaded.item_relations.inverse.tolist() == [False, False]
+    assert torch.equal(loaded.slot_keys(), model.relation.weight[:2])
     (folder / "model.json").write_text(json.dumps({"format_version": 1, "model": "bprmf"}))
     with pytest.raises(CheckpointError, match="not a TransE run"):
         load_transe(folder)

@@ -23,7 +23,7 @@ from .test_knowledge import write_recbole
 
 def tiny(variant="official", **kw):
     torch.manual_seed(0)
-    params = dict(variant=variant, dim=6, hidden=5, kg_dim=2, out_dim=4, relations=3, dropout=0.0)
+    params = dict(variant=variant, dim=6, hidden=5, kg_dim=2, out_dim=4, relations=3, dropout=0.0, kg=None)
     params.update(kw)
     return KSR(4, 12, **params).eval()
 
@@ -200,7 +200,7 @@ def test_pretraining_loads_transe_and_bpr_vectors(transe_run, tmp_path):
     assert torch.equal(model.entity[torch.as_tensor(linked)], vectors.entity[entity[linked]])   # frozen
     assert model.entity[torch.as_tensor(~linked)].abs().sum() == 0
     assert model.entry_labels() == ["film.genre", "film.director"]
-    assert torch.equal(model.relation_keys, vectors.relation[torch.as_tensor(vectors.item_relations)])
+    assert torch.equal(model.relation_keys, vectors.relation[torch.as_tensor(vectors.item_relations.index)])
     # checkpoint round trip: the relation table is resized from the default 8 slots to 2
     rec.save(tmp_path / "ksr")
     loaded = Recommender.load(tmp_path / "ksr")
@@ -228,7 +228,7 @@ def test_regression_frozen_tables_keep_their_weights(freeze, monkeypatch):
 
     monkeypatch.setattr(facade, "Trainer", Snapshot)
     split = leave_one_out(kg_interactions())
-    rec = Recommender("ksr", dim=8, hidden=8, kg_dim=4, out_dim=4, freeze_items=freeze,
+    rec = Recommender("ksr", dim=8, hidden=8, kg_dim=4, out_dim=4, freeze_items=freeze, kg="none",
                       train={"epochs": 2, "pretrain_epochs": 1, "batch_size": 64, "patience": 0,
                              "n_negatives": 1})
     rec.fit(split.train)

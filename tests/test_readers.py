@@ -268,7 +268,59 @@ def test_detect_binary_formats(tmp_path):
 
 
 def test_registry_names():
-    assert set(FORMATS) == {"csv", "movielens", "recbole", "ncf", "cmn", "session", "kg"}
+    assert set(FORMATS) == {"csv", "movielens", "recbole", "ncf", "cmn", "session", "kg", "ripplenet"}
+
+
+# -- label files: RippleNet / KGCN preprocessed, and label columns ------------------------------
+def test_ripplenet_files_are_detected_and_their_negatives_kept_apart(tmp_path):
+    from memrec.data.knowledge import KnowledgeGraph
+    from .kg_fixtures import ripplenet_triples, write_ripplenet
+    folder = write_ripplenet(tmp_path / "music")
+    for target in (folder, folder / "ratings_final.txt", folder / "kg_final.txt"):
+        assert detect_format(target) == ("ripplenet", folder)
+    rows = [tuple(map(int, line.split("\t"))) for line in (folder / "ratings_final.txt").read_text().splitlines()]
+    ds = load(folder)
+    assert sorted(raw_rows(ds)) == sorted((u, i) for u, i, y in rows if y == 1)     # label 1: interactions
+    negatives = ds.extras["negatives"]
+    assert sorted(zip(negatives["user"], negatives["item"])) == sorted((u, i) for u, i, y in rows if y == 0)
+    assert ds.notes == ("ratings_final.txt: 150 label-1 rows are the interactions; 150 label-0 rows are "
+                        "sampled negatives, kept apart as the dataset's negatives table (not interactions; "
+                        "evaluation draws its own negatives)",)
+    assert len(ds.extras["kg"]) == len(ripplenet_triples())
+    # item i is entity i: every item id of the file is linked, those in no triple are dropped
+    graph = KnowledgeGraph.load(folder)
+    items = {i for _, i, _ in rows}
+    in_graph = {i for i in items if i < 18}
+    assert sorted(graph.link_items.tolist()) == sorted(in_graph)
+    assert graph.entities.raw[graph.link_entities].tolist() == [str(i) for i in graph.link_items]
+    assert graph.dropped_links["entity not in graph"] == len(items - in_graph)
+
+
+def test_a_folder_with_raw_and_preprocessed_kgcn_files_pairs_each_graph_with_its_ids(tmp_path):
+    """KGCN's data/music after its preprocess.py holds both: the ripplenet format reads
+    kg_final.txt (ids of ratings_final.txt), the kg format kg.txt (raw ids + linkage)."""
+    from memrec.data.readers import knowledge_graph_file
+    from .kg_fixtures import write_ripplenet
+    folder = write_ripplenet(tmp_path / "music")
+    (folder / "kg.txt").write_text("m.1\tmusic.genre\tm.9\n")
+    (folder / "item_index2entity_id.txt").write_text("7\tm.1\n")
+    (folder / "user_artists.dat").write_text("userID\tartistID\tweight\n1\t7\t3\n")
+    assert knowledge_graph_file(folder) == folder / "kg_final.txt"
+    assert knowledge_graph_file(folder, "kg") == folder / "kg.txt"
+    assert load(folder, "kg").extras["link"]["entity"].tolist() == ["m.1"]
+
+
+def test_a_label_column_splits_interactions_from_sampled_negatives(tmp_path):
+    path = tmp_path / "clicks.csv"
+    path.write_text("user,item,label\n1,10,1\n1,11,0\n2,10,1\n3,12,0\n2,13,1\n")
+    ds = load(path)
+    assert raw_rows(ds) == [(1, 10), (2, 10), (2, 13)]
+    # user 3 and item 12 occur only on negatives: they are no users or items of the data
+    assert ds.interactions.users.raw.tolist() == [1, 2] and 12 not in ds.interactions.items.raw.tolist()
+    assert ds.extras["negatives"].values.tolist() == [[1, 11], [3, 12]]
+    # a header naming a rating reads the same 0/1 column as ratings, every row an interaction
+    path.write_text("user,item,rating\n1,10,1\n1,11,0\n2,10,1\n")
+    assert len(load(path).interactions) == 3 and "negatives" not in load(path).extras
 
 
 # -- bad input ------------------------------------------------------------------------------

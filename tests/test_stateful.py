@@ -18,7 +18,7 @@ from memrec.models.capabilities import (AnonymousScorer, Explainer, HistoryScore
                                         NextItemPairwise, NextItemSoftmax, StatefulScorer)
 
 #: small sizes so every model builds and scores in milliseconds
-SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5},
+SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5, "kg": None},   # no KG: the ablation
          "stamp": {"dim": 8, "max_history": 4}, "stmp": {"dim": 8},
          "dmn": {"dim": 8, "max_history": 3}, "sasrec": {"dim": 8, "heads": 2, "max_len": 4}, "mars": {"dim": 8, "max_history": 4},
          "nmrn": {"dim": 8, "slots": 3, "scope": "per_user"}}

@@ -20,7 +20,7 @@ SMALL = {"bprmf": {"dim": 8}, "gmf": {"dim": 8}, "cmn": {"dim": 8}, "fpmc": {"di
          "rumf": {"dim": 8, "slots": 4}, "stamp": {"dim": 8}, "stmp": {"dim": 8},
          "mars": {"dim": 8, "max_history": 10}, "dmn": {"dim": 8},
          "nmrn": {"dim": 8, "slots": 4},
-         "ksr": {"hidden": 16, "out_dim": 8, "kg_dim": 8, "dim": 8}}
+         "ksr": {"hidden": 16, "out_dim": 8, "kg_dim": 8, "dim": 8, "kg": None}}   # no KG: the ablation
 SMALL_TRAIN = {"ksr": {"pretrain_epochs": 0},
                "nmrn": {"gan_pool": 10, "gan_dim": 4, "gan_pretrain_epochs": 1}}
 #: the registry's recommenders (a knowledge-graph embedding model such as TransE, should one be

@@ -45,6 +45,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's tensors live (its first parameter's or buffer's device; the CPU for a
+    module with neither)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def to_device(batch, device: torch.device):
     """A batch (tensor, dataclass of tensors, list or tuple of them) on ``device``."""
     if isinstance(batch, torch.Tensor):
@@ -64,4 +72,4 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-__all__ = ["resolve_device", "to_device", "autocast", "PRECISIONS"]
+__all__ = ["resolve_device", "module_device", "to_device", "autocast", "PRECISIONS"]

@@ -10,14 +10,15 @@ random-ranker reference, the exports, and :func:`load_transe`, which KSR's pretr
 A TransE run folder holds:
 
 * ``run.json`` — config and data source; ``graph.json`` — entity / relation ids, item links
-  and the relations KSR keeps as memory slots (``item_relations``);
+  and the relations KSR keeps as memory slots (``item_relations``; ``item_relations_inverse``
+  marks those read as r⁻¹, whose key is −r; ``item_relations_note`` says why there are none);
 * ``model.json`` + ``model.pt`` — the trained model (tensors only, ``weights_only`` loading);
   ``checkpoint.pt`` and ``log.jsonl`` — the trainer's, per epoch, so ``--resume`` continues an
   interrupted run;
 * ``results.json`` — link prediction metrics (test, valid, random ranker);
 * ``export/`` — the vectors: ``entities.txt`` / ``relations.txt`` (``raw_id v1 … vd``),
   ``item_entities.txt`` and ``r_matrix.txt`` (the official KSR code's ``KBItemEmbedding`` and
-  relation-matrix inputs), and RecBole's ``<name>.ent_feature`` / ``<name>.rel_feature`` atomic
+  relation-matrix inputs: one row per slot, −r for a slot read as r⁻¹), and RecBole's ``<name>.ent_feature`` / ``<name>.rel_feature`` atomic
   files (``ent_id:token  ent_vec:float_seq``) for its ``preload_weight`` option.
 
 Every file is written atomically. Config (TOML; every key checked; the shared
@@ -41,7 +42,7 @@ import torch
 
 from .checkpoint import load_graph_model
 from .data.interactions import IdMap
-from .data.knowledge import KnowledgeGraph
+from .data.knowledge import ItemRelations, KnowledgeGraph
 from .errors import CheckpointError
 from .fileio import atomic_write_bytes
 from .models.base import KnowledgeGraphEmbedding
@@ -170,11 +171,14 @@ def graph_name(path: Path) -> str:
     return path.stem if path.suffix == ".kg" else path.parent.name
 
 
-def graph_json(graph: KnowledgeGraph, item_relations: np.ndarray) -> dict:
-    """``graph.json``: the ids and links :func:`load_transe` rebuilds the graph from (no triples)."""
+def graph_json(graph: KnowledgeGraph, item_relations: ItemRelations) -> dict:
+    """``graph.json``: the ids and links :func:`load_transe` rebuilds the graph from (no
+    triples), KSR's slots (relation indices, and which are read as r⁻¹) or why there are none."""
     return {"entities": graph.entities.to_json(), "relations": graph.relations.to_json(),
             "link_items": graph.link_items.tolist(), "link_entities": graph.link_entities.tolist(),
-            "item_relations": item_relations.tolist()}
+            "item_relations": item_relations.index.tolist(),
+            "item_relations_inverse": item_relations.inverse.tolist(),
+            "item_relations_note": item_relations.why_none}
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,15 @@ class TransEVectors:
     entity: torch.Tensor               # [n_entities, d]
     relation: torch.Tensor             # [n_relations, d]
     graph: KnowledgeGraph              # triples empty: only ids and links are stored
-    item_relations: np.ndarray         # relation indices KSR uses as memory slots
+    item_relations: ItemRelations      # the relations KSR uses as memory slots, and their direction
+
+    def slot_keys(self) -> torch.Tensor:
+        """KSR's memory keys: each slot's relation vector, −r where it reads r⁻¹: [S, d]."""
+        signs = torch.as_tensor(self.item_relations.signs())
+        return self.relation[torch.as_tensor(self.item_relations.index)] * signs[:, None]
+
+    def slot_names(self) -> list[str]:
+        return self.item_relations.names(self.graph.relations)
 
 
 def load_transe(folder: str | Path) -> TransEVectors:
@@ -212,15 +224,19 @@ def load_transe(folder: str | Path) -> TransEVectors:
                            np.zeros((0, 3), np.int64),
                            link_items.astype(np.int64) if link_items.dtype.kind in "iu" else link_items.astype(str),
                            np.asarray(ids["link_entities"], dtype=np.int64), {})
+    index = np.asarray(ids["item_relations"], dtype=np.int64)
+    # folders written before slots knew directions have no "item_relations_inverse": all forward
+    inverse = np.asarray(ids.get("item_relations_inverse", [False] * len(index)), dtype=bool)
+    slots = ItemRelations(index, inverse, ids.get("item_relations_note", ""))
     return TransEVectors(model.entity.weight.detach().clone(), model.relation.weight.detach().clone(),
-                         graph, np.asarray(ids["item_relations"], dtype=np.int64))
+                         graph, slots)
 
 
 def _vector_lines(ids, vectors: np.ndarray, sep: str = " ") -> str:
     return "".join(f"{i}{sep}{' '.join(f'{v:.6g}' for v in row)}\n" for i, row in zip(ids, vectors))
 
 
-def export_vectors(folder: Path, model: TransE, graph: KnowledgeGraph, item_relations: np.ndarray,
+def export_vectors(folder: Path, model: TransE, graph: KnowledgeGraph, item_relations: ItemRelations,
                    name: str) -> None:
     """Write the vectors in our, the official KSR code's, and RecBole's formats (module doc)."""
     entity = model.entity.weight.detach().numpy()
@@ -229,8 +245,9 @@ def export_vectors(folder: Path, model: TransE, graph: KnowledgeGraph, item_rela
     atomic_write_bytes(folder / "relations.txt", _vector_lines(graph.relations.raw, relation).encode())
     atomic_write_bytes(folder / "item_entities.txt",
                        _vector_lines(graph.link_items, entity[graph.link_entities]).encode())
+    slot_keys = relation[item_relations.index] * item_relations.signs()[:, None]   # −r for r⁻¹
     atomic_write_bytes(folder / "r_matrix.txt",
-                       "".join(" ".join(f"{v:.6g}" for v in row) + "\n" for row in relation[item_relations]).encode())
+                       "".join(" ".join(f"{v:.6g}" for v in row) + "\n" for row in slot_keys).encode())
     # RecBole atomic feature files: a token id and a space-separated float sequence per line
     atomic_write_bytes(folder / f"{name}.ent_feature",
                        ("ent_id:token\tent_vec:float_seq\n" + _vector_lines(graph.entities.raw, entity, "\t")).encode())

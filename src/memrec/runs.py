@@ -43,6 +43,7 @@ from .evaluation import Evaluator
 from .fileio import atomic_write_json
 from .knowledge_runs import (KnownTriples, LinkPredictionValidator, export_vectors, graph_json,
                              graph_name, link_prediction, random_ranker)
+from .ksr_knowledge import check_transe_source, with_transe_vectors
 from .models import build_graph_model, spec
 from .progress import echo_stderr, timed_step
 from .recommender import Recommender
@@ -61,6 +62,8 @@ def prepare_split(data_path: str | Path, cfg: DataConfig, echo=None) -> tuple[st
     echo = echo or echo_stderr
     dataset = timed_step(echo, f"loading {data_path}", lambda: load_dataset(data_path, cfg.format or None),
                          _read_text)
+    for note in dataset.notes:            # what the reader decided (e.g. label-0 rows set apart)
+        echo(f"note: {note}")
     wants_given = cfg.split in ("auto", "given")
     if dataset.given_split is not None and wants_given:
         if cfg.threshold or cfg.user_k or cfg.item_k or cfg.duplicates != "keep":
@@ -188,13 +191,18 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
         data_seed = run.get("config", {}).get("data", {}).get("seed", data_seed)   # made the split
     else:
         data_name, split = prepare_split(data_path, config.data, echo)
+        check_transe_source(config, data_path, out)     # KSR: a graph without slots fails before any write
         out.mkdir(parents=True, exist_ok=True)
         save_split(out / "split.npz", split)
         atomic_write_json(out / "ids.json", {"users": split.train.users.to_json(),
                                              "items": split.train.items.to_json()})
         atomic_write_json(out / "run.json", {"data": data_name, "data_path": str(Path(data_path).resolve()),
                                              "config": config.to_json()})
-    rec = Recommender.from_config(config)
+    # KSR: TransE vectors of the dataset's graph, trained or reused into out/transe (not recorded
+    # in run.json: a resume finds them again by content hash)
+    model_config = with_transe_vectors(config, data_path, out, echo=echo or echo_stderr,
+                                       train_graph=train_graph_run)
+    rec = Recommender.from_config(model_config)
     rec.fit_split(split, run_dir=out, resume=resume, progress=progress, echo=echo)
     rec.save(out)
     protocols = (None if config.train.test_protocols.strip() == "auto"
@@ -255,8 +263,7 @@ def train_graph_run(config: RunConfig, data_path: str | Path, out: str | Path, *
                                        test_frac=data_cfg.test_frac, valid_frac=data_cfg.valid_frac,
                                        seed=data_cfg.seed)
     known = KnownTriples(graph.triples, graph.n_entities, graph.n_relations)
-    item_relations = (graph.item_relations(data_cfg.min_head_share, data_cfg.min_item_share)
-                      if len(graph.link_entities) else np.zeros(0, np.int64))
+    item_relations = graph.item_relations(data_cfg.min_head_share, data_cfg.min_item_share)
     name = graph_name(Path(data_path))
     seed_everything(config.train.seed)
     # model and task first: a bad setting is an error before anything is written
@@ -282,7 +289,7 @@ def train_graph_run(config: RunConfig, data_path: str | Path, out: str | Path, *
                "best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
                "seconds_per_epoch": result.train_seconds / max(len(result.history), 1),
                "graph": graph.describe(), "split": {"train": len(train), "valid": len(valid), "test": len(test)},
-               "item_relations": graph.relations.raw[item_relations].tolist(),
+               "item_relations": item_relations.names(graph.relations),
                "test": link_prediction(model, test, known, batch),
                "valid": link_prediction(model, valid, known, batch),
                "random_ranker_test": random_ranker(test, known, graph.n_entities)}

@@ -59,6 +59,8 @@ def data_info(path, fmt):
         click.echo(f"given split   {dataset.given_split.kind}")
     for name, frame in dataset.extras.items():
         click.echo(f"extra         {name}: {len(frame):,} rows")
+    for note in dataset.notes:
+        click.echo(f"note          {note}")
 
 
 @data.command("sessions")

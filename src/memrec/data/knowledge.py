@@ -16,23 +16,36 @@ such an entity would only ever have its random initial vector). Models decide wh
 
 Relations KSR keeps as memory slots (:meth:`KnowledgeGraph.item_relations`). KSR's memory has
 one slot per *attribute* of an item (genre, director, actor, …), keyed by the relation's TransE
-vector, and the write e_i + r_a is "item i's value of attribute a". That only makes sense for
-relations that go **from an item to an attribute entity**. KB dumps store both directions
-(Freebase ``film.film.genre`` and its inverse ``film.film_genre.films_in_this_genre``); the
-inverse direction (attribute → item) would ask TransE for the *item* reached from a genre, so it
-is dropped. The rule (documented in ``docs/models/ksr.md``):
+vector, and the write e_i + r_a is "item i's value of attribute a". A KG may store an attribute
+either way round: (film, genre, drama) or (drama, films_in_genre, film). The rule is blind to
+the direction a KG chose; a relation qualifies by the items it touches on either side:
 
-1. the relation's head is a linked item entity in at least ``min_head_share`` (default ½) of its
-   triples, and
-2. it touches at least ``min_item_share`` (default 1 %) of the linked items (KSR's memory has
-   a handful of slots, ~8 in the authors' sample input; a relation seen on three items is noise).
+1. **orientation**: a relation's *item end* is its head when at least as many of its triples
+   have a linked item at the head as at the tail, else its tail. A tail-item relation r is read
+   as its inverse, (item, r⁻¹, attribute); TransE's vector for r⁻¹ is −r (e_a + r ≈ e_i is
+   e_i − r ≈ e_a), so its slot key is −r and its name is ``r⁻¹``;
+2. a linked item sits at the item end of at least ``min_head_share`` (default ½) of the
+   relation's triples (the head share, once r⁻¹ is read forward): mostly entity–entity
+   relations stay out;
+3. it touches at least ``min_item_share`` (default 1 %, and at least one) of the linked items
+   (KSR's memory has a handful of slots, ~8 in the authors' sample input; a relation seen on
+   three items is noise);
+4. a relation read as r⁻¹ whose (item, entity) pairs are, for at least 90 %, those of a relation
+   already kept is the same fact stored in both directions (Freebase's ``film.film.genre`` and
+   ``film.film_genre.films_in_this_genre``): it adds no slot. Relations stored item-first are
+   all kept, as before this rule knew about directions (lastfm-kg has two award-nomination
+   relations with the same pairs; both stay).
 
-Item → item relations (``film.film.sequel``) pass the rule: their tail is still an entity that
-TransE places, which is all the write needs. TransE itself trains on *every* triple.
+Item → item relations (``film.film.sequel``) pass the rule: their far end is still an entity
+that TransE places, which is all the write needs. Triples between non-item entities (a
+director's birthplace, two hops from the film) make no slot, but TransE trains on *every*
+triple: they shape the entity vectors. When nothing qualifies,
+:meth:`KnowledgeGraph.require_item_relations` says what the graph holds and what relaxes the rule.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,27 +147,164 @@ class KnowledgeGraph:
         mask[self.link_entities] = True
         return mask
 
-    def item_relations(self, min_head_share: float = 0.5, min_item_share: float = 0.01) -> np.ndarray:
-        """Indices of the relations that link items to attributes (KSR's memory slots), in
-        relation order. See the module docstring for the rule."""
-        if len(self.link_entities) == 0:
-            raise DataError("the knowledge graph has no item links; KSR needs item → entity links")
+    def relation_profile(self) -> "RelationProfile":
+        """How each relation touches the linked items (the counts the slot rule reads)."""
         is_item = self.item_entity_mask()
-        heads, rels = self.triples[:, 0], self.triples[:, 1]
-        from_item = is_item[heads]
-        total = np.bincount(rels, minlength=self.n_relations)
-        item_headed = np.bincount(rels, weights=from_item, minlength=self.n_relations)
-        # distinct items per relation: unique (relation, head) pairs among item-headed triples
-        pairs = np.unique(rels[from_item] * self.n_entities + heads[from_item])
-        items_touched = np.bincount(pairs // self.n_entities, minlength=self.n_relations)
-        keep = (item_headed >= min_head_share * total) & (
-            items_touched >= max(1.0, min_item_share * len(self.link_entities)))
-        return np.flatnonzero(keep)
+        heads, rels, tails = self.triples[:, 0], self.triples[:, 1], self.triples[:, 2]
+        R, E = self.n_relations, self.n_entities
+
+        def distinct_items(ends: np.ndarray) -> np.ndarray:
+            at_item = is_item[ends]                  # unique (relation, item entity) pairs
+            return np.bincount(np.unique(rels[at_item] * E + ends[at_item]) // E, minlength=R)
+
+        return RelationProfile(triples=np.bincount(rels, minlength=R),
+                               item_heads=np.bincount(rels[is_item[heads]], minlength=R),
+                               item_tails=np.bincount(rels[is_item[tails]], minlength=R),
+                               items_at_head=distinct_items(heads), items_at_tail=distinct_items(tails),
+                               touching=int((is_item[heads] | is_item[tails]).sum()))
+
+    def item_relations(self, min_head_share: float = 0.5, min_item_share: float = 0.01) -> "ItemRelations":
+        """The relations that link items to attributes, either way round (KSR's memory slots),
+        in relation order; empty, with the reason, when none qualifies. See the module
+        docstring for the rule."""
+        if len(self.link_entities) == 0:
+            return ItemRelations.none(self._why_unlinked())
+        profile = self.relation_profile()
+        min_items = max(1.0, min_item_share * len(self.link_entities))
+        qualified = ((profile.item_end_triples >= min_head_share * profile.triples)
+                     & (profile.items_touched >= min_items))
+        kept: dict[int, np.ndarray] = {}              # relation → its oriented pairs
+        # relations stored item-first are kept first; an inverse one that repeats one of them adds nothing
+        for r in [*np.flatnonzero(qualified & ~profile.inverse), *np.flatnonzero(qualified & profile.inverse)]:
+            pairs = self._oriented_pairs(int(r), bool(profile.inverse[r]))
+            if not (profile.inverse[r] and _repeats_one_of(pairs, kept.values())):
+                kept[int(r)] = pairs
+        if not kept:
+            return ItemRelations.none(self._why_no_slots(profile, min_head_share, min_item_share, min_items))
+        index = np.sort(np.fromiter(kept, dtype=np.int64))
+        return ItemRelations(index, profile.inverse[index].copy())
+
+    def require_item_relations(self, min_head_share: float = 0.5, min_item_share: float = 0.01) -> "ItemRelations":
+        """:meth:`item_relations`, or a :class:`DataError` saying why the graph gives KSR no slot."""
+        slots = self.item_relations(min_head_share, min_item_share)
+        if len(slots) == 0:
+            raise DataError(slots.why_none)
+        return slots
+
+    def _oriented_pairs(self, relation: int, inverse: bool) -> np.ndarray:
+        """(item end, other end) keys of a relation's triples, item end first: int64 [n]."""
+        rows = self.triples[self.triples[:, 1] == relation]
+        item_end, other = (rows[:, 2], rows[:, 0]) if inverse else (rows[:, 0], rows[:, 2])
+        return np.unique(item_end * self.n_entities + other)
+
+    def _why_unlinked(self) -> str:
+        names = _listed(self.relations.raw)
+        dangling = self.dropped_links.get("entity not in graph", 0)
+        links = (f"its {dangling:,} item links name entities that occur in no triple"
+                 if dangling else "it has no item links (no .link / item_index2entity_id.txt file)")
+        return (f"the knowledge graph gives KSR no memory slot: no item is linked to one of its "
+                f"entities ({links}); its {len(self):,} triples over {self.n_relations} relations "
+                f"({names}) are all between other entities, so none is an item's attribute. Check "
+                f"that the links name entities of this graph, or set model.kg = \"none\" for KSR "
+                f"without knowledge (the ablation)")
+
+    def _why_no_slots(self, profile: "RelationProfile", min_head_share: float, min_item_share: float,
+                      min_items: float) -> str:
+        touching = profile.touching
+        closest = np.argsort(-profile.items_touched, kind="stable")[:3]
+        shares = profile.item_end_triples / np.maximum(profile.triples, 1)
+        described = "; ".join(f"{self.relations.raw[r]}{INVERSE_MARK if profile.inverse[r] else ''}: "
+                              f"{profile.items_touched[r]:,} items, {shares[r]:.0%} of its triples"
+                              for r in closest if profile.items_touched[r] > 0) or "none touches an item"
+        return (f"the knowledge graph gives KSR no memory slot: {touching:,} of its {len(self):,} "
+                f"triples ({touching / len(self):.1%}) touch one of the {len(self.link_entities):,} "
+                f"linked items, and none of its {self.n_relations} relations has a linked item at one "
+                f"end of ≥ {min_head_share:.0%} of its triples (data.min_head_share) while touching "
+                f"≥ {math.ceil(min_items)} items (data.min_item_share = {min_item_share:g}); closest: "
+                f"{described}. Lower data.min_item_share or data.min_head_share, or set "
+                f"model.kg = \"none\" for KSR without knowledge (the ablation)")
 
     def describe(self) -> dict:
         return {"entities": self.n_entities, "relations": self.n_relations, "triples": len(self),
                 "linked items": len(self.link_items), "dropped links": dict(self.dropped_links)}
 
+
+
+#: a relation read as r⁻¹ adds no slot when this share of its pairs already belongs to a kept one
+DUPLICATE_PAIR_SHARE = 0.9
+#: the mark of a relation read in the inverse direction (its slot key is −r)
+INVERSE_MARK = "⁻¹"
+
+
+def _repeats_one_of(pairs: np.ndarray, kept) -> bool:
+    """Whether ≥ :data:`DUPLICATE_PAIR_SHARE` of ``pairs`` are the pairs of one kept relation."""
+    return any(np.isin(pairs, other).mean() >= DUPLICATE_PAIR_SHARE for other in kept)
+
+
+def _listed(names, limit: int = 6) -> str:
+    """``a, b, c`` or ``a, b, … (12 in all)``: names for a one-line message."""
+    names = [str(n) for n in names]
+    return ", ".join(names) if len(names) <= limit else ", ".join(names[:limit]) + f", … ({len(names)} in all)"
+
+
+@dataclass(frozen=True)
+class RelationProfile:
+    """Per relation, arrays [n_relations]: its triples, those with a linked item at the head /
+    tail, and the distinct linked items at each end; ``touching``: triples touching an item."""
+
+    triples: np.ndarray
+    item_heads: np.ndarray
+    item_tails: np.ndarray
+    items_at_head: np.ndarray
+    items_at_tail: np.ndarray
+    touching: int
+
+    @property
+    def inverse(self) -> np.ndarray:
+        """bool [R]: items sit at the tail more often than at the head (read as r⁻¹)."""
+        return self.item_tails > self.item_heads
+
+    @property
+    def item_end_triples(self) -> np.ndarray:
+        """Triples with a linked item at the relation's item end."""
+        return np.where(self.inverse, self.item_tails, self.item_heads)
+
+    @property
+    def items_touched(self) -> np.ndarray:
+        """Distinct linked items at the relation's item end."""
+        return np.where(self.inverse, self.items_at_tail, self.items_at_head)
+
+
+@dataclass(frozen=True)
+class ItemRelations:
+    """The relations KSR keeps as memory slots and the direction each is read in.
+
+    Shapes
+    ------
+    index : int64 [S] — relation indices, in relation order
+    inverse : bool [S] — stored attribute → item, read as (item, r⁻¹, attribute): key −r
+    """
+
+    index: np.ndarray
+    inverse: np.ndarray
+    #: why there is no slot (a one-line explanation); empty when there are slots
+    why_none: str = ""
+
+    @classmethod
+    def none(cls, why: str) -> "ItemRelations":
+        return cls(np.zeros(0, np.int64), np.zeros(0, bool), why)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def names(self, relations: IdMap) -> list[str]:
+        """Slot names: the relation's name, with ``⁻¹`` where it is read backwards."""
+        return [f"{name}{INVERSE_MARK}" if inverse else str(name)
+                for name, inverse in zip(relations.raw[self.index], self.inverse)]
+
+    def signs(self) -> np.ndarray:
+        """float32 [S]: +1, or −1 where the slot reads r⁻¹ (TransE's vector for r⁻¹ is −r)."""
+        return np.where(self.inverse, -1.0, 1.0).astype(np.float32)
 
 
 def split_triples(triples: np.ndarray, n_entities: int, n_relations: int, *, test_frac: float,
@@ -186,4 +336,4 @@ def split_triples(triples: np.ndarray, n_entities: int, n_relations: int, *, tes
     return triples[part == 0], triples[part == 1], triples[part == 2]
 
 
-__all__ = ["KnowledgeGraph", "split_triples"]
+__all__ = ["KnowledgeGraph", "ItemRelations", "RelationProfile", "split_triples", "INVERSE_MARK"]

@@ -52,6 +52,9 @@ class ModelSpec:
     train_defaults: dict = field(default_factory=dict)
     #: ``[data]`` settings this model needs unless the user overrides them
     data_defaults: dict = field(default_factory=dict)
+    #: reads TransE vectors of the dataset's knowledge graph (``model.kg``, ``model.transe``):
+    #: ``memrec train`` trains or reuses them first (:mod:`memrec.ksr_knowledge`)
+    reads_transe: bool = False
 
     @property
     def data(self) -> str:
@@ -103,7 +106,7 @@ REGISTRY: dict[str, ModelSpec] = {
                       {**_USER_SEQUENCE_DEFAULTS, "loss": "bce"}),
     "ksr": ModelSpec(KSR, "KSR: GRU plus a key-value memory of KG relations with TransE vectors (Huang 2018)",
                      {**_USER_SEQUENCE_DEFAULTS, "loss": "bpr", "n_negatives": 10,
-                      "sampler": "popularity", "pretrain_epochs": 20}),
+                      "sampler": "popularity", "pretrain_epochs": 20}, reads_transe=True),
     "stamp": ModelSpec(STAMP, "STAMP: session clicks read by attention, last click + session mean (Liu 2018)",
                        _SESSION_DEFAULTS),
     "stmp": ModelSpec(STMP, "STMP: STAMP without attention, the paper's ablation (Liu 2018)",

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..data.interactions import Interactions
 from ..data.query import Query
+from ..devices import module_device
 
 
 class Model(nn.Module, metaclass=ABCMeta):
@@ -44,11 +45,9 @@ class Model(nn.Module, metaclass=ABCMeta):
 
     @property
     def device(self) -> torch.device:
-        """Where the model's tensors live (its first parameter's or buffer's device; the CPU
-        for a model with neither). Models create tensors here, never choosing a device."""
-        for tensor in (*self.parameters(), *self.buffers()):
-            return tensor.device
-        return torch.device("cpu")
+        """Where the model's tensors live (see :func:`memrec.devices.module_device`). Models
+        create tensors here, never choosing a device."""
+        return module_device(self)
 
     @abstractmethod
     def score_all(self, query: Query) -> torch.Tensor:

@@ -6,7 +6,8 @@ spec ``rum-ksr-stamp-nmrn.md`` §2 compares paper, official code and RecBole's p
 
 Per user, a value memory V^u with one slot per item→attribute relation a (genre, director,
 actor, …, :meth:`memrec.data.knowledge.KnowledgeGraph.item_relations`), keyed by the relation's
-TransE vector k_a = r_a. Per event i_t:
+TransE vector k_a = r_a (−r_a for a relation the KG stores attribute → item, read as r_a⁻¹).
+Per event i_t:
 
     h_t = GRU(q_{i_1}, …, q_{i_t})                                 # sequential preference (eq. 1)
     e_a^i = e_i + r_a                    (paper)                   # the item's attribute-a value (eq. 8)
@@ -21,9 +22,14 @@ q_i are item vectors pre-trained with BPR (the official code uses qmf's BPR and 
 and e_i, r_a TransE vectors (OpenKE in the paper; here :mod:`memrec.knowledge_runs`), frozen by
 default (``freeze_items``, ``freeze_kg``). Both are loaded by the KSR pretraining recipe
 (:func:`memrec.training.pretrain.pretrain_ksr`, run when ``train.pretrain_epochs > 0``):
-BPR-MF for ``pretrain_epochs`` epochs, and the TransE run named by ``transe``. Without
-``transe`` the entity and relation vectors are learned from scratch (RecBole's default), and
-every item counts as linked.
+BPR-MF for ``pretrain_epochs`` epochs, and the TransE run named by ``transe``
+(``memrec train ksr --data KG_FOLDER`` trains one into the run folder when none is named,
+:mod:`memrec.ksr_knowledge`).
+
+Knowledge is never optional by accident: with ``kg = "transe"`` (the default) the model refuses
+to score until TransE vectors are loaded. ``kg = "none"`` is the ablation *without* a knowledge
+graph: ``relations`` learned memory slots with learned keys and entity vectors (RecBole's
+default when it has no pre-trained vectors), every item counting as linked.
 
 Variants (``variant=``):
 
@@ -72,6 +78,13 @@ from .capabilities import (AnonymousScorer, AttentionTracer, HistoryScorer, Stat
                            MemoryEntry, NextItemPairwise, StatefulScorer, ranked_entries)
 
 VARIANTS = ("official", "paper")
+#: where the memory's knowledge comes from: a KG's TransE vectors, or None (the ablation; the
+#: string "none" in a config file or --set model.kg=none)
+KNOWLEDGE = ("transe", None)
+NO_KNOWLEDGE = ("KSR has no knowledge-graph vectors: train it with memrec train ksr --data KG_FOLDER "
+                "(which trains TransE on that folder's graph), name a TransE run with model.transe "
+                "(with train.pretrain_epochs > 0), or set model.kg = \"none\" for KSR without "
+                "knowledge (the ablation)")
 
 
 @dataclass(frozen=True)
@@ -108,16 +121,21 @@ class KSR(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise,
         γ of the paper variant's read softmax (RecBole's default 10; unused by "official").
     dropout : float
         Dropout on h_t (training only).
+    kg : "transe" | None
+        ``"transe"``: the memory slots are the item relations of a knowledge graph, with TransE
+        vectors (``transe``, or trained by ``memrec train ksr --data KG_FOLDER``). None
+        (``kg = "none"`` in a config): the ablation without a knowledge graph (``relations``
+        learned slots).
     relations : int
-        Memory slots when no TransE run is given (learned relation keys); with ``transe`` the
-        number of item relations of that graph replaces it.
+        Memory slots of the ablation ``kg = "none"`` (learned keys); with a knowledge graph its
+        item relations replace it.
     transe : str
-        A TransE run folder (``memrec train transe``); "" = learn entity and relation vectors.
+        A TransE run folder (``memrec train transe``); "" = the one ``memrec train ksr`` trains.
     freeze_items : bool
         Keep the pre-trained BPR item vectors fixed (official code).
     freeze_kg : bool
-        Keep the TransE entity and relation vectors fixed (official code). Ignored without
-        ``transe`` (learned vectors are trained).
+        Keep the TransE entity and relation vectors fixed (official code). Ignored by
+        ``kg = "none"`` (learned vectors are trained).
 
     Shapes
     ------
@@ -132,14 +150,21 @@ class KSR(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise,
 
     def __init__(self, n_users: int, n_items: int, *, variant: str = "official", dim: int = 64,
                  hidden: int = 256, kg_dim: int = 64, out_dim: int = 100, gamma: float = 10.0,
-                 dropout: float = 0.2, relations: int = 8, transe: str = "",
+                 dropout: float = 0.2, kg: str | None = "transe", relations: int = 8, transe: str = "",
                  freeze_items: bool = True, freeze_kg: bool = True):
         super().__init__(n_users, n_items)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+        kg = None if kg == "none" else kg            # Python callers may spell the ablation either way
+        if kg not in KNOWLEDGE:
+            raise ValueError(f"kg must be \"transe\" or \"none\" (the ablation without a knowledge "
+                             f"graph), not {kg!r}")
+        if kg is None and transe:
+            raise ValueError(f"kg = \"none\" trains KSR without a knowledge graph, but transe names "
+                             f"one ({transe}); drop one of the two")
         if relations < 1:
             raise ValueError(f"relations must be at least 1, got {relations}")
-        self.variant, self.gamma, self.transe = variant, gamma, transe
+        self.variant, self.gamma, self.kg, self.transe = variant, gamma, kg, transe
         self.freeze_items, self.freeze_kg = freeze_items, freeze_kg
         self.item_embedding = nn.Embedding(n_items, dim)                 # q_i (BPR, pre-trained)
         nn.init.normal_(self.item_embedding.weight, std=0.1)
@@ -192,15 +217,24 @@ class KSR(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise,
         return result
 
     def entry_labels(self) -> list[str]:
-        """Names of the memory slots (TransE relation names; "relation a" when learned)."""
+        """Names of the memory slots (relation names, ``r⁻¹`` for one read backwards; "learned
+        slot a" in the ablation ``kg = "none"``)."""
         if len(self.relation_names):
             return bytes(self.relation_names.tolist()).decode().split("\n")
-        return [f"relation {a}" for a in range(len(self.relation_keys))]
+        return [f"learned slot {a}" for a in range(len(self.relation_keys))]
+
+    def check_knowledge_source(self) -> None:
+        """Refuse to train without knowledge unless ``kg = "none"`` says so (before any work)."""
+        if self.kg == "transe" and not self.transe:
+            raise ConfigError(NO_KNOWLEDGE)
 
     def _require_knowledge(self) -> None:
-        if self.transe and not bool(self.knowledge_loaded):
+        if self.kg != "transe" or bool(self.knowledge_loaded):
+            return
+        if self.transe:
             raise ConfigError("model.transe is set but its vectors were never loaded: KSR loads "
                               "them in its pretraining step, so set train.pretrain_epochs > 0")
+        raise ConfigError(NO_KNOWLEDGE)
 
     # -- the pieces ---------------------------------------------------------------------------
     def _write_update(self, items: torch.Tensor) -> torch.Tensor:
@@ -332,4 +366,4 @@ class KSR(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise,
         return [ranked for _ in range(len(items))]
 
 
-__all__ = ["KSR", "VARIANTS"]
+__all__ = ["KSR", "VARIANTS", "KNOWLEDGE"]

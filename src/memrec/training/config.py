@@ -19,7 +19,8 @@ A model parameter that accepts None (annotated ``int | None``) is set to None wi
 A knowledge-graph model (``transe``) reads the same three tables: ``[model]`` its constructor
 arguments, ``[train]`` the TrainConfig fields its triple task uses (loss = "hinge", margin,
 n_negatives, …; validation on filtered link-prediction ``MRR``), ``[data]`` test_frac /
-valid_frac / seed and the KSR relation restriction (min_head_share, min_item_share).
+valid_frac / seed and the KSR relation restriction (min_head_share, min_item_share; a KSR run
+that trains its own TransE reads these two from its own ``[data]``).
 
 TOML lives here and in the CLI only; models and the trainer see plain dataclasses.
 """
@@ -130,9 +131,10 @@ class DataConfig:
     seed: int = 0
     linked_only: bool = False          # keep only items linked to a knowledge-graph entity (KSR)
     # knowledge-graph models (transe) split the graph's triples at random by test_frac /
-    # valid_frac / seed, and keep these for KSR's relation restriction (KnowledgeGraph.item_relations)
-    min_head_share: float = 0.5        # a relation's triples with a linked item as head, at least
-    min_item_share: float = 0.01       # linked items a relation touches, at least
+    # valid_frac / seed; these two choose KSR's memory slots (KnowledgeGraph.item_relations),
+    # read by a TransE run and by a KSR run that trains its own TransE (memrec.ksr_knowledge)
+    min_head_share: float = 0.5        # a relation's triples with a linked item at its item end, at least
+    min_item_share: float = 0.01       # linked items a relation touches (either side), at least
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,22 @@ def toml_literal(value) -> str:
     return repr(value)
 
 
+#: keys that name a file or folder: set in a config file, a relative path is relative to that
+#: file (configs/ksr.toml's transe = "../runs/transe" works from any working directory); given
+#: with --set, relative to the working directory, as any command-line path
+PATH_KEYS = {"model": ("transe",)}
+
+
+def _relative_to(config_path: Path, section: str, values: dict) -> dict:
+    """``values`` with the relative paths of :data:`PATH_KEYS` resolved against the config file."""
+    out = dict(values)
+    for key in PATH_KEYS.get(section, ()):
+        value = out.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            out[key] = str((config_path.parent / value).resolve())
+    return out
+
+
 def read_tables(path: str | Path | None, overrides=()) -> dict[str, dict]:
     """The ``[model]``, ``[train]`` and ``[data]`` tables of a config file with ``--set`` overrides
     applied (untyped; an unknown table or section is an error)."""
@@ -242,7 +260,7 @@ def read_tables(path: str | Path | None, overrides=()) -> dict[str, dict]:
         for section, values in loaded.items():
             if section not in tables or not isinstance(values, dict):
                 raise ConfigError(f"{path}: unknown table [{section}]; use [model], [train], [data]")
-            tables[section].update(values)
+            tables[section].update(_relative_to(path, section, values))
     for text in overrides:
         section, name, value = parse_override(text)
         if section not in tables:

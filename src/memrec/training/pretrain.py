@@ -57,6 +57,7 @@ def pretrain_ksr(model: Model, split: Split, cfg: TrainConfig, echo=None, *,
     from ..errors import ConfigError
     from ..models.baselines.bprmf import BPRMF
     say = echo or echo_stderr
+    model.check_knowledge_source()          # no silent KSR without knowledge (model.kg = "none" is the ablation)
     if model.transe:
         vectors = load_transe(model.transe)
         entity_of_item = torch.as_tensor(vectors.graph.item_entities(split.train.items))
@@ -68,12 +69,13 @@ def pretrain_ksr(model: Model, split: Split, cfg: TrainConfig, echo=None, *,
             raise ConfigError(f"model.kg_dim = {model.entity.shape[1]} but the TransE run has "
                               f"{vectors.entity.shape[1]}-d vectors")
         if len(vectors.item_relations) == 0:
-            raise DataError(f"{model.transe}: the graph has no item relations for KSR's memory")
+            raise DataError(f"{model.transe}: " + (vectors.item_relations.why_none
+                                                   or "the graph has no item relations for KSR's memory"))
         entity = vectors.entity[entity_of_item.clamp_min(0)] * linked[:, None]
-        model.load_knowledge(entity, linked, vectors.relation[torch.as_tensor(vectors.item_relations)],
-                             vectors.graph.relations.raw[vectors.item_relations].tolist())
+        model.load_knowledge(entity, linked, vectors.slot_keys(), vectors.slot_names())
         say(f"KSR knowledge: {int(linked.sum())}/{len(linked)} items linked, "
-            f"{len(vectors.item_relations)} relation slots from {model.transe}")
+            f"{len(vectors.item_relations)} relation slots from {model.transe}: "
+            f"{', '.join(vectors.slot_names())}")
     say(f"pretraining: BPR-MF for {cfg.pretrain_epochs} epochs; KSR's item vectors start from its own")
     bpr = BPRMF(model.n_users, model.n_items, dim=model.item_embedding.embedding_dim)
     bpr_cfg = replace(cfg, epochs=cfg.pretrain_epochs, optimizer="adam", lr=1e-3, eps=1e-8,

@@ -30,7 +30,7 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
-from ..devices import autocast, resolve_device, to_device
+from ..devices import autocast, module_device, resolve_device, to_device
 from ..fileio import atomic_torch_save, safe_torch_load
 from ..errors import CheckpointError, ConfigError
 from ..data.splits import Split
@@ -248,7 +248,7 @@ class Trainer:
         total, seen = 0.0, 0
         bar = tqdm(total=task.n_examples, desc=f"{label} {epoch}/{cfg.epochs}", unit="ex", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
-        device = model.device
+        device = module_device(model)
         for batch in task.batches(generator):
             with autocast(device, cfg.precision):      # bf16 products; the loss in float32
                 loss = task.loss(model, to_device(batch, device)).float()

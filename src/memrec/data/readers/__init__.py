@@ -23,7 +23,7 @@ from .base import Dataset, dataset_name, require_path
 from .cmn import read_cmn
 from .delimited import read_csv
 from .detect import detect_format
-from .kg import load_kg, read_kg
+from .kg import dataset_kg_file, load_kg, read_kg, read_ripplenet
 from .movielens import read_movielens
 from .ncf import read_ncf
 from .recbole import read_recbole
@@ -39,6 +39,7 @@ FORMATS: dict[str, Callable[..., Dataset]] = {
     "cmn": read_cmn,
     "session": read_session,
     "kg": read_kg,
+    "ripplenet": read_ripplenet,
 }
 
 
@@ -78,6 +79,15 @@ def load(path: str | Path, format: str | None = None, *, columns: list[str] | No
     return replace(dataset, name=dataset_name(path)) if path.is_dir() else dataset
 
 
+def knowledge_graph_file(path: str | Path, format: str | None = None) -> Path | None:
+    """The knowledge-graph file of the dataset at ``path`` as ``format`` (None: detected) reads
+    it — ``*.kg`` beside a RecBole ``.inter``, a KGCN ``kg.txt``, a RippleNet ``kg_final.txt`` —
+    or ``None`` when that dataset has no graph."""
+    path = require_path(path)
+    detected = detect_format(path) if format is None else (format, path)
+    return None if detected is None else dataset_kg_file(*detected)
+
+
 #: byte-order marks of encodings the readers do not take (they read UTF-8, then Latin-1)
 _OTHER_ENCODINGS = {b"\xff\xfe": "UTF-16 (little-endian)", b"\xfe\xff": "UTF-16 (big-endian)"}
 
@@ -94,4 +104,4 @@ def _check_text(path: Path) -> None:
             raise DataError(f"{path}: the text is {encoding}; save it as UTF-8")
 
 
-__all__ = ["Dataset", "FORMATS", "load", "load_kg", "detect_format", "DataError"]
+__all__ = ["Dataset", "FORMATS", "load", "load_kg", "knowledge_graph_file", "detect_format", "DataError"]

@@ -30,13 +30,18 @@ class Dataset:
         The split that ships with the files (CMN npz, NCF files, session pickles), else ``None``.
     extras : dict[str, pandas.DataFrame]
         Side files: ``"item"`` / ``"user"`` features, ``"kg"`` triples (``head``, ``relation``,
-        ``tail`` as str) and ``"link"`` (``item``, ``entity``).
+        ``tail`` as str), ``"link"`` (``item``, ``entity``) and ``"negatives"`` (``user``,
+        ``item`` raw ids: a label file's label-0 rows, sampled negatives that are not interactions).
+    notes : tuple of str
+        One-line notes on what the reader decided (e.g. the label-0 rows it set apart), which
+        ``memrec data info`` and ``memrec train`` print.
     """
 
     name: str
     interactions: Interactions
     given_split: Split | None = None
     extras: dict[str, pd.DataFrame] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 def require_path(path: str | Path) -> Path:

@@ -5,6 +5,15 @@ rating/timestamp/session), then parsed in one pass by Arrow's multi-threaded CSV
 reads 20M rows in seconds. Only when that fails, or leaves a required value empty, is the file
 re-scanned line by line in Python to name the first bad line; the normal path has no Python loop
 over rows.
+
+Label columns (the rule, documented in ``docs/data-formats.md``). A ``label`` column (a header
+naming ``label``, or ``--columns …,label``) holds 1 for an interaction and 0 for a *sampled
+negative*, as in the click-through files of RippleNet/KGCN (``ratings_final.txt``): label-1 rows
+are the interactions; label-0 rows are not interactions, and are returned apart (the readers keep
+them as the dataset's ``negatives`` table, with a note). Any other label value is an error naming
+the line. A header-less file whose third field — read as a rating by position — holds only 0 and 1
+is refused: it may be a label with sampled negatives, which would silently become interactions;
+a header line (``user,item,label`` or ``user,item,rating``) or ``--columns`` says which.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from ..interactions import IdMap, Interactions
 from ...errors import DataError
 from .base import Dataset, single_text_file
 
-ROLES = ("user", "item", "rating", "timestamp", "session")
+ROLES = ("user", "item", "rating", "timestamp", "session", "label")
 SKIP = "-"
 SEPARATORS = ("::", "\t", ",", ";", " ")  # detection order: the most specific first
 _ID_ROLES = ("user", "item", "session")
@@ -41,6 +50,7 @@ ALIASES: dict[str, str] = {
     **dict.fromkeys(["timestamp", "time", "ts", "datetime", "unixtime", "unixreviewtime", "date",
                      "timeframe", "eventdate", "eventtime"], "timestamp"),
     **dict.fromkeys(["session", "sessionid"], "session"),
+    **dict.fromkeys(["label", "labels"], "label"),
 }
 
 
@@ -52,6 +62,7 @@ class Layout:
     header_line: int  # 1-based line number of the header; 0 = no header
     roles: tuple[str | None, ...]  # one per field in file order; None = skipped
     date_timestamp: bool = False   # timestamps are date strings, not numbers
+    by_position: bool = False      # roles guessed from the field count (no header, no --columns)
 
     @property
     def quoted(self) -> bool:
@@ -167,12 +178,14 @@ def sniff_layout(path: Path, *, columns=None, sep: str | None = None,
     second = split_fields(lines[1], sep, quoted) if len(lines) > 1 else None
     if header is None:
         header = looks_like_header(first, second)
+    by_position = False
     if columns is not None:
         roles = parse_columns(columns)
         if len(roles) != len(first):
             raise DataError(f"{path.name}: --columns names {len(roles)} fields but the file "
                             f"has {len(first)} per line")
     else:
+        by_position = not header
         roles = (roles_from_header(first) if header else None) or default_roles(len(first))
         if header and roles_from_header(first) is None:
             # the header names its columns but not an item and a user: guessing by position
@@ -184,7 +197,8 @@ def sniff_layout(path: Path, *, columns=None, sep: str | None = None,
     date_timestamp = False
     if "timestamp" in roles and data_line is not None and len(data_line) == len(roles):
         date_timestamp = not _is_number(data_line[roles.index("timestamp")])
-    return Layout(sep, first_line if header else 0, roles, date_timestamp)
+    return Layout(sep, first_line if header else 0, roles, date_timestamp,
+                  by_position=by_position)
 
 
 # -- fast path --------------------------------------------------------------------------------
@@ -260,7 +274,8 @@ def _date_column(column: pa.ChunkedArray) -> np.ndarray | None:
 
 
 def _columns_from_table(table: pa.Table, layout: Layout) -> dict | None:
-    """Role -> converted column; ``None`` if a required value is missing or malformed."""
+    """Role -> converted column; ``None`` if a required value is missing or malformed (a label
+    other than 0 or 1 included)."""
     out: dict = {}
     for k, role in enumerate(layout.roles):
         if role is None:
@@ -272,7 +287,7 @@ def _columns_from_table(table: pa.Table, layout: Layout) -> dict | None:
             value = _date_column(column)
         else:
             value = _float_column(column, role)
-        if value is None:
+        if value is None or (role == "label" and not np.isin(value, (0.0, 1.0)).all()):
             return None
         out[role] = value
     return out
@@ -329,6 +344,8 @@ def _row_problem(fields: list[str], layout: Layout) -> str | None:
             return f"{role} {_shown(value)} {_number_problem(value)}"
         elif role == "timestamp" and float(value) < 0:
             return f"timestamp {_shown(value)} is negative (seconds since 1970 expected)"
+        elif role == "label" and (_number_problem(value) or float(value) not in (0.0, 1.0)):
+            return f"label {_shown(value)} is not 0 or 1 (1: an interaction, 0: a sampled negative)"
     return None
 
 
@@ -353,8 +370,21 @@ def read_delimited(path: Path, *, columns=None, sep: str | None = None,
     """Read a delimited interactions file into :class:`Interactions` (see the module doc).
 
     Integer ids stay int64 raw ids; any non-integer id makes that column's raw ids strings.
-    Without a timestamp column the file order is the time order.
+    Without a timestamp column the file order is the time order. A file with a label column
+    must be read with :func:`read_labelled` (its label-0 rows are not interactions).
     """
+    interactions, negatives = read_labelled(path, columns=columns, sep=sep, header=header, fmt=fmt)
+    if negatives is not None:
+        raise DataError(f"{path.name}: a label column (1: interaction, 0: sampled negative) where "
+                        "this format expects none; read it with --format csv")
+    return interactions
+
+
+def read_labelled(path: Path, *, columns=None, sep: str | None = None, header: bool | None = None,
+                  fmt: str = "csv") -> tuple[Interactions, pd.DataFrame | None]:
+    """:func:`read_delimited` for files that may hold a label column: (the label-1 rows as
+    interactions, the label-0 rows as a ``user``, ``item`` frame of raw ids), or (all rows,
+    ``None``) without a label column."""
     layout = sniff_layout(path, columns=columns, sep=sep, header=header)
     try:
         table = _read_arrow(path, layout)
@@ -371,7 +401,45 @@ def read_delimited(path: Path, *, columns=None, sep: str | None = None,
     del table
     if cols is None:
         _raise_bad_input(path, layout, "missing or malformed values")
-    return _interactions(cols, {"source": str(path), "format": fmt})
+    _refuse_unnamed_labels(path, layout, cols)
+    meta = {"source": str(path), "format": fmt}
+    if "label" not in cols:
+        return _interactions(cols, meta), None
+    positives, negatives = _split_labels(cols)
+    if not len(positives["item"][0]):
+        raise DataError(f"{path.name}: no interactions (every label is 0: sampled negatives only)")
+    return _interactions(positives, meta), negatives
+
+
+def _refuse_unnamed_labels(path: Path, layout: Layout, cols: dict) -> None:
+    """A third field read as a rating *by position* that holds only 0 and 1 may be a label with
+    sampled negatives (RippleNet/KGCN ``ratings_final.txt``): refuse to guess (module doc)."""
+    if not layout.by_position or "rating" not in cols:
+        return
+    if set(np.unique(cols["rating"]).tolist()) == {0.0, 1.0}:
+        field = layout.roles.index("rating") + 1
+        raise DataError(f"{path.name}: field {field} holds only 0 and 1 and no header names it: a "
+                        "label with sampled negatives, or a rating? Add a header line, user,item,label "
+                        "(label-1 rows are the interactions, label-0 rows are set apart) or "
+                        "user,item,rating (every row an interaction), or pass --columns")
+
+
+def _split_labels(cols: dict) -> tuple[dict, pd.DataFrame]:
+    """(the label-1 rows' columns, their ids re-indexed; the label-0 rows' raw user and item ids)."""
+    positive = cols["label"] == 1.0
+    (user, users), (item, items) = cols["user"] if "user" in cols else cols["session"], cols["item"]
+    negatives = pd.DataFrame({"user": users.raw[user[~positive]], "item": items.raw[item[~positive]]})
+    kept = {}
+    for role, value in cols.items():
+        if role == "label":
+            continue
+        if role in _ID_ROLES:           # ids seen only on negatives are no users or items
+            codes, id_map = value
+            value = IdMap.factorize(id_map.raw[codes[positive]])
+        else:
+            value = value[positive]
+        kept[role] = value
+    return kept, negatives
 
 
 def _interactions(cols: dict, meta: dict) -> Interactions:
@@ -396,6 +464,17 @@ def read_csv(path: Path, *, columns=None, sep: str | None = None) -> Dataset:
             raise DataError(f"{path}: the csv format needs a file (the folder has no single "
                             "interactions file)")
         path = found
-    return Dataset(path.stem, read_delimited(path, columns=columns, sep=sep))
+    interactions, negatives = read_labelled(path, columns=columns, sep=sep)
+    if negatives is None:
+        return Dataset(path.stem, interactions)
+    return Dataset(path.stem, interactions, extras={"negatives": negatives},
+                   notes=(negatives_note(path, interactions, negatives),))
+
+
+def negatives_note(path: Path, interactions: Interactions, negatives: pd.DataFrame) -> str:
+    """What a reader says about the label-0 rows it set apart (the module doc's rule)."""
+    return (f"{path.name}: {len(interactions):,} label-1 rows are the interactions; "
+            f"{len(negatives):,} label-0 rows are sampled negatives, kept apart as the dataset's "
+            "negatives table (not interactions; evaluation draws its own negatives)")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .base import find_nested, is_pickle, read_first_line, single_text_file
 from .delimited import SEPARATORS, normalize_name
-from .kg import INTERACTION_FILES, KG_FILES, LINK_FILE
+from .kg import INTERACTION_FILES, KG_FILES, LINK_FILE, RIPPLENET_KG, RIPPLENET_RATINGS, is_ripplenet_folder
 from .movielens import RATING_FILES, find_ratings_file
 from .ncf import SUFFIXES as NCF_SUFFIXES
 from .session import TEST_FILE, TRAIN_FILE
@@ -43,6 +43,8 @@ def detect_file(path: Path) -> tuple[str, Path] | None:
         return "session", path.parent
     if name in ("u.data", "ratings.dat") or (name == "ratings.csv" and _movielens_csv(path)):
         return "movielens", path
+    if name in (RIPPLENET_RATINGS, RIPPLENET_KG) and is_ripplenet_folder(path.parent):
+        return "ripplenet", path.parent
     if (name in KG_FILES + (LINK_FILE,) + INTERACTION_FILES) and _has_kg(path.parent):
         return "kg", path.parent
     if path.stat().st_size == 0 or is_pickle(path):
@@ -55,6 +57,8 @@ def detect_file(path: Path) -> tuple[str, Path] | None:
 
 def detect_folder(folder: Path) -> tuple[str, Path] | None:
     """(format, path for its reader) for a dataset folder, or ``None``."""
+    if is_ripplenet_folder(folder):
+        return "ripplenet", folder  # preprocessed RippleNet/KGCN files: labels, item ids = entity ids
     if _has_kg(folder) and any((folder / n).is_file() for n in INTERACTION_FILES):
         return "kg", folder  # KGCN folders may hold MovieLens ratings: keep their graph
     ratings = find_ratings_file(folder)

@@ -4,7 +4,9 @@ Tab-separated files whose header types each field (``user_id:token  item_id:toke
 rating:float  timestamp:float``). ``<stem>.inter`` holds the interactions; the siblings
 ``<stem>.item`` / ``.user`` go to ``extras["item"]`` / ``["user"]``, ``.kg`` to ``extras["kg"]``
 (``head``, ``relation``, ``tail`` as str) and ``.link`` to ``extras["link"]`` (``item``,
-``entity``). Fields the library has no use for are ignored.
+``entity``). Fields the library has no use for are ignored. A ``label`` field (RecBole's
+click-through datasets) follows the label rule of :mod:`.delimited`: label-1 rows are the
+interactions, label-0 rows go to ``extras["negatives"]``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 
 from ...errors import DataError
 from .base import Dataset, dataset_name, find_nested, int_ids_or_str, read_first_line
-from .delimited import ALIASES, normalize_name, read_delimited
+from .delimited import ALIASES, negatives_note, normalize_name, read_labelled
 
 # Atomic-file field names -> memrec column names (extras keep other names as they are).
 RENAME = {"user_id": "user", "item_id": "item", "head_id": "head", "relation_id": "relation",
@@ -86,12 +88,13 @@ def read_recbole(path: Path) -> Dataset:
     if inter.suffix != ".inter":
         raise DataError(f"{inter.name}: the recbole format reads a .inter file")
     roles = inter_roles(read_first_line(inter))
-    interactions = read_delimited(inter, columns=roles, sep="\t", header=True, fmt="recbole")
-    extras: dict[str, pd.DataFrame] = {}
+    interactions, negatives = read_labelled(inter, columns=roles, sep="\t", header=True, fmt="recbole")
+    extras: dict[str, pd.DataFrame] = {} if negatives is None else {"negatives": negatives}
+    notes = () if negatives is None else (negatives_note(inter, interactions, negatives),)
     for key, suffix, reader in (("item", ".item", read_atomic), ("user", ".user", read_atomic),
                                 ("kg", ".kg", read_kg_atomic), ("link", ".link", read_link_atomic)):
         sibling = inter.parent / (inter.stem + suffix)
         if sibling.is_file():
             extras[key] = reader(sibling)
     name = inter.stem if inter.stem else dataset_name(inter.parent)
-    return Dataset(name, interactions, None, extras)
+    return Dataset(name, interactions, None, extras, notes)
