@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -60,8 +61,10 @@ def _catalogue_table(metrics: dict[str, dict[str, float]], ks) -> str | None:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--tensorboard", is_flag=True,
               help="Also write TensorBoard events to OUT/tensorboard (train.tensorboard; pip install tensorboard).")
+@click.option("--device", default=None,
+              help="auto | cpu | cuda | cuda:N | mps (train.device; default auto). A resumed run may change it.")
 def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, resume, out, progress,
-          tensorboard):
+          tensorboard, device):
     """Train MODEL on a dataset, test it, and save the run to --out (with log.jsonl, one line
     per epoch, and curves.png: loss and the validation metric per epoch).
 
@@ -86,6 +89,8 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
         config = _resumed_config(config, out, given=bool(config_path or overrides or epochs or seed))
     elif not Path(data_path).exists():
         raise DataError(f"{data_path}: no such file or directory")
+    if device is not None:       # where the run trains, not what it is: a resume may move it
+        config = replace(config, train=replace(config.train, device=device))
     results = train_run(config, data_path, out, resume=resume, progress=progress)
     if spec(config.model).data == "knowledge_graph":
         _echo_link_prediction(results, out)
