@@ -44,7 +44,8 @@ from .fileio import atomic_write_json
 from .knowledge_runs import (KnownTriples, LinkPredictionValidator, export_vectors, graph_json,
                              graph_name, link_prediction, random_ranker)
 from .ksr_knowledge import check_transe_source, with_transe_vectors
-from .models import build_graph_model, spec
+from .devices import resolve_device
+from .models import build, build_graph_model, spec
 from .progress import echo_stderr, timed_step
 from .recommender import Recommender
 from .training.callbacks import require_tensorboard
@@ -181,6 +182,8 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
         return train_graph_run(config, data_path, out, resume=resume, progress=progress, echo=echo)
     out = Path(out)
     _check_new_run_dir(out, resume)
+    resolve_device(config.train.device)
+    build(config.model, 2, 2, config.model_params)   # the constructor's option checks, before the data
     data_seed = config.data.seed
     if resume:
         ids = load_ids(out)
