@@ -245,18 +245,23 @@ def _relative_to(config_path: Path, section: str, values: dict) -> dict:
     return out
 
 
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file's tables; a missing file or bad TOML is an error naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such {what} file")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
+
 def read_tables(path: str | Path | None, overrides=()) -> dict[str, dict]:
     """The ``[model]``, ``[train]`` and ``[data]`` tables of a config file with ``--set`` overrides
     applied (untyped; an unknown table or section is an error)."""
     tables: dict[str, dict] = {"model": {}, "train": {}, "data": {}}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            loaded = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        loaded = read_toml(path, "config")
         for section, values in loaded.items():
             if section not in tables or not isinstance(values, dict):
                 raise ConfigError(f"{path}: unknown table [{section}]; use [model], [train], [data]")

@@ -23,13 +23,12 @@ hops, slots, neighbourhoods, β, λ.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..models import REGISTRY, hyperparameters
-from ..training.config import TrainConfig
+from ..training.config import TrainConfig, read_toml
 
 #: the keys each parameter type takes (besides ``type``)
 TYPE_KEYS = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
@@ -120,12 +119,7 @@ def search_space(model: str, path: str | Path | None = None) -> tuple[Param, ...
 def read_space(model: str, path: str | Path) -> list[Param]:
     """The parameters of a ``SPACE.toml`` file, every key checked (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such search-space file")
-    try:
-        tables = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    tables = read_toml(path, "search-space")
     known = {"model": set(hyperparameters(model)), "train": {f.name for f in fields(TrainConfig)}}
     params = []
     for section, entries in tables.items():
