@@ -66,7 +66,9 @@ class STAN(SessionNeighbourhood):
 
     Example
     -------
+    >>> import torch
     >>> from memrec.data.interactions import Interactions
+    >>> from memrec.models.base import Query
     >>> train = Interactions.from_raw(user=[0, 0, 1, 1], item=[0, 1, 1, 2])
     >>> model = STAN(train.n_users, train.n_items, lambda2=None)
     >>> model.fit_closed_form(train)

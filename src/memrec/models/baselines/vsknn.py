@@ -52,7 +52,9 @@ class VSKNN(SessionNeighbourhood):
 
     Example
     -------
+    >>> import torch
     >>> from memrec.data.interactions import Interactions
+    >>> from memrec.models.base import Query
     >>> train = Interactions.from_raw(user=[0, 0, 1, 1], item=[0, 1, 1, 2])
     >>> model = VSKNN(train.n_users, train.n_items)
     >>> model.fit_closed_form(train)
