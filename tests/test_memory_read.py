@@ -196,3 +196,100 @@ def test_multi_hop_read_returns_the_last_query():
     assert len(result.weights) == 2
     one = multi_hop_read(q, state, 1, lambda z, o, h: z + o)
     assert torch.equal(one.query, q) and torch.allclose(one.read, first)
+
+
+# -- copy read ----------------------------------------------------------------------------------
+from memrec.memory.read import CopyRead, copy_distribution, copy_mixture, repeat_share  # noqa: E402
+
+INF = float("inf")
+
+
+def test_copy_read_one_slot_hand_oracle():
+    # logits (0, ln 2, 0): softmax (1/4, 1/2, 1/4); one slot holding item 2; g = σ(0) = 1/2
+    # p = 1/2 · (1/4, 1/2, 1/4) + 1/2 · (0, 0, 1) = (1/8, 1/4, 5/8)
+    logits = torch.tensor([[0.0, math.log(2.0), 0.0]])
+    log_p = copy_mixture(logits, torch.tensor([[1.0]]), torch.tensor([[2]]),
+                         torch.tensor([[True]]), torch.tensor([0.0]))
+    assert log_p.exp()[0].tolist() == pytest.approx([0.125, 0.25, 0.625], abs=1e-6)
+
+
+def test_copy_read_sums_the_weights_of_a_repeated_item():
+    # slots (item 1, item 3, item 1) with weights (0.2, 0.5, 0.3): c = (0, 0.5, 0, 0.5);
+    # uniform logits over 4 items, g = σ(ln 3) = 3/4: p = 1/4 · 1/4 + 3/4 · c
+    log_p = copy_mixture(torch.zeros(1, 4), torch.tensor([[0.2, 0.5, 0.3]]), torch.tensor([[1, 3, 1]]),
+                         torch.ones(1, 3, dtype=torch.bool), torch.tensor([math.log(3.0)]))
+    assert log_p.exp()[0].tolist() == pytest.approx([0.0625, 0.4375, 0.0625, 0.4375], abs=1e-6)
+
+
+def test_copy_read_gate_zero_and_one_are_the_pure_cases():
+    logits = torch.tensor([[0.3, -1.0, 2.0, 0.5]])
+    weights, items, mask = torch.tensor([[0.25, 0.75]]), torch.tensor([[2, 0]]), torch.ones(1, 2, dtype=torch.bool)
+    explore = copy_mixture(logits, weights, items, mask, torch.tensor([-INF]))        # g = 0
+    torch.testing.assert_close(explore, torch.log_softmax(logits, 1))
+    repeat = copy_mixture(logits, weights, items, mask, torch.tensor([INF]))          # g = 1
+    assert repeat.exp()[0].tolist() == pytest.approx([0.75, 0.0, 0.25, 0.0], abs=1e-7)
+    assert torch.isneginf(repeat[0, [1, 3]]).all()           # nothing outside the memory
+
+
+def test_copy_read_with_an_empty_memory_is_the_catalogue_softmax():
+    logits = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])
+    mask = torch.tensor([[False, False], [True, False]])
+    log_p = copy_mixture(logits, torch.tensor([[0.0, 0.0], [1.0, 0.0]]), torch.tensor([[0, 1], [1, 0]]),
+                         mask, torch.tensor([5.0, 0.0]))
+    torch.testing.assert_close(log_p[0], torch.log_softmax(logits[0], 0))   # even with g = σ(5)
+
+
+@st.composite
+def copy_cases(draw):
+    B, M, N = draw(st.integers(1, 4)), draw(st.integers(1, 6)), draw(st.integers(2, 9))
+    seed = draw(st.integers(0, 10_000))
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(B, M, generator=g) < 0.7
+    weights = masked_softmax(torch.randn(B, M, generator=g) * 2, mask)
+    items = torch.randint(0, N, (B, M), generator=g)
+    return torch.randn(B, N, generator=g) * 3, weights, items, mask, torch.randn(B, generator=g) * 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(copy_cases())
+def test_copy_mixture_is_a_distribution_equal_to_the_dense_formula(case):
+    logits, weights, items, mask, gate = case
+    log_p = copy_mixture(logits.double(), weights.double(), items, mask, gate.double())
+    torch.testing.assert_close(log_p.exp().sum(1), torch.ones(len(logits), dtype=torch.float64))
+    g = (torch.sigmoid(gate.double()) * mask.any(1))[:, None]
+    dense = (1 - g) * torch.softmax(logits.double(), 1) + g * copy_distribution(weights.double(), items, mask, logits.shape[1])
+    torch.testing.assert_close(log_p.exp(), dense)
+
+
+@settings(max_examples=60, deadline=None)
+@given(copy_cases(), st.integers(0, 10_000))
+def test_copy_read_padding_is_inert(case, seed):
+    logits, weights, items, mask, gate = case
+    g = torch.Generator().manual_seed(seed)
+    junk_items = torch.where(mask, items, torch.randint(0, logits.shape[1], items.shape, generator=g))
+    junk_weights = torch.where(mask, weights, torch.rand(weights.shape, generator=g))
+    torch.testing.assert_close(copy_mixture(logits, weights, items, mask, gate),
+                               copy_mixture(logits, junk_weights, junk_items, mask, gate))
+
+
+def test_copy_read_gradients_stay_finite_when_a_copy_mass_underflows():
+    logits = torch.tensor([[0.0, 1.0, -1.0]], requires_grad=True)
+    scores = torch.tensor([[0.0, -200.0]], requires_grad=True)            # weight e⁻²⁰⁰ → 0 in float32
+    gate = torch.tensor([0.5], requires_grad=True)
+    weights = masked_softmax(scores, torch.ones(1, 2, dtype=torch.bool))
+    log_p = copy_mixture(logits, weights, torch.tensor([[0, 2]]), torch.ones(1, 2, dtype=torch.bool), gate)
+    (-log_p[0, 2]).backward()
+    assert all(torch.isfinite(t.grad).all() for t in (logits, scores, gate))
+
+
+def test_repeat_share_and_copy_read_module():
+    read = CopyRead(2)
+    with torch.no_grad():
+        read.gate.weight.zero_()
+        read.gate.bias.fill_(math.log(3.0))                                 # g = 3/4
+    logits, state = torch.zeros(1, 4), torch.zeros(1, 2)
+    weights, items, mask = torch.tensor([[1.0, 0.0]]), torch.tensor([[1, 0]]), torch.tensor([[True, False]])
+    log_p = read(logits, state, weights, items, mask)
+    # p(1) = 1/4 · 1/4 + 3/4 = 13/16, of which the copy gave 3/4 = 12/16; item 0 is padding
+    share = repeat_share(log_p, weights, items, mask, read.gate_logit(state))
+    assert share[0].tolist() == pytest.approx([0.0, 12 / 13, 0.0, 0.0], abs=1e-6)

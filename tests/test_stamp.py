@@ -271,3 +271,122 @@ def test_raw_click_errors_are_clear(tmp_path):
         read_raw_clicks(tmp_path / "bad.csv", "diginetica")
     with pytest.raises(DataError, match="no such file"):
         read_raw_clicks(tmp_path / "missing.dat", "yoochoose")
+
+
+# -- the copy read (model.repeat) -----------------------------------------------------------------
+def tiny_copy(gate_bias: float) -> STAMP:
+    """:func:`tiny` ("official") with the copy read, its gate a constant g = σ(gate_bias)."""
+    m = STAMP(1, 3, dim=2, max_norm=10.0, repeat=True).double()
+    m.load_state_dict({**tiny("official").state_dict(), "copy.gate.weight": torch.zeros(1, 2, dtype=torch.float64),
+                       "copy.gate.bias": torch.tensor([gate_bias], dtype=torch.float64)})
+    return m
+
+
+def test_copy_read_hand_computed_session():
+    import math
+    # session (item 0, item 1): α = (0.731059, 0.5) and z = (0.641937, 0.580026, 1.221963) as in
+    # test_hand_computed_session; the copy weighs the clicks by softmax(α); g = σ(ln 3) = 3/4
+    alpha, z = (0.731059, 0.5), (0.641937, 0.580026, 1.221963)
+    copy = [math.exp(a) / sum(math.exp(b) for b in alpha) for a in alpha] + [0.0]
+    softmax = [math.exp(v) / sum(math.exp(w) for w in z) for v in z]
+    expected = [0.25 * s + 0.75 * c for s, c in zip(softmax, copy)]      # ≈ (0.4852, 0.3949, 0.1198)
+    m = tiny_copy(math.log(3.0))
+    log_p = m.score_all(session(0, 1))[0]
+    np.testing.assert_allclose(log_p.exp().detach().numpy(), expected, atol=1e-6)
+    # items 0 and 1 owe most of their probability to the copy: repeats of their slots; item 2 is
+    # an exploration (the copy gave it nothing); the click attention follows the mode entry
+    rows = m.explain(session(0, 1), torch.tensor([0, 1, 2]))
+    assert [(r[0].kind, r[0].id) for r in rows] == [("repeat", 0), ("repeat", 1), ("explore", -1)]
+    assert rows[0][0].weight == pytest.approx(0.75 * copy[0] / expected[0], abs=1e-6)
+    assert rows[2][0].weight == pytest.approx(1.0)
+    assert [(e.kind, e.id) for e in rows[2][1:]] == [("click", 0), ("click", 1)]
+    # a closed gate recommends everything as an exploration, and the scores are STAMP's softmax
+    shut = tiny_copy(-60.0)
+    assert [r[0].kind for r in shut.explain(session(0, 1), torch.tensor([0, 1, 2]))] == ["explore"] * 3
+    np.testing.assert_allclose(shut.score_all(session(0, 1))[0].exp().detach().numpy(), softmax, atol=1e-6)
+
+
+def test_copy_read_is_off_by_default_and_changes_no_initial_weight():
+    torch.manual_seed(5)
+    plain = STAMP(1, 20, dim=6)
+    torch.manual_seed(5)
+    copying = STAMP(1, 20, dim=6, repeat=True)
+    assert not plain.repeat and not plain.outputs_log_probabilities and copying.outputs_log_probabilities
+    assert not any(k.startswith("copy.") for k in plain.state_dict())
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, copying.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("cls", [STAMP, STMP])
+def test_copy_read_loss_is_the_mixture_nll_of_every_prefix(cls):
+    torch.manual_seed(3)
+    data = sessions([4, 3, 2], n_items=10)
+    m = cls(data.n_users, 10, dim=4, repeat=True).double()
+    task = NextItemTask(data, TrainConfig(batch_size=100, loss="softmax"))
+    (batch,) = list(task.batches(torch.Generator().manual_seed(0)))
+    losses = []
+    for b in range(len(batch.history)):
+        row = batch.history[b][batch.mask[b]]
+        for k in range(1, len(row)):
+            log_p = m.score_all(Query(torch.tensor([-1]), row[None, :k], torch.ones(1, k, dtype=torch.bool)))
+            torch.testing.assert_close(log_p.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+            losses.append(-log_p[0, row[k]])
+    torch.testing.assert_close(task.loss(m, batch), torch.stack(losses).mean())
+
+
+def returning_sessions(n_sessions: int, n_items: int, n_anchors: int, seed: int = 0) -> Interactions:
+    """Sessions a r₁ a r₂ a r₃ a: an anchor item a (one of the first ``n_anchors``, drawn afresh
+    each session) the session returns to after every other click r (drawn from the rest). Every
+    return to a is predictable from the session's own clicks, and from no catalogue embedding."""
+    rng = np.random.default_rng(seed)
+    anchor = rng.integers(0, n_anchors, n_sessions)
+    other = rng.integers(n_anchors, n_items, (n_sessions, 3))
+    item = np.stack([anchor, other[:, 0], anchor, other[:, 1], anchor, other[:, 2], anchor], 1).reshape(-1)
+    sess = np.repeat(np.arange(n_sessions), 7)
+    return Interactions(sess.astype(np.int32), item.astype(np.int32), IdMap.range(n_sessions),
+                        IdMap.range(n_items), timestamp=np.arange(len(sess), dtype=np.float64), session=sess)
+
+
+def test_copy_read_learns_the_repeats_the_catalogue_cannot():
+    split = session_split(returning_sessions(400, 300, 100, seed=2), test_frac=0.1)
+    hits = {}
+    for repeat in (False, True):
+        torch.manual_seed(0)
+        model = build("stamp", split.train.n_users, split.train.n_items, {"dim": 16, "repeat": repeat})
+        cfg = TrainConfig(epochs=8, batch_size=256, lr=0.01, loss="softmax", patience=0)
+        Trainer(cfg, progress=False, echo=lambda *_: None).fit(model, split)
+        hits[repeat] = Evaluator(split, "test", ks=(1,)).evaluate(model)["session"]["HR@1"]
+    # half the cases return to the anchor: the copy read finds it among the clicks (at most 0.5),
+    # the catalogue alone guesses one of 100 anchors
+    assert hits[True] > 0.4 and hits[False] < 0.1, hits
+
+
+def test_copy_read_trains_from_the_cli_and_says_repeat_or_explore(tmp_path):
+    from click.testing import CliRunner
+
+    from memrec.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+    rng = np.random.default_rng(0)
+    lines = ["session_id;user_id;item_id;timeframe;eventdate"]
+    for s in range(1, 121):               # each session returns to its first item: a b a c a
+        a, b, c = 100 + rng.integers(0, 10), 200 + rng.integers(0, 10), 200 + rng.integers(0, 10)
+        lines += [f"{s};NA;{i};{k * 10};2016-05-{1 + s * 27 // 120:02d}" for k, i in enumerate([a, b, a, c, a])]
+    (tmp_path / "views.csv").write_text("\n".join(lines) + "\n")
+    folder, out = tmp_path / "digi", tmp_path / "stamp"
+    assert run("data", "sessions", tmp_path / "views.csv", folder, "--format", "diginetica").exit_code == 0
+    result = run("train", "stamp", "--data", folder, "--out", out, "--epochs", 2, "--set", "model.dim=8",
+                 "--set", "model.repeat=true", "--set", "train.batch_size=64", "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = run("recommend", out, "--session", "1,2", "-k", 4, "--explain")
+    assert result.exit_code == 0, result.output
+    ranked = result.output.splitlines()[2:]
+    assert len(ranked) == 4
+    modes = [line.split("\t")[2] for line in ranked]
+    # the session's own items can only be repeats of their slots, the others explorations
+    for line, mode in zip(ranked, modes):
+        item = line.split("\t")[0].split()[1]
+        assert mode.startswith(f"repeat slot {['1', '2'].index(item)} (") if item in ("1", "2") \
+            else mode.startswith("explore catalogue ("), line

@@ -167,17 +167,22 @@ EXPLAINERS = sorted(n for n, s in REGISTRY.items() if issubclass(s.cls, Explaine
                     and n not in ("cmn",))            # CMN's explain is checked in test_cmn.py
 
 
-@pytest.mark.parametrize("name", SOFTMAX)
+#: the copy read changes what a prefix scores (log-probabilities read from its own clicks)
+COPY_READ = {"stamp": {**SMALL["stamp"], "repeat": True}, "stmp": {**SMALL["stmp"], "repeat": True}}
+
+
+@pytest.mark.parametrize("name, params", [(n, None) for n in SOFTMAX] + list(COPY_READ.items()))
 @torch.no_grad()
-def test_prefix_states_score_like_the_prefix_alone(name):
+def test_prefix_states_score_like_the_prefix_alone(name, params):
     # no future event enters prefix t: position t scores what scoring the first t + 1 events does
-    model, n_items = _model(name)
+    model, n_items = _model(name, params)
     users, history, mask = _histories(n_items, seed=5)
-    states = model.prefix_states(history, mask)
     for t in range(history.shape[1]):
         rows = mask[:, t]
+        positions = torch.zeros_like(mask)
+        positions[:, t] = rows
         prefix = Query(users[rows], history[rows, :t + 1], mask[rows, :t + 1])
-        assert torch.allclose(model.output(states[rows, t]), model.score_all(prefix), atol=1e-5), t
+        assert torch.allclose(model.prefix_outputs(history, mask, positions), model.score_all(prefix), atol=1e-5), t
 
 
 @pytest.mark.parametrize("name", PAIRWISE)

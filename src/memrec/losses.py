@@ -62,6 +62,12 @@ def softmax_cross_entropy(all_scores: torch.Tensor, target: torch.Tensor) -> tor
     return F.cross_entropy(all_scores, target)
 
 
+def negative_log_likelihood(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean −log p(target) of scores that are log-probabilities already (a model's mixture, such
+    as the copy read's): no softmax over them. log_probs [B, n_items], target long [B]."""
+    return F.nll_loss(log_probs, target)
+
+
 PAIRWISE_LOSSES = {"bpr": bpr, "bce": bce, "hinge": hinge, "sampled_softmax": sampled_softmax,
                    "bpr_max": bpr_max}
 """Losses on (positive, sampled negatives) score pairs, by config name."""

@@ -26,7 +26,7 @@ from .data.splits import Split
 from .evaluation import known_interactions
 from .errors import ConfigError
 from .models import base, build, effective_params
-from .models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
+from .models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry, MODE_KINDS,
                                   make_query)
 from .serving.live import LiveModel
 from .serving.store import Event, MemoryStore
@@ -226,7 +226,17 @@ class Recommender:
         """The attention the session's clicks got (those the model's window keeps), strongest
         first, with raw item ids."""
         query = self._session_query(item_ids)
-        return self._explain(query, query.history[0, :1], None)[0]
+        return [e for e in self._explain(query, query.history[0, :1], None)[0] if e.kind not in MODE_KINDS]
+
+    @torch.no_grad()
+    def session_modes(self, item_ids, recommended) -> list[MemoryEntry | None]:
+        """For a live session (its clicks' raw ids) and raw item ids recommended to it: how a
+        copy-read model recommended each one, a "repeat" (of the slot named) or an "explore"
+        entry (:data:`~memrec.models.capabilities.MODE_KINDS`); None for models without one."""
+        query = self._session_query(item_ids)
+        items = torch.as_tensor(self.saved_.items.to_index(recommended, what="item"))
+        rows = self._explain(query, items, 1) if isinstance(self.model_, Explainer) else [[] for _ in items]
+        return [row[0] if row and row[0].kind in MODE_KINDS else None for row in rows]
 
     def _session_query(self, item_ids) -> base.Query:
         if not (isinstance(self.model_, AnonymousScorer) and isinstance(self.model_, HistoryScorer)):

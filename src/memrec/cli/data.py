@@ -57,10 +57,37 @@ def data_info(path, fmt):
         click.echo(f"{side} degree   " + "  ".join(f"q{float(p):g}={v:g}" for p, v in q.items()))
     if dataset.given_split is not None:
         click.echo(f"given split   {dataset.given_split.kind}")
+    _echo_repeat_shares(dataset)
     for name, frame in dataset.extras.items():
         click.echo(f"extra         {name}: {len(frame):,} rows")
     for note in dataset.notes:
         click.echo(f"note          {note}")
+
+
+def _echo_repeat_shares(dataset) -> None:
+    """The share of held-out targets already in the user's or session's history, per split: the
+    dataset's own split if it ships one, else each split memrec makes with the default options."""
+    from ..data.repeats import repeat_shares
+    from ..data.splits import make_split
+    click.echo("repeat share  held-out targets already in the user's or session's history")
+    if dataset.given_split is not None:
+        splits = {"given": lambda: dataset.given_split}
+    else:
+        cfg, data = DataConfig(), dataset.interactions
+        kinds = ["loo", "temporal", "random"] + (["session"] if data.session is not None else [])
+        options = {"loo": {}, "temporal": {"test_frac": cfg.test_frac, "valid_frac": cfg.valid_frac},
+                   "random": {"test_frac": cfg.test_frac, "valid_frac": cfg.valid_frac},
+                   "session": {"test_frac": cfg.test_frac, "valid_frac": cfg.valid_frac}}
+        splits = {kind: (lambda kind=kind: make_split(data, kind, seed=cfg.seed, n_negatives=0,
+                                                      **options[kind])) for kind in kinds}
+    for kind, make in splits.items():
+        try:
+            shares = repeat_shares(make())
+        except DataError as e:                  # a split this data cannot make: say why
+            click.echo(f"  {kind:<11} n/a ({e})")
+            continue
+        click.echo(f"  {kind:<11} " + " · ".join(f"{part} {s.share:.1%} of {s.total:,}"
+                                                for part, s in shares.items()))
 
 
 @data.command("sessions")

@@ -240,8 +240,11 @@ def _recommend_session(rec, clicks: list[str], k: int, explain: bool) -> None:
         # STAMP's attention depends on the session only, so it is the same for every item
         click.echo("  attention per click, strongest first: " + ", ".join(f"{e.id} ({e.weight:.3f})"
                                                        for e in rec.explain_session(clicks)))
-    for rank, (item, score) in enumerate(zip(ids, scores), 1):
-        click.echo(f"  {rank:>3}. {item}\t{score:.4f}")
+    # a copy read says whether each item is a repeat (of which slot) or an exploration
+    modes = rec.session_modes(clicks, ids) if explain else [None] * len(ids)
+    for rank, (item, score, mode) in enumerate(zip(ids, scores, modes), 1):
+        why = "" if mode is None else f"\t{mode.kind} {mode.id} ({mode.weight:.2f})"
+        click.echo(f"  {rank:>3}. {item}\t{score:.4f}{why}")
 
 
 @click.command()

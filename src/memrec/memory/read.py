@@ -380,3 +380,82 @@ def candidate_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tens
 
 
 __all__ += ["candidate_read"]
+
+
+# -- copy read: the attended slots' items as a distribution, mixed with the catalogue --------------
+def copy_distribution(weights: torch.Tensor, slot_items: torch.Tensor, mask: torch.Tensor,
+                      n_items: int) -> torch.Tensor:
+    """The item distribution a read's slot weights put on the items the slots hold, summed over
+    slots holding the same item: c_i = Σ_{m valid, item_m = i} w_m. Dense, for explanations and
+    tests (:func:`copy_mixture` never builds it). weights [B, M] (summing to 1 over the valid
+    slots), slot_items long [B, M], mask bool [B, M] → [B, n_items]."""
+    return weights.new_zeros(len(weights), n_items).scatter_add(1, slot_items, weights * mask)
+
+
+def copy_mixture(logits: torch.Tensor, weights: torch.Tensor, slot_items: torch.Tensor,
+                 mask: torch.Tensor, gate_logit: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the repeat/explore mixture (RepeatNet's decision, Ren et al. 2019):
+
+        p(i) = (1 − g) · softmax(z)_i + g · c_i,    g = σ(gate_logit),  c = the copy distribution
+
+    where c_i sums the read's weights on the slots holding item i. A row with no valid slot has
+    nothing to copy: g is 0 there, and p is the catalogue softmax.
+
+    Cost: the softmax of the logits (which the catalogue product made) plus work on the M slots
+    only: the slots are sorted per row so each distinct item's weight is summed once, and its
+    log-probability is written by one sparse ``index_put``. Computed in log space (``logaddexp``),
+    so no probability underflows to a NaN gradient.
+
+    logits [B, n_items], weights [B, M] (summing to 1 over the valid slots), slot_items long
+    [B, M], mask bool [B, M], gate_logit [B] (±inf: the pure cases) → log p [B, n_items].
+    """
+    B, n_items = logits.shape
+    log_repeat = nn.functional.logsigmoid(gate_logit)
+    log_explore = torch.where(mask.any(1), nn.functional.logsigmoid(-gate_logit), 0.0)   # 1 − g, or 1
+    out = torch.log_softmax(logits, dim=1) + log_explore[:, None]            # (1 − g) softmax(z)
+    # one entry per distinct (row, item): sort the slots by item (padding last), sum each run
+    items, order = slot_items.masked_fill(~mask, n_items).sort(dim=1)
+    w = (weights * mask).gather(1, order)
+    first = torch.ones_like(items, dtype=torch.bool)
+    first[:, 1:] = items[:, 1:] != items[:, :-1]
+    run = first.cumsum(1) - 1
+    mass = torch.zeros_like(w).scatter_add(1, run, w).gather(1, run)         # c_i at each slot
+    lead = first & (items < n_items)
+    rows = torch.arange(B, device=items.device)[:, None].expand_as(items)[lead]
+    cols = items[lead]
+    tiny = torch.finfo(mass.dtype).tiny                                      # log 0 → a finite floor
+    boosted = torch.logaddexp(out[rows, cols], log_repeat[rows] + mass[lead].clamp_min(tiny).log())
+    return out.index_put((rows, cols), boosted)                              # + g c_i, in log space
+
+
+def repeat_share(log_probs: torch.Tensor, weights: torch.Tensor, slot_items: torch.Tensor,
+                 mask: torch.Tensor, gate_logit: torch.Tensor) -> torch.Tensor:
+    """The share of each item's mixture probability that the copy gave it, g·c_i / p(i) ∈ [0, 1]
+    (0 for items no slot holds): whether an item is recommended as a repeat or an exploration.
+    log_probs [B, n_items] (:func:`copy_mixture`'s), the other arguments as there → [B, n_items]."""
+    copy = copy_distribution(weights, slot_items, mask, log_probs.shape[1])
+    gate = torch.sigmoid(gate_logit) * mask.any(1)
+    return (gate[:, None] * copy / log_probs.exp()).nan_to_num(0.0).clamp(0.0, 1.0)
+
+
+class CopyRead(nn.Module):
+    """A copy read with its learned gate: g = σ(w·h + b) from the reader's representation h
+    (repeat vs explore), mixing the read's slot weights as an item distribution with the
+    catalogue softmax (:func:`copy_mixture`).
+
+    Shapes: logits [B, n_items], state [B, d], weights / slot_items / mask [B, M] → [B, n_items]
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gate = nn.Linear(dim, 1)
+
+    def gate_logit(self, state: torch.Tensor) -> torch.Tensor:
+        return self.gate(state).squeeze(-1)
+
+    def forward(self, logits: torch.Tensor, state: torch.Tensor, weights: torch.Tensor,
+                slot_items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return copy_mixture(logits, weights, slot_items, mask, self.gate_logit(state))
+
+
+__all__ += ["copy_distribution", "copy_mixture", "repeat_share", "CopyRead"]

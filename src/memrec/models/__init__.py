@@ -27,6 +27,10 @@ from .baselines.gru4rec import GRU4Rec
 from .baselines.sasrec import SASRec
 from .baselines.itemknn import ItemKNN
 from .baselines.pop import Popularity
+from .baselines.recency import SessionRecency
+from .baselines.sknn import SKNN
+from .baselines.stan import STAN
+from .baselines.vsknn import VSKNN
 from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
 from .dmn import PurchaseDMN
@@ -107,6 +111,13 @@ REGISTRY: dict[str, ModelSpec] = {
     "ksr": ModelSpec(KSR, "KSR: GRU plus a key-value memory of KG relations with TransE vectors (Huang 2018)",
                      {**_USER_SEQUENCE_DEFAULTS, "loss": "bpr", "n_negatives": 10,
                       "sampler": "popularity", "pretrain_epochs": 20}, reads_transe=True),
+    # session baselines: fitted on the training sessions, so a refit after validation only adds
+    # the validation sessions (the most recent ones, which neighbourhoods need most)
+    "recency": ModelSpec(SessionRecency, "Repeat-by-recency: the session's items, most recent first, then popularity",
+                         {"refit": True}),
+    "sknn": ModelSpec(SKNN, "SKNN: the k most similar recent training sessions vote (Jannach 2017)", {"refit": True}),
+    "vsknn": ModelSpec(VSKNN, "V-SKNN: session kNN with linearly decaying click weights (Ludewig 2018)", {"refit": True}),
+    "stan": ModelSpec(STAN, "STAN: sequence- and time-aware session neighbourhood (Garg 2019)", {"refit": True}),
     "stamp": ModelSpec(STAMP, "STAMP: session clicks read by attention, last click + session mean (Liu 2018)",
                        _SESSION_DEFAULTS),
     "stmp": ModelSpec(STMP, "STMP: STAMP without attention, the paper's ablation (Liu 2018)",

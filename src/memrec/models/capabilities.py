@@ -43,6 +43,10 @@ from .base import Model, Query
 
 #: the kinds of memory entries an explanation names
 ENTRY_KINDS = ("user", "item", "relation", "slot", "click")
+#: the first entry of a copy-read model's explanation: the item was recommended as a "repeat" of
+#: a remembered slot (its id: the slot, its weight: the share of the item's probability the copy
+#: gave) or as an "explore" of the catalogue (its weight: the catalogue's share)
+MODE_KINDS = ("repeat", "explore")
 
 
 # -- queries ---------------------------------------------------------------------------------------
@@ -158,7 +162,8 @@ class ItemStateScorer(Model):
 # -- explanations ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MemoryEntry:
-    """One memory entry a score attended to: ``kind`` (one of :data:`ENTRY_KINDS`), its index
+    """One memory entry a score attended to: ``kind`` (one of :data:`ENTRY_KINDS`, or of
+    :data:`MODE_KINDS` for how a copy read recommended the item), its index
     (a user or item index, a relation or slot number), and its attention weight."""
 
     kind: str
@@ -219,6 +224,12 @@ def ranked_entries(kind: str, ids: torch.Tensor, weights: torch.Tensor) -> list[
 class NextItemSoftmax(Model):
     """Next-item training with a full softmax: every prefix's state in one causal pass."""
 
+    #: the scores (``prefix_outputs``, ``score_all``) are log-probabilities already — a mixture
+    #: such as the copy read's (``memory/read.py``), which no softmax over logits can express —
+    #: so training takes their negative log-likelihood instead of a softmax cross-entropy. An
+    #: instance attribute where a hyper-parameter decides (STAMP's ``repeat``).
+    outputs_log_probabilities: bool = False
+
     @abstractmethod
     def prefix_states(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The state after every position of a right-padded history [B, L] → [B, L, d];
@@ -226,7 +237,15 @@ class NextItemSoftmax(Model):
 
     @abstractmethod
     def output(self, states: torch.Tensor) -> torch.Tensor:
-        """Scores of every item: states [..., d] → [..., n_items]."""
+        """Scores of every item from the catalogue: states [..., d] → [..., n_items]."""
+
+    def prefix_outputs(self, history: torch.Tensor, mask: torch.Tensor,
+                       positions: torch.Tensor) -> torch.Tensor:
+        """Scores of every item after the positions bool [B, L] selects, in row-major order →
+        [P, n_items]: what next-item training ranks each target by. The default is ``output``
+        of those prefix states; a model whose scores read more than the state (a copy read over
+        the prefix's own clicks) overrides it."""
+        return self.output(self.prefix_states(history, mask)[positions])
 
 
 class NextItemPairwise(Model):
@@ -275,6 +294,6 @@ class StreamLearner(Model):
     def forget_pending(self) -> None: ...
 
 
-__all__ = ["ENTRY_KINDS", "HistoryScorer", "AnonymousScorer", "make_query", "StatefulScorer",
+__all__ = ["ENTRY_KINDS", "MODE_KINDS", "HistoryScorer", "AnonymousScorer", "make_query", "StatefulScorer",
            "ItemStateScorer", "MemoryEntry", "Explainer", "StateExplainer", "AttentionTracer", "ranked_entries",
            "NextItemSoftmax", "NextItemPairwise", "PurchasePredictor", "StreamLearner"]

@@ -1,5 +1,5 @@
 """Session memories: models whose memory is the session's own events (STAMP/STMP, the purchase
-DMN). The state a live session keeps is those events — an :class:`~memrec.memory.state.ItemWindow`
+DMN, and the session-neighbourhood baselines, which read it without attention). The state a live session keeps is those events — an :class:`~memrec.memory.state.ItemWindow`
 of the latest ``max_history`` — and every score re-reads them with the model's attention.
 """
 
@@ -13,11 +13,12 @@ from ..memory.state import ItemWindow
 from .capabilities import AnonymousScorer, HistoryScorer, StatefulScorer
 
 
-class SessionMemory(StatefulScorer, HistoryScorer, AnonymousScorer):
-    """The stateful contract for a memory of the session's events.
+class SessionWindow(StatefulScorer, HistoryScorer, AnonymousScorer):
+    """The stateful contract of every model that scores a session from its own clicks alone
+    (the session memories below, and the session-neighbourhood baselines): the state is the
+    latest ``max_history`` clicks, an event appends one, a score reads the window.
 
-    Subclasses implement :meth:`session_state` (the representation after a window's last event)
-    and :meth:`output` (scores of every item from it).
+    Subclasses implement :meth:`window_scores`.
 
     Shapes
     ------
@@ -27,13 +28,8 @@ class SessionMemory(StatefulScorer, HistoryScorer, AnonymousScorer):
     state_type = ItemWindow
 
     @abstractmethod
-    def session_state(self, history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, object]:
-        """(representation [B, d], the read's attention) after the last event of each
-        left-aligned, right-padded window history [B, W]."""
-
-    @abstractmethod
-    def output(self, states: torch.Tensor) -> torch.Tensor:
-        """Scores of every item: states [..., d] → [..., n_items]."""
+    def window_scores(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Scores of every item after a left-aligned, right-padded window [B, W] → [B, n_items]."""
 
     def init_state(self, users: torch.Tensor) -> ItemWindow:
         return ItemWindow.empty(len(users), device=users.device)
@@ -46,8 +42,28 @@ class SessionMemory(StatefulScorer, HistoryScorer, AnonymousScorer):
         return ItemWindow.from_history(history, mask, self.max_history)
 
     def score_state(self, state: ItemWindow, users, items=None) -> torch.Tensor:
-        scores = self.output(self.session_state(state.items, state.mask)[0])
+        scores = self.window_scores(state.items, state.mask)
         return scores if items is None else scores.gather(1, items)
 
 
-__all__ = ["SessionMemory"]
+class SessionMemory(SessionWindow):
+    """The stateful contract for a memory of the session's events.
+
+    Subclasses implement :meth:`session_state` (the representation after a window's last event)
+    and :meth:`output` (scores of every item from it).
+    """
+
+    @abstractmethod
+    def session_state(self, history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, object]:
+        """(representation [B, d], the read's attention) after the last event of each
+        left-aligned, right-padded window history [B, W]."""
+
+    @abstractmethod
+    def output(self, states: torch.Tensor) -> torch.Tensor:
+        """Scores of every item: states [..., d] → [..., n_items]."""
+
+    def window_scores(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.output(self.session_state(items, mask)[0])
+
+
+__all__ = ["SessionWindow", "SessionMemory"]

@@ -24,6 +24,16 @@ Every prefix of a session is a prediction point. :meth:`STAMP.prefix_states` com
 one causal pass: m_s for all prefixes by a cumulative sum, attention for all prefixes with a
 lower-triangular mask (O(L²d) per session), so training never runs one forward per prefix.
 
+Copy read (``repeat = True``; off by default, so the shipped results do not change)
+------------------------------------------------------------------------------------
+STAMP can only recommend an item through its catalogue embedding, yet a quarter of next clicks
+are re-clicks. With the copy read (``memory/read.py``, :func:`~memrec.memory.read.copy_mixture`)
+the attention α of eq. (7), normalised by a softmax over the clicks, becomes a distribution c over
+the clicked items (summed over repeated clicks), mixed with the catalogue softmax by a learned gate
+on the representation, g = σ(w·(h_s ⊙ h_t) + b) (RepeatNet's repeat/explore decision, Ren et al.
+2019): p = (1 − g)·softmax(z) + g·c. Scores are then log p, and training minimises −log p of the
+target (``outputs_log_probabilities``). STMP has no attention: its copy weighs the clicks alike.
+
 Deviations from the paper
 -------------------------
 ``variant="official"`` (default) follows the authors' code where it differs from the paper:
@@ -42,7 +52,7 @@ import torch
 from torch import nn
 
 from ..memory.state import ItemWindow
-from ..memory.read import AdditiveScore, prefix_mask, weighted_read
+from ..memory.read import AdditiveScore, CopyRead, masked_softmax, prefix_mask, repeat_share, weighted_read
 from .base import Query
 from .capabilities import MemoryEntry, StateExplainer, NextItemSoftmax, ranked_entries
 from .session_memory import SessionMemory
@@ -86,6 +96,10 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax):
         Normal init std of the item table and of the dense weights (0.002 / 0.05, as the code).
     max_history : int or None
         Keep only the most recent clicks of a long session (None: the whole session, as STAMP).
+    repeat : bool
+        Add the copy read (``memory/read.py``): the attention over the clicks, normalised by a
+        softmax, becomes a distribution over the clicked items, mixed with the catalogue softmax
+        by a learned gate; scores are then log-probabilities (see "Copy read" above).
 
     Shapes
     ------
@@ -103,7 +117,7 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax):
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 100, attention: bool = True,
                  variant: str = "official", max_norm: float = 1.0, embed_std: float = 0.002,
-                 weight_std: float = 0.05, max_history: int | None = None):
+                 weight_std: float = 0.05, max_history: int | None = None, repeat: bool = False):
         super().__init__(n_users, n_items)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
@@ -120,6 +134,11 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax):
         for name, p in self.named_parameters():
             if name != "item_embedding.weight":
                 nn.init.normal_(p, std=weight_std) if p.dim() > 1 else nn.init.zeros_(p)
+        self.repeat = self.outputs_log_probabilities = repeat
+        if repeat:      # built after the others' init: their random draws stay those of repeat=False
+            self.copy = CopyRead(dim)    # gate g = σ(w·(h_s ⊙ h_t) + b): repeat vs explore
+            nn.init.normal_(self.copy.gate.weight, std=weight_std)
+            nn.init.zeros_(self.copy.gate.bias)
 
     # -- the model ----------------------------------------------------------------------------
     def _clicks(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -169,6 +188,35 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax):
         """Trilinear scores of every item, eq. (10). states [..., d] → [..., n_items]."""
         return states @ self.item_embedding.weight.T
 
+    # -- the copy read (repeat = True) ------------------------------------------------------------
+    def copy_weights(self, alpha: torch.Tensor, readable: torch.Tensor) -> torch.Tensor:
+        """The attention α of eq. (7) as a distribution over the readable clicks (STAMP's α is
+        unnormalised; STMP has none, so its clicks weigh alike). [P, L] → [P, L]."""
+        return masked_softmax(alpha, readable)
+
+    def _mixture(self, logits, states, alpha, clicks, readable) -> torch.Tensor:
+        """log p of the repeat/explore mixture: logits [P, n_items], states [P, d], α / clicks /
+        readable [P, L] → [P, n_items]."""
+        return self.copy(logits, states, self.copy_weights(alpha, readable), clicks, readable)
+
+    def prefix_outputs(self, history: torch.Tensor, mask: torch.Tensor,
+                       positions: torch.Tensor) -> torch.Tensor:
+        """Scores after the selected prefixes (log-probabilities with the copy read, each prefix
+        copying from its own readable clicks)."""
+        if not self.repeat:
+            return super().prefix_outputs(history, mask, positions)
+        x = self._clicks(history, mask)
+        readable = prefix_mask(mask, self.max_history)
+        states, alpha = self._represent(x, _running_mean(x, mask, self.max_history), x, readable)
+        states = states[positions]
+        rows = positions.nonzero()[:, 0]                     # row-major, as boolean indexing
+        return self._mixture(self.output(states), states, alpha[positions], history[rows], readable[positions])
+
+    def window_scores(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        state, alpha = self.session_state(items, mask)
+        logits = self.output(state)
+        return self._mixture(logits, state, alpha, items, mask) if self.repeat else logits
+
 
 class STAMP(ShortTermMemory, StateExplainer):
     """STAMP: short-term attention/memory priority (see :class:`ShortTermMemory`; ``attention``
@@ -180,11 +228,26 @@ class STAMP(ShortTermMemory, StateExplainer):
     def explain_state(self, window: ItemWindow, users: torch.Tensor,
                       items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The attention α each click of the session got (eq. (7); the clicks the window
-        keeps). It depends on the session only, so every item gets the same entries."""
-        alpha = self.session_state(window.items, window.mask)[1][0]
+        keeps). It depends on the session only, so every item gets the same entries.
+
+        With the copy read, each item's entries start with how it was recommended: a "repeat"
+        entry (id: the window slot of the item's latest click, weight: the share of its
+        probability the copy gave) when the copy gave at least half of it, else an "explore"
+        entry (id -1, weight: the catalogue's share)."""
+        state, alpha = self.session_state(window.items, window.mask)
         clicks = window.mask[0]
-        ranked = ranked_entries("click", window.items[0][clicks], alpha[clicks])
-        return [ranked for _ in range(len(items))]
+        ranked = ranked_entries("click", window.items[0][clicks], alpha[0][clicks])
+        if not self.repeat:
+            return [ranked for _ in range(len(items))]
+        log_p = self._mixture(self.output(state), state, alpha, window.items, window.mask)
+        weights = self.copy_weights(alpha, window.mask)
+        share = repeat_share(log_p, weights, window.items, window.mask, self.copy.gate_logit(state))[0, items]
+        holds = (window.items[0][None, :] == items[:, None]) & clicks         # [C, W]
+        slots = torch.arange(holds.shape[1], device=holds.device)
+        latest = torch.where(holds, slots, -1).max(1).values             # -1: not clicked
+        modes = [MemoryEntry("repeat", int(slot), float(r)) if r >= 0.5 else MemoryEntry("explore", -1, float(1 - r))
+                 for slot, r in zip(latest.tolist(), share.tolist())]
+        return [[mode, *ranked] for mode in modes]
 
 
 class STMP(ShortTermMemory):
@@ -192,10 +255,10 @@ class STMP(ShortTermMemory):
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 100, variant: str = "official",
                  max_norm: float = 1.0, embed_std: float = 0.002, weight_std: float = 0.05,
-                 max_history: int | None = None):
+                 max_history: int | None = None, repeat: bool = False):
         super().__init__(n_users, n_items, dim=dim, attention=False, variant=variant,
                          max_norm=max_norm, embed_std=embed_std, weight_std=weight_std,
-                         max_history=max_history)
+                         max_history=max_history, repeat=repeat)
 
 
 __all__ = ["ShortTermMemory", "STAMP", "STMP", "clip_norm"]

@@ -44,7 +44,7 @@ from ..data.query import Query
 from ..errors import DataError
 from ..memory.state import ItemWindow, TensorState
 from ..models.capabilities import (AnonymousScorer, Explainer, HistoryScorer, MemoryEntry,
-                                   StateExplainer, StatefulScorer, make_query)
+                                   MODE_KINDS, StateExplainer, StatefulScorer, make_query)
 from .store import SHARED_KEY, Event, Record, StateStore
 
 
@@ -338,6 +338,8 @@ class LiveModel:
             label = self.saved.users.to_raw([entry.id])[0]
         elif entry.kind in ("item", "click"):
             label = self._item_ids[entry.id % self.n_items]     # DMN's typed tokens: their item
+        elif entry.kind in MODE_KINDS:                          # a copy read's repeat / explore
+            label = f"slot {entry.id}" if entry.kind == "repeat" else "catalogue"
         else:
             names = self.model.entry_labels()
             label = names[entry.id] if names else entry.id

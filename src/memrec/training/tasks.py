@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..data.interactions import Interactions
-from ..losses import PAIRWISE_LOSSES, pairwise_loss, softmax_cross_entropy
+from ..losses import PAIRWISE_LOSSES, negative_log_likelihood, pairwise_loss, softmax_cross_entropy
 from ..errors import ConfigError
 from ..models.base import Query, Model
 from ..models.capabilities import (HistoryScorer, NextItemPairwise, NextItemSoftmax,
@@ -172,8 +172,11 @@ class NextItemTask(StatelessTask):
     def loss(self, model: Model, batch: SequenceBatch) -> torch.Tensor:
         predicts = batch.mask[:, 1:]                                           # position t has a next item
         if self.softmax:
-            states = model.prefix_states(batch.history, batch.mask)[:, :-1][predicts]
-            return softmax_cross_entropy(model.output(states), batch.targets)
+            positions = torch.nn.functional.pad(predicts, (0, 1))              # the last has none
+            scores = model.prefix_outputs(batch.history, batch.mask, positions)
+            if model.outputs_log_probabilities:                                # a mixture: its NLL
+                return negative_log_likelihood(scores, batch.targets)
+            return softmax_cross_entropy(scores, batch.targets)
         P = len(batch.targets)
         candidates = batch.history.new_zeros(*batch.history.shape, 1 + self.n_negatives)
         candidates[:, :-1][predicts] = torch.cat([batch.targets[:, None], batch.negatives], dim=1)
