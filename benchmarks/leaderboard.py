@@ -37,7 +37,7 @@ OUT = ROOT / "benchmarks" / "results" / "leaderboard"
 #: anonymous history fit (STAMP, GRU4Rec, SASRec, ...; see `memrec models --capabilities`).
 USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec",
                "rumi", "rumf", "mars", "nmrn", "cmn"]
-SESSION_MODELS = ["pop", "gru4rec", "sasrec", "stamp", "stmp"]
+SESSION_MODELS = ["pop", "recency", "sknn", "vsknn", "stan", "gru4rec", "sasrec", "stamp", "stmp"]
 DATASETS = {
     "ml-100k": {"path": "ml-100k", "split": ["data.split=loo", "data.n_negatives=100"],
                 "models": USER_MODELS + ["ksr"], "rank_by": ("full", "NDCG@10")},

@@ -282,7 +282,8 @@ def _scatter_sum(rows: np.ndarray, items: np.ndarray, weights: np.ndarray, batch
                  n_items: int) -> torch.Tensor:
     """Dense [B, I] float32 scores: Σ of ``weights`` per (row, item). Summed in float64 by one
     ``bincount`` over the distinct keys (deterministic order), then scattered."""
-    scores = torch.zeros(batch_size * n_items, dtype=torch.float32)
+    # the neighbourhood is computed with NumPy on the CPU; the caller moves the scores
+    scores = torch.zeros(batch_size * n_items, dtype=torch.float32, device="cpu")
     if len(rows):
         keys, inverse = np.unique(rows * n_items + items, return_inverse=True)
         sums = np.bincount(inverse.ravel(), weights=weights, minlength=len(keys))
