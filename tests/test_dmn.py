@@ -13,6 +13,8 @@ from memrec.data.typed_sessions import (CART, PURCHASE, VIEW, TypedSessionConfig
 from memrec.models import build
 from memrec.errors import ConfigError
 from memrec.models.base import Query
+
+from .session_fixtures import ring_session_files
 from memrec.models.dmn import PurchaseDMN, event_tokens
 from memrec.purchases import evaluate_purchases, purchase_cases, split_sessions_by_time
 from memrec.training.config import TrainConfig
@@ -254,14 +256,7 @@ def test_dmn_trains_from_the_cli_on_session_files_and_explains_a_live_session(tm
     def run(*args):
         return CliRunner().invoke(main, [str(a) for a in args])
 
-    rng = np.random.default_rng(0)
-    lines = ["session_id;user_id;item_id;timeframe;eventdate"]
-    for s in range(1, 201):
-        start, day = rng.integers(0, 20), 1 + s * 27 // 200
-        lines += [f"{s};NA;{100 + (start + k) % 20};{k * 10};2016-05-{day:02d}" for k in range(4)]
-    (tmp_path / "views.csv").write_text("\n".join(lines) + "\n")
-    folder = tmp_path / "digi"
-    assert run("data", "sessions", tmp_path / "views.csv", folder, "--format", "diginetica").exit_code == 0
+    folder = ring_session_files(tmp_path)
     config = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "dmn_yoochoose1_64.toml"
     out = tmp_path / "dmn"
     result = run("train", "dmn", "--data", folder, "--config", config, "--out", out, "--epochs", 3,

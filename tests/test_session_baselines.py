@@ -15,6 +15,7 @@ from memrec.models.baselines.session_knn import training_sessions
 from memrec.models.capabilities import AnonymousScorer, HistoryScorer, StatefulScorer
 
 from .conftest import shared_path
+from .session_fixtures import ring_session_files
 
 SESSION_MODELS = ("recency", "sknn", "vsknn", "stan")
 
@@ -211,30 +212,12 @@ def test_bad_options_are_clear_errors():
 
 
 # -- the CLI and the real data ------------------------------------------------------------------
-def _session_files(tmp_path):
-    """SR-GNN session files of 200 sessions, each four steps around a ring of 20 items."""
-    from click.testing import CliRunner
-
-    from memrec.cli import main
-    rng = np.random.default_rng(0)
-    lines = ["session_id;user_id;item_id;timeframe;eventdate"]
-    for s in range(1, 201):
-        start, day = rng.integers(0, 20), 1 + s * 27 // 200
-        lines += [f"{s};NA;{100 + (start + k) % 20};{k * 10};2016-05-{day:02d}" for k in range(4)]
-    (tmp_path / "views.csv").write_text("\n".join(lines) + "\n")
-    folder = tmp_path / "digi"
-    result = CliRunner().invoke(main, ["data", "sessions", str(tmp_path / "views.csv"), str(folder),
-                                       "--format", "diginetica"])
-    assert result.exit_code == 0, result.output
-    return folder
-
-
 @pytest.mark.parametrize("name", ["vsknn", "stan"])
 def test_trains_from_the_cli_on_session_files_and_recommends_a_live_session(name, tmp_path):
     from click.testing import CliRunner
 
     from memrec.cli import main
-    folder, out = _session_files(tmp_path), tmp_path / name
+    folder, out = ring_session_files(tmp_path), tmp_path / name
     result = CliRunner().invoke(main, ["train", name, "--data", str(folder), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "results.json").read_text())["metrics"]["session"]
