@@ -170,6 +170,13 @@ class ExposureAccumulator:
         for k, e in top_k_exposure(scores, self.ks).items():
             self.exposures[k].add_(e)
 
+    def merge_(self, world) -> None:
+        """Add every rank's exposures (a :class:`memrec.distributed.World`; one process: no-op)."""
+        from .distributed import all_reduce_sum
+        for e in self.exposures.values():
+            for tensor in (e.counts, e.certain, e.log_miss):
+                tensor.copy_(all_reduce_sum(tensor, world))
+
     def metrics(self, popularity: np.ndarray, n_users: int) -> dict[str, float]:
         return catalogue_metrics(self.exposures, popularity, n_users)
 

@@ -20,6 +20,10 @@ session split, ``session`` on an interaction split) is a :class:`~memrec.errors.
 that says why; ``protocols=None`` runs every protocol the split supports. A metric undefined for
 some requests (AUC with no non-relevant candidate) is averaged over the others, and
 ``"<metric>_undefined"`` reports how many were left out.
+
+Under torchrun (``world``, :mod:`memrec.distributed`) each rank evaluates a contiguous share of
+the requests, and the per-request sums and counts (and the catalogue exposures) are added over
+the ranks before any ratio is taken: the metrics equal one process's, to float64 rounding.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .beyond_accuracy import ExposureAccumulator, item_popularity
 from .data.interactions import Interactions
 from .data.splits import Candidates, NextItemCases, Split
@@ -124,6 +129,21 @@ class MetricAccumulator:
             self.counts[name] = self.counts.get(name, 0) + int(defined.sum())
             self.undefined[name] = self.undefined.get(name, 0) + int((~defined).sum())
 
+    def merged(self, world: distributed.World) -> "MetricAccumulator":
+        """The sums and counts of every rank's accumulator, added in rank order (ranks without
+        requests contribute nothing, whatever metrics the others saw)."""
+        if not world.distributed:
+            return self
+        parts = [None] * world.size
+        torch.distributed.all_gather_object(parts, (self.sums, self.counts, self.undefined, self.count))
+        out = MetricAccumulator()
+        for sums, counts, undefined, count in parts:
+            for total, part in ((out.sums, sums), (out.counts, counts), (out.undefined, undefined)):
+                for name, value in part.items():
+                    total[name] = total.get(name, 0) + value
+            out.count += count
+        return out
+
     def mean(self) -> dict[str, float]:
         out = {name: (s / self.counts[name] if self.counts[name] else float("nan"))
                for name, s in self.sums.items()}
@@ -147,16 +167,19 @@ class Evaluator:
     batch_size : requests per scoring call.
     beyond_accuracy : also report Coverage, Gini, Novelty and AvgPop for full and session.
     progress : a progress bar over each protocol's requests (None: only when stderr is a terminal).
+    world : the ranks sharing the requests (None: torchrun's process group if there is one, else
+        this process alone); every rank gets the metrics of all requests.
     """
 
     def __init__(self, split: Split, part: str = "test", *, protocols=None,
                  ks=KS, batch_size: int = 1024, beyond_accuracy: bool = True,
-                 progress: bool | None = False):
+                 progress: bool | None = False, world: distributed.World | None = None):
         if part not in ("valid", "test"):
             raise ValueError(f"part must be valid or test, not {part!r}")
         self.split, self.part, self.ks, self.batch_size = split, part, tuple(ks), batch_size
         self.beyond_accuracy = beyond_accuracy
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.world = distributed.current() if world is None else world
+        self.progress = self.world.is_main and (sys.stderr.isatty() if progress is None else progress)
         cases, heldout, negatives = _part(split, part)
         self.cases: NextItemCases | None = cases
         self.negatives: Candidates | None = negatives
@@ -213,13 +236,18 @@ class Evaluator:
             model.train(was_training)
 
     def _batches(self, n: int, protocol: str):
-        """Row ranges of ``batch_size`` requests, counted on a progress bar when asked for."""
-        with tqdm(total=n, desc=f"{protocol} ranking ({self.part})", unit="req", leave=False,
+        """This rank's requests (all of them in one process) in runs of ``batch_size``, counted
+        on a progress bar when asked for."""
+        mine = self.world.shard(n)
+        with tqdm(total=len(mine), desc=f"{protocol} ranking ({self.part})", unit="req", leave=False,
                   disable=not self.progress, dynamic_ncols=True) as bar:
-            for start in range(0, n, self.batch_size):
-                rows = np.arange(start, min(start + self.batch_size, n))
+            for start in range(0, len(mine), self.batch_size):
+                rows = mine[start:start + self.batch_size]
                 yield rows
                 bar.update(len(rows))
+
+    def _mean(self, acc: MetricAccumulator) -> dict[str, float]:
+        return acc.merged(self.world).mean()
 
     def _exposure(self) -> ExposureAccumulator | None:
         return ExposureAccumulator(self.split.train.n_items, self.ks) if self.beyond_accuracy else None
@@ -227,6 +255,7 @@ class Evaluator:
     def _with_catalogue_metrics(self, metrics: dict[str, float],
                                 exposure: ExposureAccumulator | None) -> dict[str, float]:
         if exposure is not None:
+            exposure.merge_(self.world)
             metrics.update(exposure.metrics(*item_popularity(self.split.train.user_items())))
         return metrics
 
@@ -243,7 +272,7 @@ class Evaluator:
             acc.add(metric_values(counts, self.ks))
             if exposure is not None:
                 exposure.add(scores)         # the lists just ranked: known items are at −inf
-        return self._with_catalogue_metrics(acc.mean(), exposure)
+        return self._with_catalogue_metrics(self._mean(acc), exposure)
 
     def _sampled(self, model: Model) -> dict[str, float]:
         acc = MetricAccumulator()
@@ -267,7 +296,7 @@ class Evaluator:
             query = make_query(model, users, self.history_indptr, self.history_items)
             scores = model.score_items(query, candidates.to(model.device)).detach().float().cpu()
             acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
-        return acc.mean()
+        return self._mean(acc)
 
     def _is_known(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """bool [B, N]: whether items[b, n] is among users[b]'s known (train/valid) items."""
@@ -289,4 +318,4 @@ class Evaluator:
             acc.add(metric_values(rank_counts(scores, relevant, mask), self.ks))
             if exposure is not None:
                 exposure.add(scores)
-        return self._with_catalogue_metrics(acc.mean(), exposure)
+        return self._with_catalogue_metrics(self._mean(acc), exposure)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed
 from .checkpoint import SavedModel, load_model, save_model
 from .data.interactions import Interactions
 from .data.splits import Split
@@ -81,7 +82,8 @@ class Recommender:
         cfg = self.config.train
         if cfg.tensorboard and run_dir is None:
             raise ConfigError("train.tensorboard writes into the run folder: give a run_dir")
-        callbacks = [*([] if run_dir is None else run_folder_callbacks(run_dir, cfg)), *callbacks]
+        writes = run_dir is not None and distributed.current().is_main    # rank 0 alone writes
+        callbacks = [*(run_folder_callbacks(run_dir, cfg) if writes else []), *callbacks]
         session = {"progress": progress, "echo": echo, "callbacks": callbacks}
         model, self.result_ = self._train(split, cfg, run_dir=run_dir, resume=resume, **session)
         known = known_interactions(split, "test")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from .checkpoint import load_model, save_graph_model
 from .data.interactions import IdMap
 from .errors import CheckpointError, ConfigError, DataError
@@ -163,7 +164,8 @@ def linked_items_only(dataset) -> "Interactions":
     return kept
 
 
-def _check_new_run_dir(out: Path, resume: bool) -> None:
+def check_new_run_dir(out: Path, resume: bool) -> None:
+    """A new run needs an empty or absent ``out``; a resume, one with ``run.json``."""
     if resume:
         if not (out / "run.json").is_file():
             raise CheckpointError(f"{out}: nothing to resume (no run.json)")
@@ -178,10 +180,13 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     on the graph at ``data_path`` (:func:`train_graph_run`)."""
     if config.train.tensorboard:
         require_tensorboard()             # before any data is read: an error costs no time
+    world = distributed.current()
+    check_distributed(config, world)
     if spec(config.model).data == "knowledge_graph":
         return train_graph_run(config, data_path, out, resume=resume, progress=progress, echo=echo)
     out = Path(out)
-    _check_new_run_dir(out, resume)
+    check_new_run_dir(out, resume)
+    distributed.barrier(world)        # every rank has checked --out before rank 0 creates it
     resolve_device(config.train.device)
     build(config.model, 2, 2, config.model_params)   # the constructor's option checks, before the data
     data_seed = config.data.seed
@@ -195,19 +200,13 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     else:
         data_name, split = prepare_split(data_path, config.data, echo)
         check_transe_source(config, data_path, out)     # KSR: a graph without slots fails before any write
-        out.mkdir(parents=True, exist_ok=True)
-        save_split(out / "split.npz", split)
-        atomic_write_json(out / "ids.json", {"users": split.train.users.to_json(),
-                                             "items": split.train.items.to_json()})
-        atomic_write_json(out / "run.json", {"data": data_name, "data_path": str(Path(data_path).resolve()),
-                                             "config": config.to_json()})
-    # KSR: TransE vectors of the dataset's graph, trained or reused into out/transe (not recorded
-    # in run.json: a resume finds them again by content hash)
-    model_config = with_transe_vectors(config, data_path, out, echo=echo or echo_stderr,
-                                       train_graph=train_graph_run)
+        if world.is_main:
+            _start_run_dir(out, split, data_name, data_path, config)
+    model_config = _with_transe_vectors(config, data_path, out, echo, world)
     rec = Recommender.from_config(model_config)
     rec.fit_split(split, run_dir=out, resume=resume, progress=progress, echo=echo)
-    rec.save(out)
+    if world.is_main:
+        rec.save(out)
     protocols = (None if config.train.test_protocols.strip() == "auto"
                  else tuple(p.strip() for p in config.train.test_protocols.split(",")))
     metrics, eval_seconds = evaluate_split(rec.model_, split, protocols, config.train.eval_batch_size,
@@ -215,12 +214,51 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
     results = {"model": config.model, "data": data_name, "split": split.kind,
                "params": config.model_params,
                "seeds": {"train": config.train.seed, "data": data_seed},
+               "world_size": world.size,
                "best_epoch": rec.result_.best_epoch,
                "refit_epochs": rec.result_.refit_epochs,
                "train_seconds": rec.result_.train_seconds, "eval_seconds": eval_seconds,
                "metrics": metrics}
-    atomic_write_json(out / "results.json", results)
+    if world.is_main:
+        atomic_write_json(out / "results.json", results)
     return results
+
+
+def check_distributed(config: RunConfig, world: distributed.World) -> None:
+    """Whether ``config``'s model trains data-parallel on ``world`` (before any data is read)."""
+    if not world.distributed:
+        return
+    if spec(config.model).data == "knowledge_graph":
+        raise ConfigError(f"{config.model} trains on a knowledge graph in one process (minutes); "
+                          "leave out --nproc / torchrun")
+    distributed.check_trainable(build(config.model, 2, 2, config.model_params), world,
+                                resolve_device(config.train.device))
+
+
+def _start_run_dir(out: Path, split: Split, data_name: str, data_path, config: RunConfig) -> None:
+    """A new run folder: the split, its id maps and ``run.json`` (what a resume reads)."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_split(out / "split.npz", split)
+    atomic_write_json(out / "ids.json", {"users": split.train.users.to_json(),
+                                         "items": split.train.items.to_json()})
+    atomic_write_json(out / "run.json", {"data": data_name, "data_path": str(Path(data_path).resolve()),
+                                         "config": config.to_json()})
+
+
+def _with_transe_vectors(config: RunConfig, data_path, out: Path, echo, world) -> RunConfig:
+    """KSR: TransE vectors of the dataset's graph, trained or reused into out/transe (not recorded
+    in run.json: a resume finds them again by content hash). In a distributed run rank 0 trains
+    them by itself; the other ranks then reuse its folder."""
+    def vectors() -> RunConfig:
+        return with_transe_vectors(config, data_path, out, echo=echo or echo_stderr,
+                                   train_graph=train_graph_run)
+    if not world.distributed:
+        return vectors()
+    if world.is_main:
+        with distributed.alone():
+            model_config = vectors()
+    distributed.barrier(world)
+    return model_config if world.is_main else vectors()
 
 
 #: the ``[data]`` keys a knowledge-graph run reads; the others describe interaction data
@@ -254,7 +292,7 @@ def train_graph_run(config: RunConfig, data_path: str | Path, out: str | Path, *
     echo = echo or echo_stderr
     out = Path(out)
     _check_graph_config(config)
-    _check_new_run_dir(out, resume)
+    check_new_run_dir(out, resume)
     data_cfg = config.data
     if resume:
         run = _read_run(out)
@@ -312,7 +350,7 @@ def evaluate_split(model, split: Split, protocols=None, batch_size: int = 1024, 
 
 def recorded_config(out: str | Path) -> RunConfig:
     """The configuration a run was started with (its ``run.json``): what ``--resume`` continues."""
-    _check_new_run_dir(Path(out), resume=True)
+    check_new_run_dir(Path(out), resume=True)
     run = _read_run(Path(out))
     try:
         return RunConfig.from_json(run["config"])

@@ -54,8 +54,15 @@ class ErrorHandlingGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             message = str(e) if not isinstance(e, OSError) else f"{e.filename}: {e.strerror}"
-            click.echo(f"memrec: error: {message}", err=True)
+            click.echo(f"memrec: error: {_rank_prefix()}{message}", err=True)
             ctx.exit(2)
+
+
+def _rank_prefix() -> str:
+    """"rank N: " in the errors of a distributed job's ranks other than 0 (rank 0 speaks for it)."""
+    from ..distributed import current
+    rank = current().rank
+    return f"rank {rank}: " if rank else ""
 
 
 def _how_to_continue() -> str:

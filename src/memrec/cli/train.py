@@ -63,16 +63,23 @@ def _catalogue_table(metrics: dict[str, dict[str, float]], ks) -> str | None:
               help="Also write TensorBoard events to OUT/tensorboard (train.tensorboard; pip install tensorboard).")
 @click.option("--device", default=None,
               help="auto | cpu | cuda | cuda:N | mps (train.device; default auto). A resumed run may change it.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel on N processes of this machine (torchrun's launcher; gloo on "
+                   "CPU, NCCL with one GPU each). A resumed run may change it.")
 def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, resume, out, progress,
-          tensorboard, device):
+          tensorboard, device, nproc):
     """Train MODEL on a dataset, test it, and save the run to --out (with log.jsonl, one line
     per epoch, and curves.png: loss and the validation metric per epoch).
 
     A knowledge-graph model (``memrec train transe --data KG``, a RecBole .kg/.link folder or a
     KGCN kg.txt folder) trains on the graph's triples, reports filtered link prediction and
-    exports its vectors for KSR."""
+    exports its vectors for KSR.
+
+    Under ``torchrun --nproc-per-node N -m memrec train ...`` (or with ``--nproc N``) every rank
+    trains its share of each batch; rank 0 prints and writes the run folder."""
+    from .. import distributed
     from ..models import spec
-    from ..runs import is_finished, train_run
+    from ..runs import check_distributed, check_new_run_dir, is_finished, train_run
     from ..training.config import load_config
     overrides = list(overrides)
     if fmt:
@@ -91,7 +98,24 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
         raise DataError(f"{data_path}: no such file or directory")
     if device is not None:       # where the run trains, not what it is: a resume may move it
         config = replace(config, train=replace(config.train, device=device))
-    results = train_run(config, data_path, out, resume=resume, progress=progress)
+    if nproc > 1:
+        if distributed.launched_by_torchrun():
+            raise ConfigError("--nproc starts the ranks itself: under torchrun, leave it out")
+        check_new_run_dir(out, resume)           # before any rank starts
+        check_distributed(config, distributed.World(0, nproc))
+        sys.exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+    world = distributed.World()
+    if distributed.launched_by_torchrun():
+        world, device_name = distributed.start(config.train.device)
+        config = replace(config, train=replace(config.train, device=device_name))
+    try:
+        results = train_run(config, data_path, out, resume=resume,
+                            progress=progress if world.is_main else False,
+                            echo=None if world.is_main else _silent)
+    finally:
+        distributed.stop()
+    if not world.is_main:
+        return
     if spec(config.model).data == "knowledge_graph":
         _echo_link_prediction(results, out)
         return
@@ -99,6 +123,23 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
                f"best epoch {results['best_epoch']}, {results['train_seconds']:.1f}s training")
     click.echo(_metrics_table(results["metrics"]))
     click.echo(f"saved to {out}")
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    """The command line a rank runs: this one without ``--nproc N`` / ``--nproc=N``."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """What ranks other than 0 print."""
 
 
 def _resumed_config(config, out: Path, given: bool):

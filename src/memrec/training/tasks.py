@@ -68,6 +68,13 @@ class PairBatch:
         """Training examples in the batch (for loss averaging and examples/s)."""
         return len(self.users)
 
+    def row_examples(self) -> torch.Tensor:
+        """Training examples per row (a distributed rank's share is a run of rows)."""
+        return torch.ones(len(self.users), dtype=torch.long)
+
+    def take(self, rows: torch.Tensor) -> "PairBatch":
+        return PairBatch(self.users[rows], self.positives[rows], self.negatives[rows])
+
 
 class PairwiseTask(StatelessTask):
     """Each training interaction (u, i) once per epoch, in random order, with N sampled
@@ -113,6 +120,22 @@ class SequenceBatch:
     @property
     def size(self) -> int:
         return len(self.targets)
+
+    def row_examples(self) -> torch.Tensor:
+        return self.mask[:, 1:].sum(1)
+
+    def take(self, rows: torch.Tensor) -> "SequenceBatch":
+        kept = _targets_of_rows(self.row_examples(), rows)
+        return SequenceBatch(self.history[rows], self.mask[rows], self.targets[kept],
+                             None if self.users is None else self.users[rows],
+                             None if self.negatives is None else self.negatives[kept])
+
+
+def _targets_of_rows(row_examples: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """bool [P]: the targets (row-major, ``row_examples[r]`` of them per row) that belong to
+    ``rows``."""
+    owner = torch.repeat_interleave(torch.arange(len(row_examples)), row_examples)
+    return torch.isin(owner, rows)
 
 
 class NextItemTask(StatelessTask):
@@ -202,6 +225,14 @@ class PurchaseBatch:
     @property
     def size(self) -> int:
         return len(self.targets)
+
+    def row_examples(self) -> torch.Tensor:
+        return self.buys.sum(1)
+
+    def take(self, rows: torch.Tensor) -> "PurchaseBatch":
+        kept = _targets_of_rows(self.row_examples(), rows)
+        return PurchaseBatch(self.history[rows], self.mask[rows], self.buys[rows], self.targets[kept],
+                             self.users[rows], None if self.negatives is None else self.negatives[kept])
 
 
 class PurchaseTask(StatelessTask):

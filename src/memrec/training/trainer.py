@@ -12,6 +12,10 @@ Each epoch's record (stage, epoch, loss, lr, seconds, validation metrics) goes t
 :mod:`~memrec.training.callbacks` — a run folder's ``log.jsonl``, ``curves.png`` and optional
 TensorBoard events — and as a line to ``echo``; a two-stage recipe's pretraining and a refit are
 fits of their own, labelled by ``stage`` ("pretraining GMF 3/20", "refit 2/5").
+
+Under torchrun (:mod:`memrec.distributed`) the same loop runs on every rank: each computes its
+shard of every global batch through DistributedDataParallel, validation is sharded and exact,
+rank 0 decides early stopping and alone writes checkpoints, logs and lines.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..devices import autocast, module_device, resolve_device, to_device
 from ..fileio import atomic_torch_save, safe_torch_load
 from ..errors import CheckpointError, ConfigError
@@ -115,6 +120,10 @@ def clip_tensor_norm_(p: torch.Tensor, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(p, max_norm)
 
 
+def _silent(*_args, **_kwargs) -> None:
+    """The echo of ranks other than 0."""
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch's global RNG (model initialisation, dropout). Data order and negatives use the
     trainer's own generator."""
@@ -135,21 +144,25 @@ class Trainer:
     callbacks : told of every epoch; None = the run folder's (``log.jsonl``, ``curves.png``,
         TensorBoard if asked for; :func:`~memrec.training.callbacks.run_folder_callbacks`)
         when there is a ``run_dir``, else none
+    world : the ranks training together (None: torchrun's process group if there is one, else
+        this process alone); ranks other than 0 print nothing, write nothing and call no callback
     """
 
     def __init__(self, config: TrainConfig, *, run_dir: str | Path | None = None,
                  progress: bool | None = None, echo=None, stage: str = "train",
-                 callbacks: list[Callback] | None = None):
+                 callbacks: list[Callback] | None = None, world: distributed.World | None = None):
         if stage not in STAGES:
             raise ValueError(f"stage {stage!r}; choose from {', '.join(STAGES)}")
         self.config = config
+        self.world = distributed.current() if world is None else world
+        main = self.world.is_main
         self.run_dir = None if run_dir is None else Path(run_dir)
-        self.progress = sys.stderr.isatty() if progress is None else progress
-        self.echo = echo or echo_stderr
+        self.progress = main and (sys.stderr.isatty() if progress is None else progress)
+        self.echo = (echo or echo_stderr) if main else _silent
         self.stage = stage
         if callbacks is None:
             callbacks = [] if self.run_dir is None else run_folder_callbacks(self.run_dir, config)
-        self.callbacks = CallbackList(callbacks)
+        self.callbacks = CallbackList(callbacks if main else [])
 
     # -- public -------------------------------------------------------------------------------
     def fit(self, model: Model, split: Split | None = None, *, resume: bool = False, task=None,
@@ -197,23 +210,30 @@ class Trainer:
             # TransE tables it loads), and the optimizer's groups must be the saved run's
             self._load(self._checkpoint_path(), lambda: model.load_state_dict(blob["model"]))
         # the model on its device before the optimizer exists: its state follows the parameters
-        model.to(resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+        model.to(device)
+        distributed.check_trainable(model, self.world, device)
         optimizer = make_optimizer(cfg, model.parameter_groups(cfg.weight_decay))
+        # the same generator on every rank: all draw the global batch, each computes its shard
         generator = torch.Generator().manual_seed(cfg.seed)
         evaluator = validator if validator is not None else self._validator(split)
         state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "best_state": None,
                  "bad_epochs": 0, "history": [], "seconds": 0.0}
         if blob is not None:
             state = self._restore(blob, optimizer, generator, task)
+        step = distributed.data_parallel(model, task, device) if self.world.distributed else None
+        if self.world.rank > 0:
+            # dropout masks of other rows than rank 0's: a stream of this rank's own
+            torch.manual_seed(cfg.seed + 1_000_003 * self.world.rank + state["epoch"])
         self.callbacks.on_fit_start(FitStart(self.stage, first_epoch=state["epoch"] + 1, epochs=cfg.epochs))
         label = self._label(model)
         stopped = False
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            record = self._train_epoch(model, task, optimizer, generator, epoch, label)
+            record = self._train_epoch(model, task, optimizer, generator, epoch, label, step)
             state["seconds"] += record["seconds"]
             if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                 record["valid"] = evaluator.evaluate(model)
-                score = self._valid_score(record["valid"], evaluator)
+                score = self.world.agree(self._valid_score(record["valid"], evaluator))
                 if score > state["best_score"]:
                     state.update(best_score=score, best_epoch=epoch, bad_epochs=0,
                                  best_state=copy.deepcopy(model.state_dict()))
@@ -225,7 +245,7 @@ class Trainer:
             state["history"].append(record)
             state["epoch"] = epoch
             self.echo(self._epoch_text(record, cfg.epochs, label))
-            stopped = cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
+            stopped = bool(self.world.agree(cfg.patience > 0 and state["bad_epochs"] >= cfg.patience))
             # told before the checkpoint: a crash between the two leaves an epoch that the
             # resumed fit's log drops and runs again, never one missing from the log
             self.callbacks.on_epoch_end(record)
@@ -240,7 +260,8 @@ class Trainer:
         self.callbacks.on_fit_end(state["history"])
         return TrainResult(state["best_epoch"], state["seconds"], state["history"], stopped)
 
-    def _train_epoch(self, model, task, optimizer, generator, epoch, label) -> dict:
+    def _train_epoch(self, model, task, optimizer, generator, epoch, label, step=None) -> dict:
+        """One epoch; ``step``: the DDP-wrapped loss of a distributed run (None: one process)."""
         cfg = self.config
         model.train()
         lr = optimizer.param_groups[0]["lr"]      # every group has train.lr; nothing schedules it
@@ -249,9 +270,13 @@ class Trainer:
         bar = tqdm(total=task.n_examples, desc=f"{label} {epoch}/{cfg.epochs}", unit="ex", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
         device = module_device(model)
-        for batch in task.batches(generator):
+        for whole in task.batches(generator):
+            batch, scale = distributed.shard_batch(whole, self.world)
             with autocast(device, cfg.precision):      # bf16 products; the loss in float32
-                loss = task.loss(model, to_device(batch, device)).float()
+                if step is None:
+                    loss = task.loss(model, to_device(batch, device)).float()
+                else:      # scaled so that DDP's average is the global batch's gradient
+                    loss = step(to_device(batch, device), scale).float()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; "
                                          "lower train.lr or enable gradient clipping")
@@ -266,12 +291,16 @@ class Trainer:
             elif cfg.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
-            n = batch.size
-            total += loss.item() * n
+            # a batch too small to shard runs whole on every rank: rank 0 counts it
+            n = batch.size if batch is not whole or self.world.is_main else 0
+            total += loss.item() / scale * n
             seen += n
-            bar.update(n)
+            bar.update(n * self.world.size)
             bar.set_postfix(loss=f"{total / seen:.4f}")
         bar.close()
+        if self.world.distributed:     # the epoch's loss over every rank's examples
+            total, seen = distributed.all_reduce_sum(torch.tensor([total, seen], dtype=torch.float64),
+                                                     self.world).tolist()
         seconds = time.perf_counter() - start
         return {"stage": self.stage, "epoch": epoch, "loss": total / max(seen, 1), "lr": lr,
                 "seconds": seconds, "examples_per_s": seen / max(seconds, 1e-9)}
@@ -292,7 +321,7 @@ class Trainer:
         try:
             # per-epoch validation needs the metric it stops on, not the catalogue metrics
             return Evaluator(split, "valid", protocols=(protocol,), batch_size=self.config.eval_batch_size,
-                             beyond_accuracy=False, progress=self.progress)
+                             beyond_accuracy=False, progress=self.progress, world=self.world)
         except ConfigError as e:
             raise ConfigError(f"train.valid_protocol: {e}") from None
 
@@ -305,7 +334,7 @@ class Trainer:
 
     # -- persistence --------------------------------------------------------------------------
     def _checkpoint(self, model, optimizer, generator, state, task=None) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self.world.is_main:
             return
         atomic_torch_save({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -63,6 +63,13 @@ class TripleBatch:
         """Training examples in the batch (for loss averaging and examples/s)."""
         return len(self.triples)
 
+    def row_examples(self) -> torch.Tensor:
+        """Training examples per row (a distributed rank's share is a run of rows)."""
+        return torch.ones(len(self.triples), dtype=torch.long)
+
+    def take(self, rows: torch.Tensor) -> "TripleBatch":
+        return TripleBatch(self.triples[rows], self.negatives[rows])
+
 
 class TripleTask(StatelessTask):
     """Every training triple once per epoch with corrupted negatives; margin ranking loss.
