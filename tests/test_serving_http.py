@@ -89,7 +89,7 @@ def test_forget_deletes_events_and_state(client, tmp_path):
 
 def test_health_docs_and_metrics(client, run):
     health = client.get("/healthz").json()
-    assert health == {"status": "ok", "model": "rumf", "checkpoint": checkpoint_digest(run)}
+    assert health == {"status": "ok", "model": "rumf", "checkpoint": checkpoint_digest(run), "device": "cpu"}
     assert "/v1/events" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
     client.post("/v1/events", json={"user": "1", "item": "2"})

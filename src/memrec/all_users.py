@@ -40,14 +40,15 @@ def check_table_path(path: str | Path) -> None:
 
 
 def all_users_table(run_dir: str | Path, k: int = 10, *, exclude_seen: bool = True,
-                    batch_size: int | None = None, warn=None) -> pd.DataFrame:
+                    batch_size: int | None = None, warn=None, device="cpu") -> pd.DataFrame:
     """The top-k table of every user of the run in ``run_dir`` (see the module docstring).
 
     ``batch_size`` users per scoring call (None: the run's ``train.eval_batch_size``, which its
     evaluation fitted in memory); ``warn(line)`` hears about an unreadable item side file (the
-    table is then written without metadata)."""
+    table is then written without metadata); ``device``: where the model scores (a
+    ``torch.device`` or a name, as :meth:`Recommender.load` takes)."""
     run_dir = Path(run_dir)
-    rec = Recommender.load(run_dir)
+    rec = Recommender.load(run_dir, device)
     if recorded_split_kind(run_dir) == "session":
         raise ConfigError(f"{run_dir} is a session run: its users are its training sessions, so "
                           "there are no users to recommend for; use --session CLICKS for a live session")

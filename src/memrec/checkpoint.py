@@ -5,8 +5,9 @@ A saved model is a folder with three files:
 * ``model.json`` — format version, model name, hyper-parameters, sizes, library versions
   (written last: its presence means the folder is complete);
 * ``model.pt``   — ``{"state": state_dict, "seen_indptr", "seen_items"}``: tensors only, loaded
-  with ``torch.load(weights_only=True)``; ``seen_*`` is the chronological training history of
-  every user (CSR), needed to exclude seen items and to query history-based models;
+  with ``torch.load(weights_only=True)`` onto the CPU (a model saved from a GPU loads on a machine
+  without one), the model then moved to the device asked for; ``seen_*`` is the chronological
+  training history of every user (CSR), needed to exclude seen items and to query history-based models;
 * ``ids.json``   — raw user and item ids, so the CLI speaks the dataset's own ids.
 
 A knowledge-graph embedding (TransE; :func:`save_graph_model`) is saved the same way without the
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from .data.interactions import IdMap
+from .devices import as_device
 from .fileio import atomic_torch_save, atomic_write_json, safe_torch_load
 from .errors import CheckpointError
 from .models import REGISTRY, KnowledgeGraphEmbedding, Model, build, build_graph_model
@@ -85,7 +87,11 @@ def _read_meta(folder: Path) -> dict:
     return meta
 
 
-def load_model(folder: str | Path) -> SavedModel:
+def load_model(folder: str | Path, device: str | torch.device = "cpu") -> SavedModel:
+    """The saved model in ``folder``, in eval mode on ``device`` (a ``torch.device``, or a name
+    as ``train.device`` takes: auto, cpu, cuda, cuda:N, mps); the training histories stay NumPy
+    arrays on the CPU."""
+    device = as_device(device)           # a device this machine lacks fails before any reading
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such run folder")
@@ -98,7 +104,7 @@ def load_model(folder: str | Path) -> SavedModel:
     ids = _read_json(folder / "ids.json")
     blob = safe_torch_load(folder / "model.pt")
     model = _restored(folder, blob, lambda: build(meta["model"], meta["n_users"], meta["n_items"], meta["params"]))
-    return SavedModel(meta["model"], meta["params"], model, IdMap.from_json(ids["users"]),
+    return SavedModel(meta["model"], meta["params"], model.to(device), IdMap.from_json(ids["users"]),
                       IdMap.from_json(ids["items"]), blob["seen_indptr"].numpy(),
                       blob["seen_items"].numpy())
 

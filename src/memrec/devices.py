@@ -9,6 +9,13 @@ the CPU; scores come back to it for the metrics.
 ``train.precision``: ``fp32`` or ``bf16``. With bf16 the training forward pass runs under
 ``torch.autocast`` (matrix products — the output layers and attention — in bfloat16; reductions,
 softmax and the loss in float32), with float32 master weights and optimizer state.
+
+Serving a saved model picks its device the same way: ``memrec evaluate``, ``recommend``, ``serve``,
+``state rebuild`` and ``stream`` take ``--device`` (default ``auto``); in Python,
+``Recommender.load(folder, device=...)`` / :func:`memrec.checkpoint.load_model` (default ``cpu``).
+A checkpoint's tensors are read onto the CPU whatever device wrote them, then moved, so a model
+trained on a GPU loads on a machine without one. Live states (:mod:`memrec.serving.live`) are
+written and read on the model's device and stored as bytes, which are the same from any device.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 PRECISIONS = ("fp32", "bf16")
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device ``train.device`` names; a device this machine lacks is a clear error."""
+def resolve_device(name: str, setting: str = "train.device") -> torch.device:
+    """The torch device ``name`` names; a device this machine lacks is a clear error naming
+    ``setting``, the option the name came from (``train.device``, ``--device``)."""
     if not DEVICE_PATTERN.fullmatch(name):
-        raise ConfigError(f"train.device = {name!r}; choose auto, cpu, cuda, cuda:N or mps")
+        raise ConfigError(f"{setting} = {name!r}; choose auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -36,13 +44,19 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r}, but this machine has no CUDA device "
+        raise ConfigError(f"{setting} = {name!r}, but this machine has no CUDA device "
                           "(or this torch build has no CUDA); use cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device = {name!r}, but there are {torch.cuda.device_count()} CUDA devices")
+        raise ConfigError(f"{setting} = {name!r}, but there are {torch.cuda.device_count()} CUDA devices")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"train.device = {name!r}, but MPS is not available here; use cpu or auto")
+        raise ConfigError(f"{setting} = {name!r}, but MPS is not available here; use cpu or auto")
     return device
+
+
+def as_device(device: str | torch.device, setting: str = "device") -> torch.device:
+    """A ``torch.device`` as given (any, ``meta`` included), or the one a device name resolves
+    to (:func:`resolve_device`)."""
+    return device if isinstance(device, torch.device) else resolve_device(device, setting)
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -72,4 +86,4 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-__all__ = ["resolve_device", "module_device", "to_device", "autocast", "PRECISIONS"]
+__all__ = ["resolve_device", "as_device", "module_device", "to_device", "autocast", "PRECISIONS"]

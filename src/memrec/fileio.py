@@ -72,7 +72,9 @@ def atomic_torch_save(obj, path: str | Path) -> None:
 
 
 def safe_torch_load(path: str | Path) -> dict:
-    """``torch.load(weights_only=True)`` with a clear error for a missing or corrupt file."""
+    """``torch.load(weights_only=True)`` with a clear error for a missing or corrupt file. Every
+    tensor is read onto the CPU, whichever device saved it: a checkpoint written on a GPU loads on
+    a machine without one (callers move the model where they want it)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")

@@ -183,9 +183,9 @@ class Recommender:
         when ``exclude_seen``; values and indices [B, min(k, n_items)], on the CPU."""
         s = self.saved_
         scores = self.model_.score_all(self.query(users)).float().cpu().clone()
-        if exclude_seen:
-            seen = base.Query.from_csr(users, users, s.seen_indptr, s.seen_items)
-            rows = torch.arange(len(users))[:, None].expand_as(seen.history)
+        if exclude_seen:       # bookkeeping on the CPU, where the scores now are
+            seen = base.Query.from_csr(users, users, s.seen_indptr, s.seen_items, device=scores.device)
+            rows = torch.arange(len(users), device=scores.device)[:, None].expand_as(seen.history)
             scores[rows[seen.mask], seen.history[seen.mask]] = float("-inf")
         return scores.topk(min(k, len(s.items)), dim=1)
 
@@ -236,7 +236,8 @@ class Recommender:
         copy-read model recommended each one, a "repeat" (of the slot named) or an "explore"
         entry (:data:`~memrec.models.capabilities.MODE_KINDS`); None for models without one."""
         query = self._session_query(item_ids)
-        items = torch.as_tensor(self.saved_.items.to_index(recommended, what="item"))
+        items = torch.as_tensor(self.saved_.items.to_index(recommended, what="item"),
+                                device=self.model_.device)
         rows = self._explain(query, items, 1) if isinstance(self.model_, Explainer) else [[] for _ in items]
         return [row[0] if row and row[0].kind in MODE_KINDS else None for row in rows]
 
@@ -257,8 +258,10 @@ class Recommender:
                    items=s.items, seen_indptr=s.seen_indptr, seen_items=s.seen_items)
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Recommender":
-        saved = load_model(folder)
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "Recommender":
+        """A saved model on ``device`` (a ``torch.device``, or auto, cpu, cuda, cuda:N, mps);
+        recommendations come back as NumPy arrays from any device."""
+        saved = load_model(folder, device)
         rec = cls.from_config(RunConfig(model=saved.name, model_params=saved.params, train=TrainConfig()))
         rec.saved_ = saved
         return rec

@@ -398,11 +398,13 @@ def load_ids(out: Path) -> tuple[IdMap, IdMap]:
     return IdMap.from_json(ids["users"]), IdMap.from_json(ids["items"])
 
 
-def evaluate_run(run_dir: str | Path, protocols=None, *, progress: bool | None = False) -> dict:
+def evaluate_run(run_dir: str | Path, protocols=None, *, progress: bool | None = False,
+                 device="cpu") -> dict:
     """Re-evaluate a finished run on its stored split's test part (``protocols`` None: every
-    protocol the split can run; a named one it cannot run is a ConfigError)."""
+    protocol the split can run; a named one it cannot run is a ConfigError), the model on
+    ``device`` (a ``torch.device`` or a name: auto, cpu, cuda, cuda:N, mps)."""
     run_dir = Path(run_dir)
-    saved = load_model(run_dir)
+    saved = load_model(run_dir, device)
     if not (run_dir / "split.npz").is_file():
         raise CheckpointError(f"{run_dir} holds a saved model but no split.npz (Recommender.save keeps "
                               "the model only): evaluate needs a run folder from memrec train, or "

@@ -27,6 +27,9 @@ How a model is updated with a slice (``update``):
 
 The gap between ``frozen`` and ``online`` is what the online update buys; ``retrain`` is the
 expensive upper reference for models without one.
+
+The model trains, scores and learns online on ``train.device`` (``memrec stream --device``); the
+protocol's bookkeeping (known items, ranks, metrics) stays on the CPU, where the scores come back.
 """
 
 from __future__ import annotations
@@ -127,7 +130,7 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
         for lo in range(0, len(users), batch_size):
             block = users[lo:lo + batch_size]
             query = make_query(model, block, indptr, history)
-            block_scores = model.score_all(query).float()
+            block_scores = model.score_all(query).float().cpu()     # ranked beside CPU bookkeeping
             first, last = np.searchsorted(event_user_row, [lo, lo + len(block)])
             for start in range(first, last, batch_size):
                 rows = np.arange(start, min(start + batch_size, last))
@@ -178,8 +181,8 @@ class StreamRunner:
         if update == "frozen":
             if isinstance(model, StreamLearner):
                 order = stream_order(events)
-                model.observe(torch.as_tensor(events.user[order], dtype=torch.long),
-                              torch.as_tensor(events.item[order], dtype=torch.long))
+                model.observe(torch.as_tensor(events.user[order], dtype=torch.long, device=model.device),
+                              torch.as_tensor(events.item[order], dtype=torch.long, device=model.device))
             return model
         cfg = replace(self.config.train, epochs=self.stream.online_epochs, patience=0)
         task = StreamTask(events, cfg, known=known, adversary=self.task.adversary, reset_memory=False)

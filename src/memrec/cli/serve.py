@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .options import device_option
+
 STORE_HELP = "State store URL: sqlite:///PATH (default RUN_DIR/state.db) or redis://HOST:PORT/DB."
 
 
@@ -20,26 +22,32 @@ STORE_HELP = "State store URL: sqlite:///PATH (default RUN_DIR/state.db) or redi
               help="Server processes (they share the store).")
 @click.option("--read-token", is_flag=True,
               help="Reads need the bearer token too (writes need it whenever MEMREC_TOKEN is set).")
-def serve(run_dir, host, port, store_url, workers, read_token):
+@device_option()
+def serve(run_dir, host, port, store_url, workers, read_token, device):
     """Serve RUN_DIR over HTTP with live memory: POST /v1/events writes each user's memory,
     GET /v1/users/USER/recommendations reads it; the web page is at /, the API at /docs."""
     import uvicorn
 
+    from ..devices import resolve_device
     from ..serving.app import create_app, default_store_url, open_live
     if read_token and not os.environ.get("MEMREC_TOKEN"):
         raise click.UsageError("--read-token needs the token in MEMREC_TOKEN")
+    device = resolve_device(device, "--device")
     store_url = store_url or default_store_url(run_dir)
-    live, report = open_live(run_dir, store_url)     # a bad run or store fails here, once
+    live, report = open_live(run_dir, store_url, device)     # a bad run or store fails here, once
     live.store.close()
     if report is not None:
         click.echo(f"store held another checkpoint's states: replayed {report['events']} events "
                    f"({report['skipped']} skipped: items not in this catalogue)", err=True)
-    click.echo(f"serving {live.name} from {run_dir} on http://{host}:{port} (store {store_url})", err=True)
+    click.echo(f"serving {live.name} from {run_dir} ({live.device}) on http://{host}:{port} "
+               f"(store {store_url})", err=True)
     if workers == 1:
-        uvicorn.run(create_app(run_dir, store_url, read_token=read_token), host=host, port=port,
-                    log_level="warning")
+        uvicorn.run(create_app(run_dir, store_url, read_token=read_token, device=device), host=host,
+                    port=port, log_level="warning")
         return
+    # each worker loads the model onto the device resolved here (cuda, cuda:1, mps or cpu)
     os.environ.update(MEMREC_SERVE_RUN=str(run_dir), MEMREC_SERVE_STORE=store_url,
+                      MEMREC_SERVE_DEVICE=str(device),
                       MEMREC_SERVE_READ_TOKEN="1" if read_token else "0",
                       PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="memrec-metrics-"))
     uvicorn.run("memrec.serving.app:create_app_from_env", factory=True, host=host, port=port,
@@ -54,14 +62,16 @@ def state():
 @state.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--store", "store_url", default=None, help=STORE_HELP)
-def rebuild(run_dir, store_url):
+@device_option()
+def rebuild(run_dir, store_url, device):
     """Replay the store's event log through RUN_DIR's checkpoint and replace every state (for a
     new checkpoint; `memrec serve` also does it at start when the checkpoint changed)."""
     from ..checkpoint import load_model
+    from ..devices import resolve_device
     from ..serving.app import default_store_url
     from ..serving.backends import open_store
     from ..serving.live import LiveModel, checkpoint_digest
-    saved = load_model(run_dir)
+    saved = load_model(run_dir, resolve_device(device, "--device"))
     store = open_store(store_url or default_store_url(run_dir))
     try:
         report = LiveModel(saved, store, checkpoint_digest(run_dir)).rebuild()

@@ -11,6 +11,7 @@ import click
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from .options import device_option
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]], ks=(5, 10, 20)) -> str:
@@ -173,11 +174,14 @@ def _echo_link_prediction(results: dict, out: Path) -> None:
               type=click.Choice(["full", "sampled", "session"]), help="Protocols (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def evaluate(run_dir, protocols, as_json, progress):
+@device_option()
+def evaluate(run_dir, protocols, as_json, progress, device):
     """Evaluate a trained run on its test data."""
+    from ..devices import resolve_device
     from ..runs import evaluate_run
+    device = resolve_device(device, "--device")
     metrics = evaluate_run(run_dir, protocols or None,    # none named: all the split can run
-                           progress=progress)
+                           progress=progress, device=device)
     click.echo(json.dumps(metrics, indent=2) if as_json else _metrics_table(metrics))
 
 
@@ -196,15 +200,18 @@ def evaluate(run_dir, protocols, as_json, progress):
               help="Top-k for every user of the run, written to --out (one row per user and rank).")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
               help="With --all-users: the table to write, .parquet or .csv by its suffix.")
-def recommend(run_dir, users, session, k, include_seen, explain, plot_path, all_users, out_path):
+@device_option()
+def recommend(run_dir, users, session, k, include_seen, explain, plot_path, all_users, out_path, device):
     """Top-k items for users of a trained run, or for a live session; with --all-users, for
     every user of the run, to a file."""
     import numpy as np
 
+    from ..devices import resolve_device
     from ..recommender import Recommender
+    device = resolve_device(device, "--device")
     if all_users:
         _check_all_users_options(users, session, explain, plot_path, out_path)
-        _recommend_all_users(run_dir, k, include_seen, out_path)
+        _recommend_all_users(run_dir, k, include_seen, out_path, device)
         return
     if out_path is not None:
         raise ConfigError("--out writes the table of --all-users; add --all-users, or drop --out "
@@ -213,7 +220,7 @@ def recommend(run_dir, users, session, k, include_seen, explain, plot_path, all_
         raise click.UsageError("give either --user (repeatable) or --session")
     if plot_path is not None and (not explain or len(users) != 1):
         raise click.UsageError("--plot needs --explain and exactly one --user")
-    rec = Recommender.load(run_dir)
+    rec = Recommender.load(run_dir, device)
     if plot_path is not None:
         _plot_attention(rec, users[0], plot_path)
     if session is not None:
@@ -246,9 +253,9 @@ def _check_all_users_options(users, session, explain, plot_path, out_path) -> No
     check_table_path(out_path)
 
 
-def _recommend_all_users(run_dir: Path, k: int, include_seen: bool, out_path: Path) -> None:
+def _recommend_all_users(run_dir: Path, k: int, include_seen: bool, out_path: Path, device) -> None:
     from ..all_users import all_users_table, write_table
-    table = all_users_table(run_dir, k, exclude_seen=not include_seen,
+    table = all_users_table(run_dir, k, exclude_seen=not include_seen, device=device,
                             warn=lambda line: click.echo(f"memrec: {line}", err=True))
     write_table(out_path, table)
     extra = [c for c in table.columns if c not in ("user", "rank", "item", "score")]
@@ -267,8 +274,8 @@ def _plot_attention(rec, user, path: Path, last: int = 30) -> None:
                                f"{rec.saved_.name!r} has none")
     index = int(rec.saved_.users.to_index([user], what="user")[0])
     query = rec.query(np.array([index]))
-    trace = rec.model_.attention_trace(query.history, query.mask).numpy()[-last:]
-    items = rec.saved_.items.to_raw(query.history[0][query.mask[0]].numpy())[-last:]
+    trace = rec.model_.attention_trace(query.history, query.mask).cpu().numpy()[-last:]
+    items = rec.saved_.items.to_raw(query.history[0][query.mask[0]].cpu().numpy())[-last:]
     relation_attention_plot(trace, [str(i) for i in items], rec.model_.entry_labels(), path,
                             title=f"user {user}: attention over relations after each event")
     click.echo(f"attention plot written to {path}")
@@ -307,18 +314,24 @@ def _recommend_session(rec, clicks: list[str], k: int, explain: bool) -> None:
 @click.option("--online-epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results JSON here.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@device_option(help="auto | cpu | cuda | cuda:N | mps (train.device; default auto): where the model "
+                    "trains, recommends and learns online.", default=None)
 def stream(model, data_path, fmt, config_path, overrides, epochs, seed, update, train_frac, slices,
-           online_epochs, out, progress):
+           online_epochs, out, progress, device):
     """Streaming protocol: train MODEL offline on the first part of the time-ordered data, then
     for each test slice recommend (HR/NDCG, full ranking) and update the model with the slice."""
     from ..data.preprocess import preprocess
     from ..data.readers import load
+    from ..devices import resolve_device
     from ..fileio import atomic_write_json, check_output_file
     from ..models import spec
     from ..models.capabilities import StreamLearner
     from ..streaming import StreamConfig, run_stream
     from ..training.config import load_config
     config = load_config(model, config_path, list(overrides), epochs=epochs, seed=seed)
+    if device is not None:       # as train's --device: the run's train.device
+        config = replace(config, train=replace(config.train, device=device))
+    resolve_device(config.train.device)          # a device this machine lacks: before the data
     if update is None:
         update = "online" if issubclass(spec(config.model).cls, StreamLearner) else "frozen"
     stream_cfg = StreamConfig(train_frac=train_frac, n_slices=slices, update=update,

@@ -40,19 +40,20 @@ class Query:
         return Query(self.users.to(device), self.history.to(device), self.mask.to(device))
 
     @classmethod
-    def for_users(cls, users) -> "Query":
+    def for_users(cls, users, device=None) -> "Query":
         """Requests of users that bring no history (the model reads its own record of them);
-        a tensor of users keeps its device."""
+        a tensor of users keeps its device, other users go to ``device`` (None: the default)."""
         users = (users.long() if isinstance(users, torch.Tensor)
-                 else torch.as_tensor(np.asarray(users), dtype=torch.long))
+                 else torch.as_tensor(np.asarray(users), dtype=torch.long, device=device))
         empty = torch.zeros(len(users), 0, dtype=torch.long, device=users.device)
         return cls(users, empty, empty.bool())
 
     @classmethod
     def from_csr(cls, users, rows, indptr: np.ndarray, items: np.ndarray,
-                 max_len: int | None = None) -> "Query":
+                 max_len: int | None = None, device=None) -> "Query":
         """Histories ``items[indptr[r]:indptr[r+1]]`` for each ``r`` in ``rows``, keeping the most
-        recent ``max_len`` items. Vectorised: no Python loop over requests."""
+        recent ``max_len`` items, on ``device`` (None: the default one). Vectorised: no Python
+        loop over requests."""
         rows = np.asarray(rows, dtype=np.int64)
         starts, ends = indptr[rows], indptr[rows + 1]
         lengths = ends - starts
@@ -64,8 +65,9 @@ class Query:
         mask = offsets[None, :] < lengths[:, None]
         positions = np.where(mask, starts[:, None] + offsets[None, :], 0)
         history = np.where(mask, items[positions] if len(items) else 0, 0)
-        return cls(torch.as_tensor(np.asarray(users), dtype=torch.long),
-                   torch.as_tensor(history, dtype=torch.long), torch.as_tensor(mask))
+        return cls(torch.as_tensor(np.asarray(users), dtype=torch.long, device=device),
+                   torch.as_tensor(history, dtype=torch.long, device=device),
+                   torch.as_tensor(mask, device=device))
 
 
 __all__ = ["Query"]

@@ -144,7 +144,8 @@ class TensorState:
                 continue
             dtype = _DTYPES[spec["dtype"]]
             stored = torch.int16 if dtype == torch.bfloat16 else dtype
-            np_dtype = torch.empty(0, dtype=stored).numpy().dtype.newbyteorder("<")
+            # a CPU probe whatever the default device: only a CPU tensor has a NumPy dtype
+            np_dtype = torch.empty(0, dtype=stored, device="cpu").numpy().dtype.newbyteorder("<")
             size = int(np.prod(spec["shape"], dtype=np.int64)) * np_dtype.itemsize
             if offset + size > len(data):
                 raise ValueError(f"{cls.__name__} state is truncated at field {f.name!r}")

@@ -69,12 +69,14 @@ class AnonymousScorer(Model):
 def make_query(model: Model, users, indptr: np.ndarray, items: np.ndarray, rows=None) -> Query:
     """The query ``model`` needs for ``users``: with their histories (CSR rows ``rows``, default
     ``users``) capped at the model's ``max_history`` when it is a :class:`HistoryScorer`, else
-    the users alone; on the model's device."""
+    the users alone; built on the model's device (a tensor of users is moved there)."""
+    device = model.device
     if isinstance(model, HistoryScorer):
-        query = Query.from_csr(users, users if rows is None else rows, indptr, items, model.max_history)
+        query = Query.from_csr(users, users if rows is None else rows, indptr, items, model.max_history,
+                               device=device)
     else:
-        query = Query.for_users(users)
-    return query.to(model.device)
+        query = Query.for_users(users, device=device)
+    return query.to(device)
 
 
 # -- state -----------------------------------------------------------------------------------------

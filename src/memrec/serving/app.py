@@ -9,7 +9,7 @@
 ``GET /v1/users/{user}/memory``         the user's memory as the model holds it
 ``DELETE /v1/users/{user}``             forget the user's events and state
 ``GET /v1/users``                       some known user ids (the web page's picker)
-``GET /healthz``, ``GET /metrics``      liveness (model, checkpoint sha256); Prometheus text
+``GET /healthz``, ``GET /metrics``      liveness (model, checkpoint sha256, device); Prometheus text
 ``GET /``                               the web page (``static/index.html``)
 ======================================  =========================================================
 
@@ -28,6 +28,7 @@ import os
 import time
 from pathlib import Path
 
+import torch
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
@@ -48,11 +49,12 @@ def default_store_url(run_dir: str | Path) -> str:
     return f"sqlite:///{Path(run_dir) / 'state.db'}"
 
 
-def open_live(run_dir: str | Path, store_url: str | None = None) -> tuple[LiveModel, dict | None]:
-    """The run's model (checked first) over the store at ``store_url`` (default: the run's
-    SQLite file); when the store's states were written by another checkpoint, replay its log
-    through this one first, and return what the rebuild did (None: nothing to do)."""
-    saved = load_model(run_dir)
+def open_live(run_dir: str | Path, store_url: str | None = None,
+              device: str | torch.device = "cpu") -> tuple[LiveModel, dict | None]:
+    """The run's model (checked first) on ``device`` over the store at ``store_url`` (default:
+    the run's SQLite file); when the store's states were written by another checkpoint, replay
+    its log through this one first, and return what the rebuild did (None: nothing to do)."""
+    saved = load_model(run_dir, device)
     store = open_store(store_url or default_store_url(run_dir))
     live = LiveModel(saved, store, checkpoint_digest(run_dir))
     stored = store.checkpoint()
@@ -61,11 +63,12 @@ def open_live(run_dir: str | Path, store_url: str | None = None) -> tuple[LiveMo
 
 
 def create_app(run_dir: str | Path, store_url: str | None = None, *, token: str | None = None,
-               read_token: bool = False, max_body: int = MAX_BODY) -> FastAPI:
-    """The service for a run folder. ``token`` (default: ``$MEMREC_TOKEN``; empty: none) guards
-    writes, and reads too with ``read_token``."""
+               read_token: bool = False, max_body: int = MAX_BODY,
+               device: str | torch.device = "cpu") -> FastAPI:
+    """The service for a run folder, its model on ``device``. ``token`` (default:
+    ``$MEMREC_TOKEN``; empty: none) guards writes, and reads too with ``read_token``."""
     token = (os.environ.get("MEMREC_TOKEN") if token is None else token) or None   # "": none
-    live, _ = open_live(run_dir, store_url)
+    live, _ = open_live(run_dir, store_url, device)
     app = FastAPI(title="memrec", version="1", summary=f"live memory recommendations: {live.name}")
     require_write = _bearer(token)
     require_read = _bearer(token if read_token else None)
@@ -77,7 +80,8 @@ def create_app(run_dir: str | Path, store_url: str | None = None, *, token: str 
 def create_app_from_env() -> FastAPI:
     """For ``uvicorn --factory`` with several workers: settings from ``MEMREC_SERVE_*``."""
     return create_app(os.environ["MEMREC_SERVE_RUN"], os.environ.get("MEMREC_SERVE_STORE") or None,
-                      read_token=os.environ.get("MEMREC_SERVE_READ_TOKEN") == "1")
+                      read_token=os.environ.get("MEMREC_SERVE_READ_TOKEN") == "1",
+                      device=os.environ.get("MEMREC_SERVE_DEVICE") or "cpu")
 
 
 def _bearer(token: str | None):
@@ -170,7 +174,7 @@ def _routes(app: FastAPI, live: LiveModel, require_write, require_read) -> None:
 
     @app.get("/healthz", response_model=Health)
     def health() -> Health:
-        return Health(status="ok", model=live.name, checkpoint=live.checkpoint)
+        return Health(status="ok", model=live.name, checkpoint=live.checkpoint, device=str(live.device))
 
     @app.get("/metrics", dependencies=[Depends(require_read)])
     def prometheus() -> Response:

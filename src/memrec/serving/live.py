@@ -26,6 +26,12 @@ user gets what the history E gets.
 
 The write is vectorised over the users of a batch (one ``update`` per event position); a rebuild
 for a new checkpoint replays the whole log the same way.
+
+**Devices.** States live on the model's device (wherever :func:`~memrec.checkpoint.load_model`
+put it) while they are read and written; a store keeps them as bytes, which
+:meth:`~memrec.memory.state.TensorState.to_bytes` writes from the CPU, so a store filled by a GPU
+server is read by a CPU one and back. The bookkeeping (ids, histories, popularity, the top-k)
+stays on the CPU: each request's scores come back there, one row of ``n_items``.
 """
 
 from __future__ import annotations
@@ -95,6 +101,7 @@ class LiveModel:
         self.saved, self.store, self.checkpoint = saved, store, checkpoint
         self.model = saved.model.eval()
         model = self.model
+        self.device = model.device
         self.stateful = isinstance(model, StatefulScorer)
         self.keeps_history = not self.stateful and isinstance(model, HistoryScorer)
         self.anonymous = isinstance(model, AnonymousScorer)
@@ -107,7 +114,7 @@ class LiveModel:
         self._item_of = {i: n for n, i in enumerate(self._item_ids)}
         # one empty CSR row past the last user: the training history of a user never seen
         self._indptr = np.append(saved.seen_indptr, saved.seen_indptr[-1])
-        self._popularity = torch.bincount(torch.as_tensor(saved.seen_items, dtype=torch.long),
+        self._popularity = torch.bincount(torch.as_tensor(saved.seen_items, dtype=torch.long, device=CPU),
                                           minlength=len(self._item_ids)).float()
 
     @property
@@ -139,12 +146,12 @@ class LiveModel:
         if (indices < 0).any():
             unknown = [items[i] for i in np.flatnonzero(indices < 0)[:5]]
             raise BadRequest(f"item not in the catalogue: {', '.join(unknown)}")
-        return torch.as_tensor(indices, dtype=torch.long)
+        return torch.as_tensor(indices, dtype=torch.long, device=CPU)
 
     def _catalogued(self, items: tuple[str, ...]) -> torch.Tensor:
         """Indices of the logged items this catalogue has (a new checkpoint may lack some)."""
         indices = self._items.get_indexer(list(items)) if items else np.zeros(0, dtype=np.int64)
-        return torch.as_tensor(indices[indices >= 0], dtype=torch.long)
+        return torch.as_tensor(indices[indices >= 0], dtype=torch.long, device=CPU)
 
     def _rows(self, users: np.ndarray) -> np.ndarray:
         """CSR rows of the training histories (unknown users: the empty row)."""
@@ -159,7 +166,7 @@ class LiveModel:
         """The states of user indices [B] (-1: never seen) before any served event."""
         model = self.model
         if self.shared:
-            return model.init_state(torch.zeros(1, dtype=torch.long))
+            return model.init_state(torch.zeros(1, dtype=torch.long, device=self.device))
         query = make_query(model, users, self._indptr, self.saved.seen_items, rows=self._rows(users))
         if self.stateful:
             return model.encode(query.users, query.history, query.mask)
@@ -168,14 +175,15 @@ class LiveModel:
         return None
 
     def _write(self, state: TensorState, items: torch.Tensor) -> TensorState:
-        """One event per row."""
+        """One event per row (items on the state's device)."""
         if self.stateful:
             return self.model.update(state, items)
         return state.append(items, self.model.max_history)
 
     def replay(self, state: TensorState, items: torch.Tensor, mask: torch.Tensor) -> TensorState:
         """The states after events items long [B, L] (mask [B, L]; padding anywhere): one
-        vectorised write per position."""
+        vectorised write per position, on the model's device."""
+        items, mask = items.to(self.device), mask.to(self.device)
         for t in range(items.shape[1]):
             state = self._write(state, items[:, t]).where(mask[:, t], state)
         return state
@@ -185,7 +193,7 @@ class LiveModel:
             return self.initial_states(np.array([index]))
         if self.stateful:
             return self.model.state_from_bytes(record.state)
-        return ItemWindow.from_bytes(record.state)
+        return ItemWindow.from_bytes(record.state, device=self.device)
 
     def _batch_states(self, records: list[Record], indices: np.ndarray) -> TensorState:
         """The current states of several users as one batch: the stored ones decoded, the
@@ -199,7 +207,8 @@ class LiveModel:
             parts.append(self._decode(records[b], int(indices[b])))
             order.append([b])
         batch = type(parts[0]).cat(parts)
-        return batch.index(torch.as_tensor(np.argsort(np.concatenate(order), kind="stable")))
+        order = np.argsort(np.concatenate(order), kind="stable")
+        return batch.index(torch.as_tensor(order, device=self.device))
 
     def _user_state(self, index: int, records: dict[str, Record], user: str) -> TensorState | None:
         """The user's current state (None: the model keeps none, or a cold user)."""
@@ -207,7 +216,7 @@ class LiveModel:
             return None
         if self.shared:
             shared = self._decode(records[SHARED_KEY], 0)
-            return self.model.shared_view(shared, torch.tensor([index]))
+            return self.model.shared_view(shared, torch.tensor([index], device=self.device))
         return self._decode(records[user], index)
 
     def _keys(self, users: list[str]) -> list[str]:
@@ -241,10 +250,11 @@ class LiveModel:
             state = self._batch_states([records[users[b]] for b in chunk], indices[chunk])
             rows = [items[groups[b]] for b in chunk]
             batch = pad_sequence(rows, batch_first=True)
-            lengths = torch.tensor([len(r) for r in rows])
-            mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
+            lengths = torch.tensor([len(r) for r in rows], device=CPU)
+            mask = torch.arange(batch.shape[1], device=CPU)[None, :] < lengths[:, None]
             state = self.replay(state, batch, mask)
-            new.update({users[b]: state.index(torch.tensor([n])).trimmed().to_bytes()
+            # to_bytes copies to the CPU: the store's bytes are the same from any device
+            new.update({users[b]: state.index(torch.tensor([n], device=self.device)).trimmed().to_bytes()
                         for n, b in enumerate(chunk)})
         return new
 
@@ -252,10 +262,11 @@ class LiveModel:
         """One memory written by every known user's events in turn (NMRN, global scope): the
         order matters, so it is a sequential replay over the batch's events."""
         state = self._decode(record, 0)
-        for event, item in zip(events, items):
+        for event, item in zip(events, items.to(self.device)):
             index = self.user_index(event.user)
             if index >= 0:
-                state = self.model.update(self.model.shared_view(state, torch.tensor([index])), item[None])
+                users = torch.tensor([index], device=self.device)
+                state = self.model.update(self.model.shared_view(state, users), item[None])
         return state.to_bytes()
 
     def forget(self, user: str) -> bool:
@@ -280,11 +291,12 @@ class LiveModel:
         """Top-k for an anonymous request whose events are ``history`` (oldest first): the
         cold-start rule's state after replaying them; nothing is stored."""
         items = self.item_indices(history)
-        state, mask = None, torch.ones(1, len(items), dtype=torch.bool)
+        on_device = items[None].to(self.device)
+        state, mask = None, torch.ones(1, len(items), dtype=torch.bool, device=self.device)
         if self.anonymous and self.stateful:      # encode == replaying update (the contract)
-            state = self.model.encode(torch.tensor([-1]), items[None], mask)
+            state = self.model.encode(torch.tensor([-1], device=self.device), on_device, mask)
         elif self.anonymous and self.keeps_history:
-            state = ItemWindow.from_history(items[None], mask, self.model.max_history)
+            state = ItemWindow.from_history(on_device, mask, self.model.max_history)
         return self._top(-1, state, items, k, explain, exclude_seen)
 
     def _top(self, index: int, state: TensorState | None, new_items: torch.Tensor, k: int,
@@ -306,29 +318,34 @@ class LiveModel:
         """Every item the user has had, oldest first: the training history, then served events."""
         row = self._rows(np.array([index]))[0]
         trained = self.saved.seen_items[self._indptr[row]:self._indptr[row + 1]]
-        return torch.cat([torch.as_tensor(trained, dtype=torch.long), new_items])
+        return torch.cat([torch.as_tensor(trained, dtype=torch.long, device=CPU), new_items])
 
     def _scores(self, index: int, state: TensorState | None, history: torch.Tensor) -> torch.Tensor:
-        users = torch.tensor([index])
+        """The user's scores of every item [n_items], float, on the CPU."""
+        users = torch.tensor([index], device=self.device)
         if self._is_cold(index):
             return self._popularity
         if self.stateful:
-            return self.model.score_state(state, users)[0].float()
-        if self.keeps_history:
-            return self.model.score_all(Query(users, state.items, state.mask))[0].float()
-        return self.model.score_all(Query.for_users(users))[0].float()
+            scores = self.model.score_state(state, users)
+        elif self.keeps_history:
+            scores = self.model.score_all(Query(users, state.items, state.mask))
+        else:
+            scores = self.model.score_all(Query.for_users(users))
+        return scores[0].float().cpu()
 
     def _explain(self, index: int, state: TensorState | None, history: torch.Tensor,
                  items: torch.Tensor) -> list[list[MemoryEntry]]:
         """What each item's score attended to (empty lists: the model has no attention, or the
         user is answered by popularity)."""
-        model, users = self.model, torch.tensor([index])
+        model = self.model
         if self._is_cold(index) or not isinstance(model, Explainer) or len(items) == 0:
             return [[] for _ in items]
+        users, items = torch.tensor([index], device=self.device), items.to(self.device)
         if isinstance(model, StateExplainer):
             entries = model.explain_state(state, users, items)
         else:   # explains from a query: the user's whole history (RUM-I), or the user (CMN)
-            query = make_query(model, users, np.array([0, len(history)]), history.numpy(), rows=[0])
+            query = make_query(model, np.array([index]), np.array([0, len(history)]), history.numpy(),
+                               rows=[0])
             entries = model.explain(query, items)
         return [[self.label(e) for e in row] for row in entries]
 
@@ -385,6 +402,9 @@ class LiveModel:
         return {"events": len(events), "skipped": len(events) - len(known), "states": len(states)}
 
 
+#: where the bookkeeping tensors live, said explicitly: a default device a user set
+#: (``torch.set_default_device``) must not move them away from the scores they index
+CPU = torch.device("cpu")
 #: up to this many ids, a request's ids are looked up one by one (else with one Index call)
 SMALL_REQUEST = 64
 #: users whose states one replay pass holds (a rebuild replays the log in such chunks)

@@ -92,6 +92,7 @@ class Health(BaseModel):
     status: str
     model: str
     checkpoint: str
+    device: str              # where the model runs: cpu, cuda:0, mps, ...
 
 
 __all__ = ["EventIn", "EventsIn", "Applied", "Entry", "Item", "Recommendations", "HistoryIn",
