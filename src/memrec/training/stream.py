@@ -154,14 +154,17 @@ class StreamTask:
             model.reset_memory() if self.reset_memory else model.forget_pending()
         negatives, picked = batch.draws, None
         if batch.noise is not None:
-            negatives, picked = self.adversary.choose(batch.users, batch.draws, batch.noise)
+            # the generator G stays on the CPU with its own optimizer, whatever train.device is:
+            # its inputs go there, its picks come back to the model's device
+            negatives, picked = self.adversary.choose(batch.users.cpu(), batch.draws.cpu(), batch.noise.cpu())
+            negatives = negatives.to(batch.draws.device)
         candidates = torch.cat([batch.items[:, None], negatives], dim=1)
         step = model.stream_step_exact if self.exact else model.stream_step
         scores = step(batch.users, batch.items, candidates)
         if picked is not None:
             with torch.no_grad():                           # reward: the hinge each negative costs
                 reward = torch.relu(self.config.margin - scores[:, :1] + scores[:, 1:])
-            self.adversary.reinforce(batch.users, batch.draws, picked, reward)
+            self.adversary.reinforce(batch.users.cpu(), batch.draws.cpu(), picked, reward.cpu())
         return self.loss_fn(scores[:, 0], scores[:, 1:])
 
 
