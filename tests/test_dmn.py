@@ -2,6 +2,8 @@
 masked slots irrelevant, planted signal learned — the prefix pass, the leakage rule (in the
 model, the training task and the evaluation cases), the typed generator, the temporal split."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -290,3 +292,182 @@ def test_the_order_of_the_earlier_events_does_not_matter():
     torch.testing.assert_close(one, other)
     moved = model.session_state(torch.tensor([[3, 14, 7, 25]]), mask)[0]
     assert not torch.allclose(one, moved)
+
+
+# -- the copy read (model.repeat) -------------------------------------------------------------------
+INF = float("inf")
+
+
+def hand_copy(gate_bias: float, hops: int = 1) -> PurchaseDMN:
+    """:func:`hand_model` with the copy read, its gate a constant g = σ(gate_bias)."""
+    model = PurchaseDMN(1, 3, dim=2, hops=hops, event_types=2, repeat=True).eval()
+    model.load_state_dict({**hand_model(hops).state_dict(), "copy.gate.weight": torch.zeros(1, 2),
+                           "copy.gate.bias": torch.tensor([gate_bias])})
+    return model
+
+
+def test_copy_read_one_slot_by_hand():
+    # session [item 1]: logits (0, 4, 4) (test_a_single_slot_memory_reads_its_value); the one
+    # slot holds item 1 with weight 1; g = σ(ln 3) = 3/4: p = 1/4 · softmax(0, 4, 4) + 3/4 · (0, 1, 0)
+    softmax = torch.softmax(torch.tensor([0.0, 4.0, 4.0]), 0)
+    expected = 0.25 * softmax + 0.75 * torch.tensor([0.0, 1.0, 0.0])
+    model = hand_copy(math.log(3.0))
+    torch.testing.assert_close(model.score_all(query([[1]]))[0].exp(), expected)
+    # item 1 owes 3/4 / p(1) of its probability to the copy: a repeat of slot 0; 0 and 2 are
+    # explorations (the copy gave them nothing); the event attention follows the mode entry
+    rows = model.explain(query([[1]]), torch.tensor([0, 1, 2]))
+    assert [(r[0].kind, r[0].id) for r in rows] == [("explore", -1), ("repeat", 0), ("explore", -1)]
+    assert rows[1][0].weight == pytest.approx(0.75 / float(expected[1]), abs=1e-6)
+    assert rows[0][0].weight == pytest.approx(1.0) and [(e.kind, e.id) for e in rows[0][1:]] == [("click", 1)]
+
+
+def test_copy_read_sums_an_item_over_its_typed_events_by_hand():
+    # session [view item 0, cart item 0, view item 1] = tokens [0, 3, 1]; type tables are zero, so
+    # the query q_1 = (0, 1) addresses keys (1, 0), (1, 0), (0, 1): p = (1, 1, e) / (2 + e), and
+    # the copy puts c_0 = 2 / (2 + e) on item 0 (both its events), c_1 = e / (2 + e) on item 1
+    e = math.e
+    p = torch.tensor([1.0, 1.0, e]) / (2 + e)
+    o = p[0] * torch.tensor([2.0, 0.0]) + p[1] * torch.tensor([2.0, 0.0]) + p[2] * torch.tensor([0.0, 3.0])
+    state = o + torch.tensor([0.0, 1.0])
+    logits = torch.stack([state[0], state[1], state.sum()])
+    copy = torch.tensor([2 / (2 + e), e / (2 + e), 0.0])
+    model = hand_copy(math.log(3.0))
+    torch.testing.assert_close(model.score_all(query([[0, 3, 1]]))[0].exp(),
+                               0.25 * torch.softmax(logits, 0) + 0.75 * copy)
+    # item 0's latest event is slot 1 (the cart)
+    rows = model.explain(query([[0, 3, 1]]), torch.tensor([0, 1, 2]))
+    assert [(r[0].kind, r[0].id) for r in rows] == [("repeat", 1), ("repeat", 2), ("explore", -1)]
+    # gate 0 and gate 1 are the pure cases: the DMN's softmax, and the copy alone
+    torch.testing.assert_close(hand_copy(-INF).score_all(query([[0, 3, 1]]))[0], torch.log_softmax(logits, 0))
+    assert [r[0].kind for r in hand_copy(-INF).explain(query([[0, 3, 1]]), torch.tensor([0, 1, 2]))] == ["explore"] * 3
+    pure = hand_copy(INF).score_all(query([[0, 3, 1]]))[0]
+    torch.testing.assert_close(pure[:2].exp(), copy[:2])
+    assert torch.isneginf(pure[2])
+
+
+def test_copy_read_uses_the_last_hop_attention():
+    # two hops over [0, 0, 0] (test_identical_events_read_uniformly_and_two_hops_by_hand): every hop
+    # attends uniformly; over [0, 1] the second hop's query (u + o) differs from the first's
+    model = hand_copy(math.log(3.0), hops=2)
+    tokens, mask = torch.tensor([[0, 1]]), torch.ones(1, 2, dtype=torch.bool)
+    state, weights = model.session_state(tokens, mask)
+    assert not torch.allclose(weights[0], weights[1])
+    copy = torch.cat([weights[1], torch.zeros(1, 1)], 1)            # slots 0, 1 hold items 0, 1
+    expected = 0.25 * torch.softmax(model.output(state), 1) + 0.75 * copy
+    torch.testing.assert_close(model.score_all(query([[0, 1]])).exp(), expected)
+
+
+@pytest.mark.parametrize("options", [{}, {"hops": 3}, {"hop": "linear", "hops": 2}, {"max_history": 2}])
+def test_copy_read_is_a_distribution_per_prefix_and_padding_is_inert(options):
+    model = random_model(repeat=True, **options)
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, 30, (3, 5), generator=g)
+    lengths = [5, 2, 4]
+    q = query(tokens.tolist(), lengths)
+    positions = q.mask
+    outputs = model.prefix_outputs(q.history, q.mask, positions)
+    torch.testing.assert_close(outputs.exp().sum(1), torch.ones(len(outputs)))
+    # garbage tokens under the mask change nothing, neither in the prefix pass nor in a score
+    junk = torch.where(q.mask, q.history, torch.full_like(q.history, 29))
+    junk_positions = torch.cat([positions, torch.zeros(3, 2, dtype=torch.bool)], 1)
+    padded = model.prefix_outputs(torch.cat([junk, torch.full((3, 2), 17)], 1),
+                                  torch.cat([q.mask, torch.zeros(3, 2, dtype=torch.bool)], 1), junk_positions)
+    torch.testing.assert_close(padded, outputs)
+    torch.testing.assert_close(model.score_all(Query(q.users, junk, q.mask)), model.score_all(q))
+    # every prefix scores what scoring it alone does
+    k = 0
+    for b, n in enumerate(lengths):
+        for t in range(n):
+            alone = model.score_all(query([tokens[b, :t + 1].tolist()]))[0]
+            torch.testing.assert_close(outputs[k], alone, atol=1e-6, rtol=1e-5)
+            k += 1
+
+
+def test_copy_read_is_off_by_default_and_changes_no_initial_weight():
+    torch.manual_seed(5)
+    plain = PurchaseDMN(1, 20, dim=6, hops=2, hop="linear", event_types=3)
+    torch.manual_seed(5)
+    copying = PurchaseDMN(1, 20, dim=6, hops=2, hop="linear", event_types=3, repeat=True)
+    assert not plain.repeat and not plain.outputs_log_probabilities and copying.outputs_log_probabilities
+    assert not any(k.startswith("copy.") for k in plain.state_dict())
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, copying.state_dict()[key]), key
+
+
+def test_purchase_task_loss_is_the_mixture_nll_of_each_purchase():
+    log = typed_log([[(0, VIEW), (1, CART), (2, PURCHASE), (2, VIEW), (1, PURCHASE)],
+                     [(3, VIEW), (3, CART), (3, PURCHASE)],
+                     [(5, VIEW), (4, PURCHASE)]])
+    task = PurchaseTask(log, TrainConfig(loss="softmax", batch_size=100), 6, 3, PURCHASE)
+    (batch,) = list(task.batches(torch.Generator().manual_seed(0)))
+    torch.manual_seed(0)
+    model = PurchaseDMN(1, 6, dim=4, event_types=3, target="purchase", init_std=0.5, repeat=True).double()
+    plain = PurchaseDMN(1, 6, dim=4, event_types=3, target="purchase", init_std=0.5).double()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("copy.")})
+    losses, cross_entropies = [], []
+    for b in range(len(batch.history)):
+        row = batch.history[b][batch.mask[b]]
+        for t in torch.nonzero(batch.buys[b][:len(row) - 1])[:, 0].tolist():   # event t + 1 is bought
+            prefix = Query(torch.tensor([-1]), row[None, :t + 1], torch.ones(1, t + 1, dtype=torch.bool))
+            target = row[t + 1] % 6
+            losses.append(-model.score_all(prefix)[0, target])
+            cross_entropies.append(-torch.log_softmax(plain.score_all(prefix)[0], 0)[target])
+    assert len(losses) == 4
+    torch.testing.assert_close(task.loss(model, batch), torch.stack(losses).mean())
+    # without the copy read the task's loss is the softmax cross-entropy it always was
+    torch.testing.assert_close(task.loss(plain, batch), torch.stack(cross_entropies).mean())
+    # the sampled losses rank candidates without the catalogue, which the mixture needs
+    with pytest.raises(ConfigError, match="train.loss = \"softmax\""):
+        make_task(model, log, TrainConfig(loss="bpr"))
+    make_task(plain, log, TrainConfig(loss="bpr"))
+
+
+def test_copy_read_learns_returns_to_an_earlier_item():
+    # sessions a r₁ a r₂ a r₃ a: every return to the anchor a (one of 100) is predictable from the
+    # session's own events, from no catalogue row
+    from memrec.data.splits import session_split
+    from memrec.evaluation import Evaluator
+    rng = np.random.default_rng(2)
+    n_sessions, n_items = 400, 300
+    anchor = rng.integers(0, 100, n_sessions)
+    other = rng.integers(100, n_items, (n_sessions, 3))
+    item = np.stack([anchor, other[:, 0], anchor, other[:, 1], anchor, other[:, 2], anchor], 1).reshape(-1)
+    sess = np.repeat(np.arange(n_sessions), 7)
+    data = Interactions(sess.astype(np.int32), item.astype(np.int32), IdMap.range(n_sessions),
+                        IdMap.range(n_items), timestamp=np.arange(len(sess), dtype=np.float64), session=sess)
+    split = session_split(data, test_frac=0.1)
+    hits = {}
+    for repeat in (False, True):
+        torch.manual_seed(0)
+        model = build("dmn", split.train.n_users, split.train.n_items, {"dim": 16, "repeat": repeat})
+        cfg = TrainConfig(epochs=8, batch_size=256, lr=0.01, loss="softmax", patience=0)
+        Trainer(cfg, progress=False, echo=lambda *_: None).fit(model, split)
+        hits[repeat] = Evaluator(split, "test", ks=(1,)).evaluate(model)["session"]["HR@1"]
+    # half the cases return to the anchor: the copy finds it among the events (at most 0.5); the
+    # DMN alone gets part of the way (the read value of the anchor's events can point at its row)
+    assert hits[True] > 0.45 and hits[True] > hits[False] + 0.1, hits
+
+
+def test_copy_read_from_the_cli_says_repeat_or_explore(tmp_path):
+    from click.testing import CliRunner
+
+    from memrec.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+    described = run("models", "dmn")
+    assert described.exit_code == 0 and any(line.split()[:1] == ["repeat"] and "False" in line
+                                            for line in described.output.splitlines()), described.output
+    folder, out = ring_session_files(tmp_path), tmp_path / "dmn"
+    result = run("train", "dmn", "--data", folder, "--out", out, "--epochs", 1, "--set", "model.dim=8",
+                 "--set", "model.repeat=true", "--set", "train.batch_size=64", "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = run("recommend", out, "--session", "1,2,3", "-k", 20, "--explain")
+    assert result.exit_code == 0, result.output
+    ranked = result.output.splitlines()[2:]
+    assert len(ranked) == 20
+    for line in ranked:       # the session's own items may be repeats of their slot, the others not
+        item, mode = line.split("\t")[0].split()[1], line.split("\t")[2]
+        slot = {"1": 0, "2": 1, "3": 2}.get(item)
+        assert mode.startswith("explore catalogue (") or (slot is not None and mode.startswith(f"repeat slot {slot} (")), line

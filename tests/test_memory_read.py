@@ -293,3 +293,70 @@ def test_repeat_share_and_copy_read_module():
     # p(1) = 1/4 · 1/4 + 3/4 = 13/16, of which the copy gave 3/4 = 12/16; item 0 is padding
     share = repeat_share(log_p, weights, items, mask, read.gate_logit(state))
     assert share[0].tolist() == pytest.approx([0.0, 12 / 13, 0.0, 0.0], abs=1e-6)
+
+
+# -- the copy read of unnormalised scores (pairwise-trained models: RUM-I) --------------------------
+from memrec.memory.read import copy_candidate_scores, copy_scores  # noqa: E402
+
+
+def test_copy_scores_one_slot_hand_oracle():
+    # scores (0, ln 2, 0); one slot holding item 2; g = σ(0) = 1/2:
+    # exp(s') = 1/2 · (1, 2, 1) + 1/2 · (0, 0, 1) = (1/2, 1, 1)
+    s = copy_scores(torch.tensor([[0.0, math.log(2.0), 0.0]]), torch.tensor([[1.0]]), torch.tensor([[2]]),
+                    torch.tensor([[True]]), torch.tensor([0.0]))
+    assert s.exp()[0].tolist() == pytest.approx([0.5, 1.0, 1.0], abs=1e-6)
+
+
+def test_copy_scores_sum_a_repeated_item_and_gate_zero_and_one_are_the_pure_cases():
+    # slots (item 1, item 3, item 1) with weights (0.2, 0.5, 0.3): c = (0, 0.5, 0, 0.5);
+    # scores 0, g = 3/4: exp(s') = 1/4 · 1 + 3/4 · c
+    scores = torch.zeros(1, 4)
+    weights, items, mask = torch.tensor([[0.2, 0.5, 0.3]]), torch.tensor([[1, 3, 1]]), torch.ones(1, 3, dtype=torch.bool)
+    s = copy_scores(scores, weights, items, mask, torch.tensor([math.log(3.0)]))
+    assert s.exp()[0].tolist() == pytest.approx([0.25, 0.625, 0.25, 0.625], abs=1e-6)
+    scores = torch.tensor([[0.3, -1.0, 2.0, 0.5]])
+    torch.testing.assert_close(copy_scores(scores, weights, items, mask, torch.tensor([-INF])), scores)   # g = 0
+    repeat = copy_scores(scores, weights, items, mask, torch.tensor([INF]))                               # g = 1
+    assert repeat.exp()[0].tolist() == pytest.approx([0.0, 0.5, 0.0, 0.5], abs=1e-7)
+    assert torch.isneginf(repeat[0, [0, 2]]).all()
+    # an empty memory leaves the scores as they are, whatever the gate
+    torch.testing.assert_close(copy_scores(scores, weights, items, torch.zeros_like(mask), torch.tensor([5.0])), scores)
+
+
+@settings(max_examples=60, deadline=None)
+@given(copy_cases())
+def test_copy_scores_softmax_is_a_repeat_explore_mixture(case):
+    # softmax(s') over the catalogue = (1 − g')·softmax(s) + g'·c with g' = g / (g + (1 − g) Σ exp s)
+    scores, weights, items, mask, gate = (t.double() if t.is_floating_point() else t for t in case)
+    s = copy_scores(scores, weights, items, mask, gate)
+    g = (torch.sigmoid(gate) * mask.any(1))[:, None]
+    c = copy_distribution(weights, items, mask, scores.shape[1])
+    torch.testing.assert_close(s.exp(), (1 - g) * scores.exp() + g * c)                 # the dense formula
+    g_prime = g / (g + (1 - g) * scores.exp().sum(1, keepdim=True))
+    mixture = (1 - g_prime) * torch.softmax(scores, 1) + g_prime * c
+    torch.testing.assert_close(torch.softmax(s, 1), mixture)
+    torch.testing.assert_close(mixture.sum(1), torch.ones(len(scores), dtype=torch.float64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(copy_cases(), st.integers(0, 10_000))
+def test_copy_candidate_scores_equal_copy_scores_at_the_candidates_and_ignore_padding(case, seed):
+    scores, weights, items, mask, gate = case
+    g = torch.Generator().manual_seed(seed)
+    candidates = torch.randint(0, scores.shape[1], (len(scores), 5), generator=g)
+    full = copy_scores(scores, weights, items, mask, gate)
+    some = copy_candidate_scores(scores.gather(1, candidates), candidates, weights, items, mask, gate)
+    torch.testing.assert_close(some, full.gather(1, candidates))
+    junk_items = torch.where(mask, items, torch.randint(0, scores.shape[1], items.shape, generator=g))
+    junk_weights = torch.where(mask, weights, torch.rand(weights.shape, generator=g))
+    torch.testing.assert_close(copy_scores(scores, junk_weights, junk_items, mask, gate), full)
+    torch.testing.assert_close(copy_candidate_scores(scores.gather(1, candidates), candidates, junk_weights,
+                                                     junk_items, mask, gate), some)
+
+
+def test_repeat_share_of_copy_scores():
+    # one slot (item 1), g = 3/4, scores 0: exp(s'(1)) = 1/4 + 3/4 = 1, of which the copy gave 3/4
+    weights, items, mask = torch.tensor([[1.0]]), torch.tensor([[1]]), torch.tensor([[True]])
+    gate = torch.tensor([math.log(3.0)])
+    s = copy_scores(torch.zeros(1, 3), weights, items, mask, gate)
+    assert repeat_share(s, weights, items, mask, gate)[0].tolist() == pytest.approx([0.0, 0.75, 0.0], abs=1e-6)

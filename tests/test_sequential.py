@@ -22,7 +22,8 @@ from memrec.training.tasks import NextItemTask, make_task
 from memrec.training.trainer import Trainer
 
 SEQUENTIAL = [("rumi", {}), ("rumi", {"query": "last"}), ("rumf", {}), ("rumf", {"query": "last"}),
-              ("rumf", {"memory_init": "zeros"}), ("fpmc", {}), ("gru4rec", {"layers": 2})]
+              ("rumf", {"memory_init": "zeros"}), ("fpmc", {}), ("gru4rec", {"layers": 2}),
+              ("rumi", {"repeat": True}), ("rumi", {"query": "last", "repeat": True})]
 
 
 def random_histories(B=5, L=8, n_items=30, seed=0):
@@ -266,3 +267,110 @@ def test_global_temporal_split_trains_and_ranks(name):
             echo=lambda *_: None).fit(model, split)
     metrics = Evaluator(split, "test", protocols=("full",)).evaluate(model)["full"]
     assert 0.0 <= metrics["NDCG@10"] <= 1.0 and metrics["AUC"] > 0.0
+
+
+# -- RUM-I's copy read (model.repeat) ---------------------------------------------------------------
+INF = float("inf")
+
+
+def hand_rumi(gate_bias: float) -> RUMItem:
+    """test_rum_item_by_hand's RUM-I with the copy read, its gate a constant g = σ(gate_bias)."""
+    m = RUMItem(1, 3, dim=2, slots=2, alpha=0.5, beta=2.0, repeat=True).eval()
+    _set(m.user_embedding, [[1.0, 0.0]])
+    _set(m.item_embedding, [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with torch.no_grad():
+        m.copy.gate.weight.zero_()
+        m.copy.gate.bias.fill_(gate_bias)
+    return m
+
+
+def test_rumi_copy_read_one_slot_by_hand():
+    # history [0]: memory [∅, q0]; the last item's read puts all its weight on slot 1 (item 0):
+    # c = (1, 0, 0). ŷ (candidate query, one valid slot, z = 1): q0: 1 + 0.5·1 = 1.5,
+    # q1: 0 + 0.5·0 = 0, q2: 1 + 0.5·1 = 1.5. g = 3/4: exp(ŷ') = 1/4 · exp(ŷ) + 3/4 · c
+    m = hand_rumi(math.log(3.0))
+    q = Query(torch.tensor([0]), torch.tensor([[0]]), torch.ones(1, 1, dtype=torch.bool))
+    y = torch.tensor([1.5, 0.0, 1.5])
+    expected = torch.log(0.25 * y.exp() + 0.75 * torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(m.score_all(q)[0], expected)
+    torch.testing.assert_close(m.score_items(q, torch.tensor([[2, 0]]))[0], expected[[2, 0]])
+
+
+def test_rumi_copy_read_sums_a_repeated_item_and_its_pure_cases_by_hand():
+    # history [0, 1, 1]: memory [q1, q1] (test_rum_item_by_hand: ŷ = (1, 0.5, 1.5)); the last
+    # item q1 reads both slots alike, and the copy sums them: c = (0, 1, 0)
+    q = Query(torch.tensor([0]), torch.tensor([[0, 1, 1]]), torch.ones(1, 3, dtype=torch.bool))
+    y = torch.tensor([1.0, 0.5, 1.5])
+    copy = torch.tensor([0.0, 1.0, 0.0])
+    m = hand_rumi(math.log(3.0))
+    scores = m.score_all(q)[0]
+    torch.testing.assert_close(scores, torch.log(0.25 * y.exp() + 0.75 * copy))
+    # its softmax over the catalogue is a repeat/explore mixture, g' = g / (g + (1 − g) Σ exp ŷ)
+    g = 0.75 / (0.75 + 0.25 * y.exp().sum())
+    torch.testing.assert_close(torch.softmax(scores, 0), (1 - g) * torch.softmax(y, 0) + g * copy)
+    # gate 0: RUM-I's own scores; gate 1: the copy alone
+    torch.testing.assert_close(hand_rumi(-INF).score_all(q)[0], y)
+    pure = hand_rumi(INF).score_all(q)[0]
+    assert pure[1].item() == pytest.approx(0.0, abs=1e-6) and torch.isneginf(pure[[0, 2]]).all()
+    # the explanation: item 1 owes 3/4 / exp(ŷ'_1) of its score to the copy, a repeat of slot 1
+    # (the newest slot holding it); items 0 and 2 are explorations; the read attention follows
+    rows = m.explain(q, torch.tensor([0, 1, 2]))
+    assert [(r[0].kind, r[0].id) for r in rows] == [("explore", -1), ("repeat", 1), ("explore", -1)]
+    assert rows[1][0].weight == pytest.approx(0.75 / (0.25 * math.exp(0.5) + 0.75), abs=1e-6)
+    assert rows[0][0].weight == pytest.approx(1.0) and {e.kind for e in rows[0][1:]} == {"item"}
+    assert [r[0].kind for r in hand_rumi(-INF).explain(q, torch.tensor([0, 1, 2]))] == ["explore"] * 3
+
+
+def test_rumi_copy_read_state_keeps_the_slots_items_and_round_trips():
+    m = hand_rumi(0.0)
+    users = torch.tensor([0, 0])
+    history, mask = torch.tensor([[2, 0, 1, 1], [2, 0, 0, 0]]), torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]]).bool()
+    state = m.encode(users, history, mask)
+    assert state.items.tolist() == [[1, 1], [0, 2]] and state.mask.tolist() == [[True, True], [False, True]]
+    assert state.entries().tolist() == [1, 1]
+    back = m.state_from_bytes(state.index(torch.tensor([1])).to_bytes())
+    assert back.items.tolist() == [[0, 2]]
+    # an empty memory has nothing to copy: the scores are RUM-I's, whatever the gate
+    empty = Query(torch.tensor([0]), torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0, dtype=torch.bool))
+    torch.testing.assert_close(hand_rumi(5.0).score_all(empty), hand_rumi(-INF).score_all(empty))
+
+
+def test_rumi_copy_read_is_off_by_default_and_changes_no_initial_weight():
+    torch.manual_seed(5)
+    plain = RUMItem(4, 20, dim=6)
+    torch.manual_seed(5)
+    copying = RUMItem(4, 20, dim=6, repeat=True)
+    assert not plain.repeat and plain.state_type is MemoryState and copying.state_type is not MemoryState
+    assert not any(k.startswith("copy.") for k in plain.state_dict())
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, copying.state_dict()[key]), key
+
+
+def test_rumi_copy_read_trains_from_the_cli_and_says_repeat_or_explore(tmp_path):
+    from click.testing import CliRunner
+
+    from memrec.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+    described = run("models", "rumi")
+    assert any(line.split()[:1] == ["repeat"] for line in described.output.splitlines()), described.output
+    rng = np.random.default_rng(0)          # users who keep returning to a favourite item
+    lines = ["user,item,rating,timestamp"]
+    for u in range(40):
+        favourite = rng.integers(0, 10)
+        items = [favourite if k % 2 else 10 + rng.integers(0, 200) for k in range(10)]
+        lines += [f"u{u},i{i},1,{k}" for k, i in enumerate(items)]
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "rumi"
+    result = run("train", "rumi", "--data", tmp_path / "log.csv", "--out", out, "--epochs", 1,
+                 "--set", "model.dim=8", "--set", "model.slots=4", "--set", "model.repeat=true", "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = run("recommend", out, "--user", "u3", "-k", "40", "--explain", "--include-seen")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "attended:" in line]
+    assert len(lines) == 40
+    firsts = [line.split("attended: ")[1].split(",")[0] for line in lines]
+    assert all(f.startswith(("repeat slot ", "explore catalogue (")) for f in firsts), firsts
+    assert sum(f.startswith("repeat slot ") for f in firsts) <= 4            # at most one per slot

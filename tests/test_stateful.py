@@ -23,6 +23,20 @@ SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5, "kg": None},
          "dmn": {"dim": 8, "max_history": 3}, "sasrec": {"dim": 8, "heads": 2, "max_len": 4}, "mars": {"dim": 8, "max_history": 4},
          "nmrn": {"dim": 8, "slots": 3, "scope": "per_user"}}
 STATEFUL = sorted(name for name, s in REGISTRY.items() if issubclass(s.cls, StatefulScorer))
+#: the copy read (``model.repeat``) changes what a score reads (the slots' items too) and, for
+#: RUM-I, the state: every stateful contract below runs on these variants as well
+COPY_READ = [pytest.param("stamp", {**SMALL["stamp"], "repeat": True}, id="stamp+repeat"),
+             pytest.param("stmp", {**SMALL["stmp"], "repeat": True}, id="stmp+repeat"),
+             pytest.param("dmn", {**SMALL["dmn"], "repeat": True}, id="dmn+repeat"),
+             pytest.param("rumi", {"dim": 8, "slots": 3, "repeat": True}, id="rumi+repeat"),
+             pytest.param("rumi", {"dim": 8, "slots": 3, "query": "last", "repeat": True}, id="rumi-last+repeat")]
+#: (registry name, parameters; None: SMALL's) of every stateful model and copy-read variant
+VARIANTS = [pytest.param(name, None, id=name) for name in STATEFUL] + COPY_READ
+
+
+def _copy_reads(names) -> list:
+    """The copy-read variants of the models in ``names``."""
+    return [p for p in COPY_READ if p.values[0] in names]
 
 
 def test_every_model_with_memory_is_stateful():
@@ -70,11 +84,11 @@ def _assert_states_equal(a, b, atol=1e-5):
             assert torch.allclose(x.float(), y.float(), atol=atol), name
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("name, params", VARIANTS)
 @pytest.mark.parametrize("seed", [0, 1])
 @torch.no_grad()
-def test_encode_equals_event_by_event_replay(name, seed):
-    model, n_items = _model(name)
+def test_encode_equals_event_by_event_replay(name, params, seed):
+    model, n_items = _model(name, params)
     users, history, mask = _histories(n_items, seed)
     batch = model.encode(users, history, mask)
     for b in range(len(users)):
@@ -84,10 +98,10 @@ def test_encode_equals_event_by_event_replay(name, seed):
                               model.score_state(single, users[b:b + 1]), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("name, params", VARIANTS)
 @torch.no_grad()
-def test_scores_from_the_state_equal_score_all(name):
-    model, n_items = _model(name)
+def test_scores_from_the_state_equal_score_all(name, params):
+    model, n_items = _model(name, params)
     users, history, mask = _histories(n_items, seed=2)
     if not isinstance(model, HistoryScorer):      # queries carry no history: the state is init's
         history, mask = history[:, :0], mask[:, :0]
@@ -99,10 +113,10 @@ def test_scores_from_the_state_equal_score_all(name):
     assert torch.allclose(model.score_items(query, items), model.score_all(query).gather(1, items), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("name, params", VARIANTS)
 @torch.no_grad()
-def test_state_round_trips_through_bytes(name):
-    model, n_items = _model(name)
+def test_state_round_trips_through_bytes(name, params):
+    model, n_items = _model(name, params)
     users, history, mask = _histories(n_items, seed=4)
     state = model.encode(users, history, mask)
     for b in range(len(users)):        # a store keeps one user's state
@@ -113,11 +127,11 @@ def test_state_round_trips_through_bytes(name):
         assert torch.equal(model.score_state(back, users[b:b + 1]), model.score_state(row, users[b:b + 1]))
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("name, params", VARIANTS)
 @torch.no_grad()
-def test_a_new_event_changes_the_scores(name):
+def test_a_new_event_changes_the_scores(name, params):
     # a state that ignored its events would pass the equalities above trivially
-    model, n_items = _model(name)
+    model, n_items = _model(name, params)
     users = torch.tensor([3])
     before = model.encode(users, torch.tensor([[2, 5]]), torch.ones(1, 2, dtype=torch.bool))
     after = model.update(before, torch.tensor([7]))
@@ -167,11 +181,7 @@ EXPLAINERS = sorted(n for n, s in REGISTRY.items() if issubclass(s.cls, Explaine
                     and n not in ("cmn",))            # CMN's explain is checked in test_cmn.py
 
 
-#: the copy read changes what a prefix scores (log-probabilities read from its own clicks)
-COPY_READ = {"stamp": {**SMALL["stamp"], "repeat": True}, "stmp": {**SMALL["stmp"], "repeat": True}}
-
-
-@pytest.mark.parametrize("name, params", [(n, None) for n in SOFTMAX] + list(COPY_READ.items()))
+@pytest.mark.parametrize("name, params", [(n, None) for n in SOFTMAX] + _copy_reads(SOFTMAX))
 @torch.no_grad()
 def test_prefix_states_score_like_the_prefix_alone(name, params):
     # no future event enters prefix t: position t scores what scoring the first t + 1 events does
@@ -185,10 +195,10 @@ def test_prefix_states_score_like_the_prefix_alone(name, params):
         assert torch.allclose(model.prefix_outputs(history, mask, positions), model.score_all(prefix), atol=1e-5), t
 
 
-@pytest.mark.parametrize("name", PAIRWISE)
+@pytest.mark.parametrize("name, params", [(n, None) for n in PAIRWISE] + _copy_reads(PAIRWISE))
 @torch.no_grad()
-def test_prefix_scores_score_like_the_prefix_alone(name):
-    model, n_items = _model(name)
+def test_prefix_scores_score_like_the_prefix_alone(name, params):
+    model, n_items = _model(name, params)
     users, history, mask = _histories(n_items, seed=6)
     candidates = torch.randint(0, n_items, (*history.shape, 3), generator=torch.Generator().manual_seed(7))
     scores = model.prefix_scores(users, history, mask, candidates)
@@ -214,3 +224,44 @@ def test_explanations_are_typed_entries_of_the_declared_kind(name):
         assert all(isinstance(e, MemoryEntry) and e.kind == model.explains for e in entries)
         weights = [e.weight for e in entries]
         assert weights == sorted(weights, reverse=True)           # strongest first
+
+
+@pytest.mark.parametrize("name, params", _copy_reads(EXPLAINERS))
+@torch.no_grad()
+def test_copy_read_explanations_start_with_repeat_or_explore(name, params):
+    from memrec.models.capabilities import MODE_KINDS
+    model, n_items = _model(name, params)
+    users, history, mask = _histories(n_items, seed=8)
+    query = Query(users[:1], history[:1], mask[:1])
+    remembered = history[0][mask[0]] % n_items
+    items = torch.cat([remembered[-1:], torch.tensor([n_items - 1])])
+    for item, (mode, *rest) in zip(items.tolist(), model.explain(query, items)):
+        assert mode.kind in MODE_KINDS and 0.5 <= mode.weight <= 1.0
+        # only a remembered item can be a repeat (of a slot), and the slot holds it
+        if mode.kind == "repeat":
+            assert item in remembered.tolist() and mode.id >= 0
+        else:
+            assert mode.id == -1
+        assert rest and all(e.kind == model.explains for e in rest)
+
+
+def _op_counts(fn) -> dict[str, int]:
+    """How many times each aten operator runs in fn()."""
+    from collections import Counter
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return dict(Counter(e.name for e in prof.events() if e.name.startswith("aten::")))
+
+
+@pytest.mark.parametrize("name, params", COPY_READ)
+@torch.no_grad()
+def test_copy_read_full_ranking_is_one_product_plus_a_scatter_for_any_batch(name, params):
+    # the same operators, as many times, for 2 users as for 6: no loop over users or items; and
+    # the copy adds to the model's own full ranking one sparse write (index_put) on the slots
+    model, n_items = _model(name, params)
+    plain, _ = _model(name, {**params, "repeat": False})
+    users, history, mask = _histories(n_items, seed=9)
+    small, large = ([Query(users[:b], history[:b], mask[:b]) for b in (2, 6)])
+    assert _op_counts(lambda: model.score_all(small)) == _op_counts(lambda: model.score_all(large))
+    counts, before = _op_counts(lambda: model.score_all(large)), _op_counts(lambda: plain.score_all(large))
+    assert counts.get("aten::index_put", 0) == before.get("aten::index_put", 0) + 1, (counts, before)

@@ -409,10 +409,35 @@ def copy_mixture(logits: torch.Tensor, weights: torch.Tensor, slot_items: torch.
     logits [B, n_items], weights [B, M] (summing to 1 over the valid slots), slot_items long
     [B, M], mask bool [B, M], gate_logit [B] (±inf: the pure cases) → log p [B, n_items].
     """
-    B, n_items = logits.shape
+    return _add_copy(torch.log_softmax(logits, dim=1), weights, slot_items, mask, gate_logit)
+
+
+def copy_scores(scores: torch.Tensor, weights: torch.Tensor, slot_items: torch.Tensor,
+                mask: torch.Tensor, gate_logit: torch.Tensor) -> torch.Tensor:
+    """The copy read for a model trained without a catalogue softmax (pairwise losses against
+    sampled negatives: RUM-I): the log of the *unnormalised* mixture
+
+        s'_i = log((1 − g) · exp(s_i) + g · c_i).
+
+    A softmax of s' over the catalogue is exactly a repeat/explore mixture — (1 − g')·softmax(s)
+    + g'·c with g' = g / (g + (1 − g)·Σ_j exp(s_j)) — so ranking by s' ranks by that mixture,
+    a sampled softmax over s' approximates its log-likelihood, and scoring a few candidates
+    (:func:`copy_candidate_scores`) needs no normaliser over the catalogue. g = 0 gives the
+    scores s unchanged, g = 1 log c. Same cost and layout as :func:`copy_mixture`.
+
+    scores [B, n_items], the other arguments as there → s' [B, n_items].
+    """
+    return _add_copy(scores, weights, slot_items, mask, gate_logit)
+
+
+def _add_copy(log_catalogue: torch.Tensor, weights: torch.Tensor, slot_items: torch.Tensor,
+              mask: torch.Tensor, gate_logit: torch.Tensor) -> torch.Tensor:
+    """log((1 − g)·exp(x_i) + g·c_i) for every item, x = ``log_catalogue`` [B, n_items]: the
+    catalogue term everywhere, the copy term written on the slots' items only."""
+    B, n_items = log_catalogue.shape
     log_repeat = nn.functional.logsigmoid(gate_logit)
     log_explore = torch.where(mask.any(1), nn.functional.logsigmoid(-gate_logit), 0.0)   # 1 − g, or 1
-    out = torch.log_softmax(logits, dim=1) + log_explore[:, None]            # (1 − g) softmax(z)
+    out = log_catalogue + log_explore[:, None]                               # (1 − g) exp(x)
     # one entry per distinct (row, item): sort the slots by item (padding last), sum each run
     items, order = slot_items.masked_fill(~mask, n_items).sort(dim=1)
     w = (weights * mask).gather(1, order)
@@ -428,11 +453,31 @@ def copy_mixture(logits: torch.Tensor, weights: torch.Tensor, slot_items: torch.
     return out.index_put((rows, cols), boosted)                              # + g c_i, in log space
 
 
+def copy_candidate_scores(scores: torch.Tensor, candidates: torch.Tensor, weights: torch.Tensor,
+                          slot_items: torch.Tensor, mask: torch.Tensor, gate_logit: torch.Tensor
+                          ) -> torch.Tensor:
+    """:func:`copy_scores` of given candidates only (equal to it gathered at them): each
+    candidate's copy mass is the weight of the slots holding it. Any leading batch shape ``...``
+    (a batch, or a batch × prefixes).
+
+    scores / candidates [..., C], weights / slot_items / mask [..., M], gate_logit [...] →
+    [..., C].
+    """
+    holds = (candidates[..., :, None] == slot_items[..., None, :]) & mask[..., None, :]   # [..., C, M]
+    mass = (holds * weights[..., None, :]).sum(-1)                                       # c at each candidate
+    log_repeat = nn.functional.logsigmoid(gate_logit)[..., None]
+    log_explore = torch.where(mask.any(-1), nn.functional.logsigmoid(-gate_logit), 0.0)[..., None]
+    out = scores + log_explore
+    tiny = torch.finfo(mass.dtype).tiny                                      # as _add_copy's floor
+    return torch.where(holds.any(-1), torch.logaddexp(out, log_repeat + mass.clamp_min(tiny).log()), out)
+
+
 def repeat_share(log_probs: torch.Tensor, weights: torch.Tensor, slot_items: torch.Tensor,
                  mask: torch.Tensor, gate_logit: torch.Tensor) -> torch.Tensor:
     """The share of each item's mixture probability that the copy gave it, g·c_i / p(i) ∈ [0, 1]
     (0 for items no slot holds): whether an item is recommended as a repeat or an exploration.
-    log_probs [B, n_items] (:func:`copy_mixture`'s), the other arguments as there → [B, n_items]."""
+    log_probs [B, n_items] (:func:`copy_mixture`'s, or :func:`copy_scores`': the share of the
+    unnormalised mixture is the same), the other arguments as there → [B, n_items]."""
     copy = copy_distribution(weights, slot_items, mask, log_probs.shape[1])
     gate = torch.sigmoid(gate_logit) * mask.any(1)
     return (gate[:, None] * copy / log_probs.exp()).nan_to_num(0.0).clamp(0.0, 1.0)
@@ -458,4 +503,5 @@ class CopyRead(nn.Module):
         return copy_mixture(logits, weights, slot_items, mask, self.gate_logit(state))
 
 
-__all__ += ["copy_distribution", "copy_mixture", "repeat_share", "CopyRead"]
+__all__ += ["copy_distribution", "copy_mixture", "copy_scores", "copy_candidate_scores", "repeat_share",
+            "CopyRead"]

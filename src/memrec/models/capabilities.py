@@ -96,8 +96,9 @@ class StatefulScorer(Model):
     ``score_all`` / ``score_items`` are ``score_state(encode(...))``.
     """
 
-    #: the class of this model's states (for :meth:`state_from_bytes`)
-    state_type: ClassVar[type[TensorState]]
+    #: the class of this model's states (for :meth:`state_from_bytes`); an instance attribute
+    #: where a hyper-parameter decides (RUM-I's copy read keeps the slots' items too)
+    state_type: type[TensorState]
     #: one state for every user, written by every user's events (NMRN's global memory): a
     #: server keeps it under one key; an instance attribute where a hyper-parameter decides
     shares_state: bool = False
@@ -222,6 +223,20 @@ def ranked_entries(kind: str, ids: torch.Tensor, weights: torch.Tensor) -> list[
     return [MemoryEntry(kind, int(i), float(w)) for i, w in zip(ids[order].tolist(), weights[order].tolist())]
 
 
+def mode_entries(share: torch.Tensor, slot_items: torch.Tensor, mask: torch.Tensor,
+                 items: torch.Tensor) -> list[MemoryEntry]:
+    """How a copy read recommended each of items long [C] (:data:`MODE_KINDS`): a "repeat" entry
+    (id: the latest slot holding the item, weight: the share of its probability the copy gave)
+    when the copy gave at least half of it, else an "explore" entry (id -1, weight: the
+    catalogue's share). share [C] (``memory.read.repeat_share`` at the items), slot_items long
+    [M] and mask bool [M] of the one memory read."""
+    holds = (slot_items[None, :] == items[:, None]) & mask                  # [C, M]
+    slots = torch.arange(holds.shape[1], device=holds.device)
+    latest = torch.where(holds, slots, -1).max(1).values if holds.shape[1] else -torch.ones_like(items)
+    return [MemoryEntry("repeat", int(slot), float(r)) if r >= 0.5 else MemoryEntry("explore", -1, float(1 - r))
+            for slot, r in zip(latest.tolist(), share.tolist())]
+
+
 # -- training --------------------------------------------------------------------------------------
 class NextItemSoftmax(Model):
     """Next-item training with a full softmax: every prefix's state in one causal pass."""
@@ -298,4 +313,5 @@ class StreamLearner(Model):
 
 __all__ = ["ENTRY_KINDS", "MODE_KINDS", "HistoryScorer", "AnonymousScorer", "make_query", "StatefulScorer",
            "ItemStateScorer", "MemoryEntry", "Explainer", "StateExplainer", "AttentionTracer", "ranked_entries",
+           "mode_entries",
            "NextItemSoftmax", "NextItemPairwise", "PurchasePredictor", "StreamLearner"]

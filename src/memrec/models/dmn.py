@@ -36,6 +36,17 @@ item (:func:`event_tokens`), so the shared ``Query``, trainer and session protoc
 unchanged; with ``event_types = 1`` a token is just the item (untyped click streams such as
 Yoochoose and Diginetica).
 
+Copy read (``repeat = True``; off by default, so the shipped results do not change)
+------------------------------------------------------------------------------------
+The memory holds the session's items, yet an item can only be recommended through its output
+row W_i. With the copy read (``memory/read.py``, :class:`~memrec.memory.read.CopyRead`) the last
+hop's attention p^H becomes a distribution c over the items of the events (token → item; an item
+viewed and carted sums both slots' weights), mixed with the catalogue softmax by a learned gate on
+the state, g = σ(w·(u^H + o^H) + b) (RepeatNet's repeat/explore decision, Ren et al. 2019):
+p = (1 − g)·softmax(ŷ) + g·c. Scores are then log p, and training (next item or next purchase)
+minimises −log p of the target (``outputs_log_probabilities``); the sampled purchase losses do not
+apply (p needs the whole catalogue's softmax). This is our addition, not the paper's.
+
 Deviations from the paper (all reconstructions; see ``docs/models/dmn.md``)
 --------------------------------------------------------------------------------
 * The whole architecture (slot embedding, last-event query, hop update, output layer) is the
@@ -45,6 +56,7 @@ Deviations from the paper (all reconstructions; see ``docs/models/dmn.md``)
 * The memory is the session's own events only (no cross-session user memory, no learned
   write): the spec's "memory rebuilt per session".
 * ``max_history`` caps the memory to the most recent events (None: the whole session).
+* ``repeat`` (the copy read above) is ours.
 """
 
 from __future__ import annotations
@@ -53,9 +65,9 @@ import torch
 from torch import nn
 
 from ..memory.state import ItemWindow
-from ..memory.read import candidate_read, multi_hop_read, prefix_mask
+from ..memory.read import CopyRead, candidate_read, multi_hop_read, prefix_mask, repeat_share
 from .base import Query
-from .capabilities import MemoryEntry, StateExplainer, PurchasePredictor, ranked_entries
+from .capabilities import MemoryEntry, StateExplainer, PurchasePredictor, mode_entries, ranked_entries
 from .session_memory import SessionMemory
 
 HOPS = ("add", "linear")
@@ -94,6 +106,10 @@ class PurchaseDMN(SessionMemory, PurchasePredictor, StateExplainer):
         Keep only the most recent events in the memory.
     init_std : float
         Normal init of the embeddings.
+    repeat : bool
+        Add the copy read: the last hop's attention over the events becomes a distribution over
+        their items, mixed with the catalogue softmax by a learned gate; scores are then
+        log-probabilities (see "Copy read" above).
 
     Shapes
     ------
@@ -107,7 +123,7 @@ class PurchaseDMN(SessionMemory, PurchasePredictor, StateExplainer):
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, hops: int = 2,
                  hop: str = "add", event_types: int = 1, target: str = "next_item",
                  purchase_type: int = 2, type_embeddings: bool = True,
-                 max_history: int | None = None, init_std: float = 0.05):
+                 max_history: int | None = None, init_std: float = 0.05, repeat: bool = False):
         super().__init__(n_users, n_items)
         if hops < 1:
             raise ValueError(f"hops must be at least 1, got {hops}")
@@ -134,6 +150,11 @@ class PurchaseDMN(SessionMemory, PurchasePredictor, StateExplainer):
             nn.init.normal_(table.weight, std=init_std)
         self.hop_maps = nn.ModuleList(nn.Linear(dim, dim) for _ in range(hops - 1)) \
             if hop == "linear" else nn.ModuleList()
+        self.repeat = self.outputs_log_probabilities = repeat
+        if repeat:      # built last: the random draws of the other weights stay those of repeat=False
+            self.copy = CopyRead(dim)    # gate g = σ(w·(u^H + o^H) + b): repeat vs explore
+            nn.init.normal_(self.copy.gate.weight, std=init_std)
+            nn.init.zeros_(self.copy.gate.bias)
 
     # -- memory -------------------------------------------------------------------------------
     def _split_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,19 +210,59 @@ class PurchaseDMN(SessionMemory, PurchasePredictor, StateExplainer):
         return states @ self.item_output.weight.T
 
     def candidate_scores(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Scores of given candidates (the pairwise option): states [P, d], items [P, C] → [P, C]."""
+        """Scores of given candidates (the pairwise option; not with the copy read, whose
+        log-probabilities need every item): states [P, d], items [P, C] → [P, C]."""
         return (self.item_output(items) * states[:, None, :]).sum(-1)
+
+    # -- the copy read (repeat = True) ------------------------------------------------------------
+    def _mixture(self, logits: torch.Tensor, states: torch.Tensor, weights: torch.Tensor,
+                 tokens: torch.Tensor, readable: torch.Tensor) -> torch.Tensor:
+        """log p of the repeat/explore mixture: the last hop's weights [P, L] over the events
+        tokens [P, L] (copied as their items), readable [P, L]; logits [P, n_items], states
+        [P, d] → [P, n_items]."""
+        return self.copy(logits, states, weights, tokens % self.n_items, readable)
+
+    def window_scores(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        state, weights = self.session_state(items, mask)
+        logits = self.output(state)
+        # a window holds at most max_history events, so every event in it is readable
+        return self._mixture(logits, state, weights[-1], items, mask) if self.repeat else logits
+
+    def prefix_outputs(self, history: torch.Tensor, mask: torch.Tensor,
+                       positions: torch.Tensor) -> torch.Tensor:
+        """Scores after the selected prefixes (log-probabilities with the copy read, each prefix
+        copying from the events it may read)."""
+        if not self.repeat:
+            return super().prefix_outputs(history, mask, positions)
+        query, key, value = self._slots(history, mask)
+        readable = prefix_mask(mask, self.max_history)
+        states, weights = self._hops(query, key, value, readable)
+        states = states[positions]
+        rows = positions.nonzero()[:, 0]                     # row-major, as boolean indexing
+        return self._mixture(self.output(states), states, weights[-1][positions], history[rows],
+                             readable[positions])
 
     # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
     def explain_state(self, window: ItemWindow, users: torch.Tensor,
                       items: torch.Tensor) -> list[list[MemoryEntry]]:
         """The last hop's attention each event of the session got (ids are the events' items);
-        the same for every item scored."""
-        weights = self.session_state(window.items, window.mask)[1][-1][0]
+        the same for every item scored.
+
+        With the copy read, each item's entries start with how it was recommended: a "repeat"
+        entry (id: the window slot of the item's latest event, weight: the share of its
+        probability the copy gave) when the copy gave at least half of it, else an "explore"
+        entry (id -1, weight: the catalogue's share)."""
+        state, weights = self.session_state(window.items, window.mask)
+        last = weights[-1]
         events = window.mask[0]
-        ranked = ranked_entries("click", window.items[0][events] % self.n_items, weights[events])
-        return [ranked for _ in range(len(items))]
+        ranked = ranked_entries("click", window.items[0][events] % self.n_items, last[0][events])
+        if not self.repeat:
+            return [ranked for _ in range(len(items))]
+        log_p = self._mixture(self.output(state), state, last, window.items, window.mask)
+        slot_items = window.items % self.n_items
+        share = repeat_share(log_p, last, slot_items, window.mask, self.copy.gate_logit(state))[0, items]
+        return [[mode, *ranked] for mode in mode_entries(share, slot_items[0], events, items)]
 
 
 __all__ = ["PurchaseDMN", "event_tokens"]

@@ -46,6 +46,15 @@ Deviations from the paper (all reconstructions; see ``docs/models/mars.md``)
   ``max_history``.
 * g is ``mlp_layers`` Linear layers with ReLU between them (none after the last, so h can take
   any sign before the inner product); 0 layers = no MLP.
+
+No copy read (issue 22's ``model.repeat``), by decision: MARS's memory holds items, but (1) the
+scored item is masked out of the memory it reads (leave-self-out), so the copy mass of the item
+being scored is always 0 — the copy read would be inert; and leave-self-out exists precisely to
+keep the attention from learning "find the target in the memory", which is what a copy does: every
+training positive is in its own user's memory, no held-out item is; (2) the memory is the user's
+training items, which the full-ranking protocol and ``recommend`` exclude; (3) every candidate
+reads its own attention, so there is no one distribution over items to copy from. See
+``docs/models/mars.md``.
 """
 
 from __future__ import annotations

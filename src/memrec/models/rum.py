@@ -30,6 +30,24 @@ batched matrix product because the merged score expands:
 and m_kᵀ q_i for all items is ``M^u @ Qᵀ`` ([K, n_items] per user). For RUM-I, w_ik = m_kᵀ q_i
 is the same product, so one matmul gives both the address and the read.
 
+Copy read (RUM-I, ``repeat = True``; off by default, so the shipped results do not change)
+------------------------------------------------------------------------------------------
+RUM-I's memory holds the user's K latest items, but ŷ can only score an item through its
+embedding. With the copy read the memory's attention becomes a distribution c over the items the
+slots hold (summed over repeated slots), mixed in by a learned gate g = σ(w·(p_u + α·m_u) + b)
+(RepeatNet's repeat/explore decision, Ren et al. 2019; our addition, not the paper's). RUM trains
+with pairwise losses against sampled negatives, never a catalogue softmax, so the mixture is
+taken of the *unnormalised* scores (:func:`~memrec.memory.read.copy_scores`):
+
+    ŷ'_ui = log((1 − g)·exp(ŷ_ui) + g·c_i)
+
+A softmax of ŷ' over the catalogue is exactly a repeat/explore mixture (with the gate rescaled
+by the partition function Σ_j exp(ŷ_uj)), so ranking by ŷ' ranks by that mixture and a sampled
+softmax over ŷ' approximates its log-likelihood, while a few candidates are scored without the
+normaliser. The copy's distribution is one read per state, with the last item as the query (the
+``query="last"`` read): the candidate query reads the memory once per candidate, and those reads
+do not form one distribution over items. RUM-F's slots hold features, not items: no copy read.
+
 Reconstructed choices (constructor options; defaults argued in ``docs/models/rum.md``): read
 query candidate (``"last"``: the last consumed item, a single user vector per state); α = 0.2;
 β = 1; K = 20 (RUM-I: items; RUM-F: feature slots); RUM-F's initial memory learned (shared by
@@ -43,13 +61,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..memory.read import masked_softmax
+from ..memory.read import CopyRead, copy_candidate_scores, copy_scores, masked_softmax, repeat_share
 from ..memory.state import MemoryState, TensorState
 from ..memory.write import (UnrolledStates, erase_add_final, erase_add_unroll, erase_add_write,
                              fifo_append, fifo_positions, fifo_states, fifo_window)
 from .base import Query
 from .capabilities import (Explainer, StateExplainer, HistoryScorer, MemoryEntry, NextItemPairwise,
-                           StatefulScorer, ranked_entries)
+                           StatefulScorer, mode_entries, ranked_entries)
 from .chunks import chunked_items
 
 QUERIES = ("candidate", "last")
@@ -68,6 +86,25 @@ class FeatureMemory(TensorState):
     def memory(self) -> MemoryState:
         return MemoryState(self.values, torch.ones(self.values.shape[:2], dtype=torch.bool,
                                                    device=self.values.device))
+
+
+@dataclass(frozen=True)
+class RecentItems(TensorState):
+    """RUM-I's state with the copy read: the FIFO memory (values [B, K, d], mask [B, K], newest
+    in the last slot) and the item each slot holds, items long [B, K] (0 in empty slots) — what
+    the copy turns the attention into."""
+
+    values: torch.Tensor
+    mask: torch.Tensor
+    items: torch.Tensor
+    memory_field = "items"
+
+    @property
+    def memory(self) -> MemoryState:
+        return MemoryState(self.values, self.mask)
+
+    def entries(self) -> torch.Tensor:
+        return self.items[0][self.mask[0]]
 
 
 class _RUM(StatefulScorer, HistoryScorer, NextItemPairwise, Explainer):
@@ -111,10 +148,14 @@ class RUMItem(_RUM):
         What reads the memory: the item being scored (paper) or the last consumed item.
     init_std : float
         Normal init of both embedding tables.
+    repeat : bool
+        Add the copy read: the last item's attention over the memory becomes a distribution over
+        the remembered items, mixed into the scores by a learned gate (see "Copy read" above).
 
     Shapes
     ------
-    state: MemoryState values [B, K, d] (item embeddings, newest in the last slot), mask [B, K]
+    state: MemoryState values [B, K, d] (item embeddings, newest in the last slot), mask [B, K];
+    with ``repeat`` a :class:`RecentItems` (the same and the slots' items [B, K])
     prefix_scores: history [B, L], candidates [B, L, C] → [B, L, C]
     """
 
@@ -123,22 +164,45 @@ class RUMItem(_RUM):
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 20,
                  alpha: float = 0.2, beta: float = 1.0, query: str = "candidate",
-                 init_std: float = 0.1):
+                 init_std: float = 0.1, repeat: bool = False):
         super().__init__(n_users, n_items, dim=dim, slots=slots, alpha=alpha, beta=beta,
                          query=query, init_std=init_std)
+        self.repeat = repeat
+        if repeat:      # built last: the random draws of the other weights stay those of repeat=False
+            self.state_type = RecentItems       # the copy needs the slots' items, not only their vectors
+            self.copy = CopyRead(dim)           # gate g = σ(w·(p_u + α·m_u) + b): repeat vs explore
+            nn.init.normal_(self.copy.gate.weight, std=init_std)
+            nn.init.zeros_(self.copy.gate.bias)
 
     # -- state --------------------------------------------------------------------------------
-    def init_state(self, users: torch.Tensor) -> MemoryState:
-        return MemoryState.empty(len(users), self.slots, self.item_embedding.embedding_dim,
-                                 dtype=self.item_embedding.weight.dtype, device=users.device)
+    def init_state(self, users: torch.Tensor) -> MemoryState | RecentItems:
+        memory = MemoryState.empty(len(users), self.slots, self.item_embedding.embedding_dim,
+                                   dtype=self.item_embedding.weight.dtype, device=users.device)
+        if not self.repeat:
+            return memory
+        return RecentItems(memory.values, memory.mask, users.new_zeros(len(users), self.slots))
 
-    def update(self, state: MemoryState, items: torch.Tensor) -> MemoryState:
-        return fifo_append(state, self.item_embedding(items))                      # FIFO write
+    def update(self, state: MemoryState | RecentItems, items: torch.Tensor) -> MemoryState | RecentItems:
+        if not self.repeat:
+            return fifo_append(state, self.item_embedding(items))                  # FIFO write
+        memory = fifo_append(state.memory, self.item_embedding(items))
+        slot_items = torch.cat([state.items[:, 1:], items[:, None]], dim=1)        # the same shift
+        return RecentItems(memory.values, memory.mask, slot_items)
 
-    def encode(self, users, history, mask) -> MemoryState:
+    def encode(self, users, history, mask) -> MemoryState | RecentItems:
         if history.shape[1] == 0:
             return self.init_state(users)
-        return fifo_window(self.item_embedding(history), mask, self.slots)         # the last K items
+        memory = fifo_window(self.item_embedding(history), mask, self.slots)       # the last K items
+        if not self.repeat:
+            return memory
+        return RecentItems(memory.values, memory.mask, self._slot_items(history, mask, only_last=True)[:, 0])
+
+    def _slot_items(self, history: torch.Tensor, mask: torch.Tensor, only_last: bool = False) -> torch.Tensor:
+        """The item in every slot of every FIFO state of history [B, L] (0 where empty):
+        [B, L, K] (``only_last``: [B, 1, K])."""
+        positions, filled = fifo_positions(mask, self.slots, only_last=only_last)
+        B, T, K = positions.shape
+        return history.gather(1, positions.reshape(B, T * K)).reshape(B, T, K) * filled
 
     # -- read ---------------------------------------------------------------------------------
     def _read_score(self, memory: torch.Tensor, slot_mask: torch.Tensor, q: torch.Tensor
@@ -154,7 +218,17 @@ class RUMItem(_RUM):
         m_u = z @ memory                                                           # [..., 1, d]
         return (q * m_u).sum(-1), z.expand(*q.shape[:-1], z.shape[-1])
 
-    def score_state(self, state: MemoryState, users, items=None) -> torch.Tensor:
+    def score_state(self, state: MemoryState | RecentItems, users, items=None) -> torch.Tensor:
+        scores = self._catalogue_scores(state, users, items)
+        if not self.repeat:
+            return scores
+        weights, gate = self._copy_read(users, state.values, state.mask)
+        if items is None:                                  # the product above + one sparse write
+            return copy_scores(scores, weights, state.items, state.mask, gate)
+        return copy_candidate_scores(scores, items, weights, state.items, state.mask, gate)
+
+    def _catalogue_scores(self, state: MemoryState | RecentItems, users, items=None) -> torch.Tensor:
+        """ŷ of the candidates items [B, C], or of every item."""
         if items is not None:
             q = self.item_embedding(items)                                         # [B, C, d]
             return self._merge_score(users, q, self._read_score(state.values, state.mask, q)[0])
@@ -162,11 +236,25 @@ class RUMItem(_RUM):
             return self._user_vectors(users, state) @ self.item_embedding.weight.T
         return self._score_all_candidates(state, users)
 
+    def _last_read(self, memory: torch.Tensor, slot_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The read with the last item as the query: memory [..., K, d], slot_mask [..., K] →
+        (m_u [..., d], z [..., K])."""
+        last = memory[..., -1:, :]
+        z = masked_softmax(self.beta * (last @ memory.transpose(-1, -2)), slot_mask.unsqueeze(-2))
+        return (z @ memory).squeeze(-2), z.squeeze(-2)
+
     def _user_vectors(self, users, state: MemoryState) -> torch.Tensor:
         """p_u + α·m_u with the last item as the query. → [B, d]"""
-        last = state.values[:, -1:, :]
-        z = masked_softmax(self.beta * (last @ state.values.transpose(1, 2)), state.mask[:, None])
-        return self.user_embedding(users) + self.alpha * (z @ state.values)[:, 0]
+        return self.user_embedding(users) + self.alpha * self._last_read(state.values, state.mask)[0]
+
+    def _copy_read(self, users: torch.Tensor, memory: torch.Tensor, slot_mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The copy's slot weights (the last item's read) and gate logit, from p_u + α·m_u.
+        users [B], memory [B, ..., K, d], slot_mask [B, ..., K] → (z [B, ..., K], logit [B, ...])."""
+        m_u, z = self._last_read(memory, slot_mask)
+        p = self.user_embedding(users)
+        p = p.reshape(p.shape[0], *([1] * (m_u.dim() - 2)), p.shape[1])
+        return z, self.copy.gate_logit(p + self.alpha * m_u)
 
     def _score_all_candidates(self, state: MemoryState, users, rows_per_block: int = 64) -> torch.Tensor:
         """Full ranking with the candidate as the query. w = M^u Qᵀ is one GEMM per block of
@@ -191,19 +279,36 @@ class RUMItem(_RUM):
         states = fifo_states(self.item_embedding(history), mask, self.slots)      # memory after each event
         memory, slot_mask = states.values, states.mask                             # [B, L, K, d], [B, L, K]
         q = self.item_embedding(candidates)                                        # [B, L, C, d]
-        return self._merge_score(users, q, self._read_score(memory, slot_mask, q)[0])
+        scores = self._merge_score(users, q, self._read_score(memory, slot_mask, q)[0])
+        if not self.repeat:
+            return scores
+        weights, gate = self._copy_read(users, memory, slot_mask)                  # per prefix
+        return copy_candidate_scores(scores, candidates, weights, self._slot_items(history, mask),
+                                     slot_mask, gate)
 
     # -- explanations -------------------------------------------------------------------------
     @torch.no_grad()
     def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
-        """The remembered past items with the attention each got when scoring the item."""
+        """The remembered past items with the attention each got when scoring the item.
+
+        With the copy read, each item's entries start with how it was recommended: a "repeat"
+        entry (id: the FIFO slot of the item's latest copy, newest = K − 1; weight: the share of
+        its score's mixture the copy gave) when the copy gave at least half, else an "explore"
+        entry (id -1, weight: the catalogue's share)."""
         state = self.encode(query.users, query.history, query.mask)
         q = self.item_embedding(items)[None]                                       # [1, C, d]
         z = self._read_score(state.values, state.mask, q)[1][0]                    # [C, K]
         positions, filled = fifo_positions(query.mask, self.slots, only_last=True)
         remembered = query.history[0, positions[0, 0]]
         valid = filled[0, 0]
-        return [ranked_entries("item", remembered[valid], row[valid]) for row in z]
+        ranked = [ranked_entries("item", remembered[valid], row[valid]) for row in z]
+        if not self.repeat:
+            return ranked
+        weights, gate = self._copy_read(query.users, state.values, state.mask)
+        scores = self.score_state(state, query.users)
+        share = repeat_share(scores, weights, state.items, state.mask, gate)[0, items]
+        modes = mode_entries(share, state.items[0], state.mask[0], items)
+        return [[mode, *entries] for mode, entries in zip(modes, ranked)]
 
 
 class RUMFeature(_RUM, StateExplainer):
@@ -348,4 +453,4 @@ class RUMFeature(_RUM, StateExplainer):
         return [ranked_entries("slot", slots, row) for row in z]
 
 
-__all__ = ["RUMItem", "RUMFeature"]
+__all__ = ["RUMItem", "RUMFeature", "RecentItems"]

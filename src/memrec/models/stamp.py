@@ -54,7 +54,7 @@ from torch import nn
 from ..memory.state import ItemWindow
 from ..memory.read import AdditiveScore, CopyRead, masked_softmax, prefix_mask, repeat_share, weighted_read
 from .base import Query
-from .capabilities import MemoryEntry, StateExplainer, NextItemSoftmax, ranked_entries
+from .capabilities import MemoryEntry, StateExplainer, NextItemSoftmax, mode_entries, ranked_entries
 from .session_memory import SessionMemory
 
 VARIANTS = ("official", "paper")
@@ -242,12 +242,7 @@ class STAMP(ShortTermMemory, StateExplainer):
         log_p = self._mixture(self.output(state), state, alpha, window.items, window.mask)
         weights = self.copy_weights(alpha, window.mask)
         share = repeat_share(log_p, weights, window.items, window.mask, self.copy.gate_logit(state))[0, items]
-        holds = (window.items[0][None, :] == items[:, None]) & clicks         # [C, W]
-        slots = torch.arange(holds.shape[1], device=holds.device)
-        latest = torch.where(holds, slots, -1).max(1).values             # -1: not clicked
-        modes = [MemoryEntry("repeat", int(slot), float(r)) if r >= 0.5 else MemoryEntry("explore", -1, float(1 - r))
-                 for slot, r in zip(latest.tolist(), share.tolist())]
-        return [[mode, *ranked] for mode in modes]
+        return [[mode, *ranked] for mode in mode_entries(share, window.items[0], clicks, items)]
 
 
 class STMP(ShortTermMemory):

@@ -243,7 +243,8 @@ class PurchaseTask(StatelessTask):
     time order. Every purchase event that has at least one event before it is a target; the
     model's state after the event just before it — a causal pass over the whole session, so the
     purchase and everything after it never enter that state — is scored against all items
-    (``train.loss = "softmax"``) or N sampled negatives (``sampled_softmax`` or a pairwise loss).
+    (``train.loss = "softmax"``: the negative log-likelihood when the scores are log-probabilities
+    already, the DMN's copy read) or N sampled negatives (``sampled_softmax`` or a pairwise loss).
     """
 
     def __init__(self, train: Interactions, config: TrainConfig, n_items: int, event_types: int,
@@ -300,9 +301,13 @@ class PurchaseTask(StatelessTask):
             yield PurchaseBatch(q.history, q.mask, buys, targets, q.users, negatives)
 
     def loss(self, model: Model, batch: PurchaseBatch) -> torch.Tensor:
-        states = model.prefix_states(batch.history, batch.mask)[:, :-1][batch.buys]
         if self.loss_name == "softmax":
-            return softmax_cross_entropy(model.output(states), batch.targets)
+            positions = torch.nn.functional.pad(batch.buys, (0, 1))          # after event t: buys[:, t]
+            scores = model.prefix_outputs(batch.history, batch.mask, positions)
+            if model.outputs_log_probabilities:                                # a mixture: its NLL
+                return negative_log_likelihood(scores, batch.targets)
+            return softmax_cross_entropy(scores, batch.targets)
+        states = model.prefix_states(batch.history, batch.mask)[:, :-1][batch.buys]
         candidates = torch.cat([batch.targets[:, None], batch.negatives], dim=1)
         scores = model.candidate_scores(states, candidates)
         return self.loss_fn(scores[:, 0], scores[:, 1:])
@@ -329,6 +334,10 @@ def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
         raise ConfigError(f"train.sampler = \"adversarial\" needs a stream model (nmrn); "
                           f"{name} samples uniform or popularity negatives")
     if isinstance(model, PurchasePredictor) and model.target == "purchase":
+        if model.outputs_log_probabilities and config.loss != "softmax":
+            raise ConfigError(f"{name}'s scores are log-probabilities over the whole catalogue (its "
+                              f"copy read, model.repeat): train it with train.loss = \"softmax\", "
+                              f"not {config.loss!r}")
         return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
     if isinstance(model, HistoryScorer) and isinstance(model, (NextItemSoftmax, NextItemPairwise)):
         if config.loss == "softmax" and not isinstance(model, NextItemSoftmax):
