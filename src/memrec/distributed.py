@@ -208,10 +208,11 @@ def data_parallel(model: torch.nn.Module, task, device: torch.device) -> torch.n
       rank 0's buffers over every rank's at each forward — per-user memories kept as buffers
       are each rank's own writes. (Buffers are still made equal once, at the start, where every
       rank holds the same ones anyway.)
-    * ``find_unused_parameters=True``: some models leave parameters out of a step's graph (BPR-MF,
-      STMP and MARS do here; a branch that is off, a table read only for some batches), and DDP
-      would otherwise wait for their gradients forever. Torch warns once per rank when a model
-      has none; the extra graph traversal costs little next to the model.
+    * ``find_unused_parameters=True``: some models leave parameters out of a step's graph (STMP
+      keeps STAMP's attention weights unused; a branch that is off, a table read only for some
+      batches), and DDP would otherwise stop with "Expected to have finished reduction". Torch
+      warns once per rank when a model has none; the extra graph traversal costs little next to
+      the model.
     """
     return torch.nn.parallel.DistributedDataParallel(
         LossModule(model, task), device_ids=[device.index] if device.type == "cuda" else None,
