@@ -22,7 +22,7 @@ from tests.distributed_cases import fit, split  # noqa: E402
 
 
 def main(out: str, epochs: int, names: list[str]) -> None:
-    world, _ = distributed.start("cpu")
+    world = distributed.start("cpu")
     data = split()
     run_root = os.environ.get("RUN_DIR")
     for name in names:

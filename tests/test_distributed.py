@@ -220,10 +220,7 @@ def test_a_killed_rank_fails_the_job_quickly_with_one_line_naming_it(dataset, tm
                                 "--set", "train.patience=0", "--set", "train.batch_size=8"],
                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "run" / "checkpoint.pt").exists():     # training is under way
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.2)
+        _wait_for(tmp_path / "run" / "checkpoint.pt", process)     # training is under way
         victim = _rank_process(process.pid, 1)
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
@@ -235,6 +232,46 @@ def test_a_killed_rank_fails_the_job_quickly_with_one_line_naming_it(dataset, tm
     assert process.returncode == 1
     lines = [line for line in stderr.splitlines() if line.startswith("memrec:")]
     assert lines == ["memrec: error: rank 1 was killed by SIGKILL; the other ranks were stopped"]
+
+
+def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+
+
+def test_ctrl_c_stops_every_rank_with_one_line_and_the_run_resumes_on_one_process(dataset, tmp_path):
+    args = ["train", "bprmf", "--data", str(dataset), "--out", str(tmp_path / "run"), "--epochs", "100000",
+            "--set", "train.patience=0", "--set", "train.batch_size=8"]
+    process = subprocess.Popen([sys.executable, "-m", "memrec", *args, "--nproc", "2"], env=_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               start_new_session=True)        # Ctrl-C reaches the whole group
+    try:
+        _wait_for(tmp_path / "run" / "checkpoint.pt", process)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    lines = [line for line in stderr.splitlines() if line.startswith("memrec:")]
+    assert len(lines) == 1 and lines[0].startswith("memrec: interrupted; continue the run with: memrec train")
+    assert "--nproc 2" in lines[0] and lines[0].endswith("--resume")
+    # the recorded configuration is the user's (train.device "auto"), so the same options resume
+    # it, here on one process
+    resumed = subprocess.Popen([sys.executable, "-m", "memrec", *args, "--resume"], env=_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        log = tmp_path / "run" / "log.jsonl"
+        epochs = len(log.read_text().splitlines())
+        while len(log.read_text().splitlines()) <= epochs + 1:      # it trains on
+            assert resumed.poll() is None and time.monotonic() < deadline, resumed.communicate()
+            time.sleep(0.2)
+    finally:
+        resumed.kill()
+        _, stderr = resumed.communicate()
+    assert "resuming after epoch" in stderr
 
 
 def test_an_error_on_every_rank_is_one_line_from_rank_0(tmp_path, dataset):

@@ -25,6 +25,7 @@ import re
 
 import torch
 
+from .distributed import local_cuda_index
 from .errors import ConfigError
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -37,12 +38,10 @@ def resolve_device(name: str, setting: str = "train.device") -> torch.device:
     if not DEVICE_PATTERN.fullmatch(name):
         raise ConfigError(f"{setting} = {name!r}; choose auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     device = torch.device(name)
+    if device.type == "cuda" and local_cuda_index() is not None:
+        device = torch.device("cuda", local_cuda_index())    # one GPU per rank, whatever cuda:N said
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{setting} = {name!r}, but this machine has no CUDA device "
                           "(or this torch build has no CUDA); use cpu or auto")

@@ -43,6 +43,10 @@ from .errors import ConfigError
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=int(os.environ.get("MEMREC_DIST_TIMEOUT_MIN", "10")))
 
 
+#: set in the ranks ``memrec train --nproc`` starts
+LAUNCHED_BY_NPROC = "MEMREC_LAUNCHED_BY_NPROC"
+
+
 @dataclass(frozen=True)
 class World:
     """This process's place among the ranks of a job (rank 0 of 1 outside torchrun)."""
@@ -101,9 +105,9 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
-def start(device_name: str) -> tuple[World, str]:
-    """Join the job torchrun started: gloo on the CPU, NCCL on CUDA (one GPU per local rank).
-    Returns the world and the device name this rank trains on."""
+def start(device_name: str) -> World:
+    """Join the job torchrun started: gloo on the CPU, NCCL on CUDA (local rank r on GPU r:
+    :func:`memrec.devices.resolve_device` maps ``cuda`` there)."""
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     wants_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
     if device_name == "mps":
@@ -114,12 +118,15 @@ def start(device_name: str) -> tuple[World, str]:
         if local_rank >= torch.cuda.device_count():
             raise ConfigError(f"rank {local_rank} of this node has no GPU: {torch.cuda.device_count()} "
                               "CUDA devices for more processes per node")
-        device_name = f"cuda:{local_rank}"        # one GPU per rank, whatever cuda:N said
         torch.cuda.set_device(local_rank)
-    backend = "nccl" if wants_cuda else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
-    return current(), ("cpu" if device_name == "auto" else device_name)
+        dist.init_process_group("nccl" if wants_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+    return current()
+
+
+def local_cuda_index() -> int | None:
+    """The GPU of this rank (its local rank) in a distributed job; None outside one."""
+    return int(os.environ.get("LOCAL_RANK", 0)) if current().distributed else None
 
 
 def stop() -> None:
@@ -208,15 +215,15 @@ def data_parallel(model: torch.nn.Module, task, device: torch.device) -> torch.n
       rank 0's buffers over every rank's at each forward — per-user memories kept as buffers
       are each rank's own writes. (Buffers are still made equal once, at the start, where every
       rank holds the same ones anyway.)
-    * ``find_unused_parameters=True``: some models leave parameters out of a step's graph (STMP
-      keeps STAMP's attention weights unused; a branch that is off, a table read only for some
-      batches), and DDP would otherwise stop with "Expected to have finished reduction". Torch
-      warns once per rank when a model has none; the extra graph traversal costs little next to
-      the model.
+    * ``static_graph=True``: the same parameters take part in every step of a fit (no model
+      here branches on the data), but not always all of them (STMP keeps STAMP's attention
+      weights unused): DDP learns which from the first step, where without it it would stop with
+      "Expected to have finished reduction" (``find_unused_parameters`` also copes, at the cost
+      of a graph traversal per step and a warning per rank for models that use everything).
     """
     return torch.nn.parallel.DistributedDataParallel(
         LossModule(model, task), device_ids=[device.index] if device.type == "cuda" else None,
-        forward_sync_buffers=False, find_unused_parameters=True)
+        forward_sync_buffers=False, static_graph=True)
 
 
 # -- launching ------------------------------------------------------------------------------------
@@ -229,11 +236,13 @@ def launch(nproc: int, args: list[str]) -> int:
     import tempfile
 
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    _quiet_launcher_logs()
     threads = max(1, (os.cpu_count() or 1) // nproc)     # the cores shared out, not oversubscribed
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ[LAUNCHED_BY_NPROC] = "1"        # the ranks leave Ctrl-C's message to this process
     with tempfile.TemporaryDirectory(prefix="memrec-ranks-") as logs:
         quiet = {rank: Std.ALL for rank in range(1, nproc)}
         config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
@@ -243,7 +252,26 @@ def launch(nproc: int, args: list[str]) -> int:
             elastic_launch(config, sys.executable)("-u", "-m", "memrec", *args)
         except ChildFailedError as e:
             return _report_failure(e, Path(logs))
+        except SignalException as e:          # the launcher stopped the ranks before raising
+            if e.sigval == signal.SIGINT:
+                raise KeyboardInterrupt from None
+            print(f"memrec: error: stopped by {signal.Signals(e.sigval).name}; the ranks were stopped",
+                  file=sys.stderr)
+            return 128 + int(e.sigval)
     return 0
+
+
+def launched_by_nproc() -> bool:
+    """Whether this rank was started by ``memrec train --nproc`` (whose process reports for it)."""
+    return os.environ.get(LAUNCHED_BY_NPROC) == "1" and launched_by_torchrun()
+
+
+def _quiet_launcher_logs() -> None:
+    """The launcher logs each stage of its agents' lives (and every worker it stops) as warnings;
+    a failure reaches the user as one line instead."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _report_failure(error, logs: Path) -> int:
@@ -274,4 +302,5 @@ def _last_line(logs: Path, local_rank: int) -> str:
 
 
 __all__ = ["World", "current", "alone", "launched_by_torchrun", "start", "stop", "barrier", "all_reduce_sum",
-           "shard_batch", "check_trainable", "data_parallel", "launch", "COLLECTIVE_TIMEOUT"]
+           "shard_batch", "check_trainable", "data_parallel", "launch", "launched_by_nproc",
+           "COLLECTIVE_TIMEOUT"]

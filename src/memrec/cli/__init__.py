@@ -48,7 +48,9 @@ class ErrorHandlingGroup(click.Group):
             click.echo(_usage_line(e), err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo(f"memrec: interrupted{_how_to_continue()}", err=True)
+            from ..distributed import launched_by_nproc
+            if not launched_by_nproc():      # else the launching process says it, once
+                click.echo(f"memrec: interrupted{_how_to_continue()}", err=True)
             ctx.exit(130)
         except USER_ERRORS as e:
             if ctx.obj and ctx.obj.get("debug"):

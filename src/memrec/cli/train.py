@@ -105,10 +105,7 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
         check_new_run_dir(out, resume)           # before any rank starts
         check_distributed(config, distributed.World(0, nproc))
         sys.exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
-    world = distributed.World()
-    if distributed.launched_by_torchrun():
-        world, device_name = distributed.start(config.train.device)
-        config = replace(config, train=replace(config.train, device=device_name))
+    world = distributed.start(config.train.device) if distributed.launched_by_torchrun() else distributed.World()
     try:
         results = train_run(config, data_path, out, resume=resume,
                             progress=progress if world.is_main else False,
