@@ -74,7 +74,8 @@ def rank_counts(scores: torch.Tensor, relevant: torch.Tensor, relevant_mask: tor
         ``compare`` counts with one pass over the scores per relevant slot, O(B·C·T): the fast
         path for few relevant items (leave-one-out: T = 1). ``sort`` sorts each row once and
         binary-searches, O(B·C·log C + B·T·log C): better for many relevant items per request.
-        ``auto`` compares when T ≤ 8. Both give identical counts.
+        ``auto`` compares when T ≤ 8. Both give identical counts. The counts among the
+        relevant items themselves always sort: O(T log T) per request.
     """
     if torch.isnan(scores.sum()) and torch.isnan(scores).any():  # the sum is one cheap pass
         raise ValueError("the model produced NaN scores")
@@ -97,10 +98,7 @@ def rank_counts(scores: torch.Tensor, relevant: torch.Tensor, relevant_mask: tor
     else:
         raise ValueError(f"unknown method {method!r}")
     real = relevant_mask
-    # relevant-vs-relevant comparisons; padding slots neither count nor are counted
-    pair_real = real[:, None, :]
-    rel_above = ((target[:, None, :] > target[:, :, None]) & pair_real).sum(-1)
-    rel_tied = ((target[:, None, :] == target[:, :, None]) & pair_real).sum(-1)
+    rel_above, rel_tied = _relevant_counts(target, real)
     return RankCounts(above.double(), tied.double(), rel_above.double(), rel_tied.double(), real,
                       n_candidates, real.sum(1).double())
 
@@ -138,6 +136,24 @@ def _counts_by_sorting(scores, target, excluded) -> tuple[torch.Tensor, torch.Te
     not_below = width - torch.searchsorted(ascending, target, right=False)  # score >= target
     above = width - torch.searchsorted(ascending, target, right=True)       # score >  target
     return above, not_below - above
+
+
+def _relevant_counts(target, real) -> tuple[torch.Tensor, torch.Tensor]:
+    """(#real relevant slots scored >, #real relevant slots scored ==) per relevant slot, padding
+    slots neither counting nor counted: one sort of each request's relevant scores and two
+    binary searches per slot, O(T log T) time and O(T) memory per request (comparing all pairs
+    needed a [B, T, T] tensor: gigabytes for a full-ranking batch with a heavy user).
+
+    Padding goes to −∞ so it sorts below every real score; it can never be strictly above a
+    score, and it ties only a score of −∞, where the padding count is taken off again.
+    """
+    lowest = float("-inf")
+    ascending = target.masked_fill(~real, lowest).sort(dim=1).values
+    at_most = torch.searchsorted(ascending, target, right=True)                # slots scored <= target
+    below = torch.searchsorted(ascending, target, right=False)                 # slots scored <  target
+    padding = (~real).sum(1, keepdim=True)
+    rel_tied = at_most - below - padding * (target == lowest)
+    return target.shape[1] - at_most, rel_tied
 
 
 def _discount_prefix(n: int) -> torch.Tensor:

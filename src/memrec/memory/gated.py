@@ -5,8 +5,10 @@
 :func:`gated_write` applies one write (the serving path). The gate depends on the memory, so
 the write is not affine and has no closed-form scan; :func:`gated_unroll` still gives every
 state of a sequence with one fused step per event forward and backward (:class:`_GatedScan`)
-instead of an autograd graph per step (training). The write never changes ``mask``: build the
-initial state with the mask all True.
+instead of an autograd graph per step (training), and :func:`gated_final` gives the final state
+only, each step touching just the rows with an event and keeping one memory (encoding
+histories for evaluation and serving). The write never changes ``mask``: build the initial
+state with the mask all True.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 import torch
 
 from .state import MemoryState
-from .unroll import UnrolledStates, check_shape, repeat_over_time
+from .unroll import UnrolledStates, check_shape, final_values, repeat_over_time
 
-__all__ = ["gated_write", "gated_unroll"]
+__all__ = ["gated_write", "gated_unroll", "gated_final"]
 
 
 def gated_write(state: MemoryState, update: torch.Tensor, gate: torch.Tensor | None = None) -> MemoryState:
@@ -121,3 +123,36 @@ def gated_unroll(state: MemoryState, update: torch.Tensor, mask: torch.Tensor) -
         active = mask.transpose(0, 1).to(update.dtype)[:, :, None, None]
         values = _GatedScan.apply(state.values, time_major, active).transpose(0, 1)
     return UnrolledStates(values, repeat_over_time(state.mask, T), repeat_over_time(state.keys, T))
+
+
+def gated_final(state: MemoryState, update: torch.Tensor, mask: torch.Tensor,
+                slot_offset: torch.Tensor | None = None) -> MemoryState:
+    """The memory after a padded sequence of :func:`gated_write` s (dot-product gate): equals
+    ``unroll(gated_write, state, (update,), mask)``, in one pass over time that touches only the
+    rows with an event at each step (:func:`~memrec.memory.unroll.final_values`) and keeps one
+    memory, not every state, with the write's own arithmetic (so autograd follows it).
+
+    KSR's update is one vector per event plus one per slot (u_a = e_i + r_a): pass the event
+    part as ``update`` [B, T, Dv] and the slot part as ``slot_offset`` [M, Dv], and the
+    [B, T, M, Dv] sum is formed one step at a time instead of for the whole batch at once.
+
+    update [B, T, M, Dv] (or [B, T, Dv] with ``slot_offset`` [M, Dv]), mask bool [B, T]
+    → MemoryState values [B, M, Dv].
+    """
+    B, M, Dv = state.values.shape
+    T = mask.shape[1]
+    check_shape("mask", mask, (B, T))
+    if slot_offset is None:
+        check_shape("update", update, (B, T, M, Dv))
+        step = _gated_step
+    else:
+        check_shape("update", update, (B, T, Dv))
+        check_shape("slot_offset", slot_offset, (M, Dv))
+        step = lambda v, u: _gated_step(v, u.unsqueeze(1) + slot_offset)   # noqa: E731
+    return state.with_values(final_values(step, state.values, (update,), mask))
+
+
+def _gated_step(values: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """:func:`gated_write` 's update for n rows: values, update [n, M, Dv] → [n, M, Dv]."""
+    z = torch.sigmoid((values * update).sum(-1, keepdim=True))                 # z_m = σ(⟨v_m, u_m⟩)
+    return (1 - z) * values + z * update

@@ -8,7 +8,8 @@ modules (:mod:`~memrec.memory.fifo`, :mod:`~memrec.memory.erase_add`,
 :mod:`~memrec.memory.gated`) add fast equivalents that are tested against it.
 
 This module is the bottom of the write modules: they import :class:`UnrolledStates`,
-:func:`select_rows` and the shape helpers from here, and it imports none of them.
+:func:`select_rows`, :func:`final_values` (the final-state loop of the fixed-slot writes) and the
+shape helpers from here, and it imports none of them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from .state import MemoryState
 
-__all__ = ["select_rows", "UnrolledStates", "unroll", "check_shape", "repeat_over_time"]
+__all__ = ["select_rows", "UnrolledStates", "unroll", "final_values", "check_shape", "repeat_over_time"]
 
 
 def select_rows(condition: torch.Tensor, new: MemoryState, old: MemoryState) -> MemoryState:
@@ -136,6 +137,47 @@ def unroll(write_fn: Callable[..., MemoryState], state: MemoryState, events: Eve
             return getattr(state, field).unsqueeze(1)[:, :0]
         return torch.stack([getattr(s, field) for s in history], dim=1)
     return UnrolledStates(stack("values"), stack("mask"), None if state.keys is None else stack("keys"))
+
+
+def final_values(step: Callable[..., torch.Tensor], values: torch.Tensor,
+                 events: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """The memory after a padded sequence of writes, each row taking only its own events:
+    ``v ← step(v, *event_t)`` at every step where ``mask`` is True, nothing elsewhere.
+
+    Rows are sorted by their number of events and each row's events are moved to its front, so
+    the rows still writing at step k are always a prefix of the sorted batch: every step is a
+    slice (no per-step ``nonzero``, so no host sync per step: the schedule is read once), the
+    work follows the number of events rather than B × T (a full-ranking batch pads every history
+    to the longest), and only one memory is kept. A row's writes run in the same order with the
+    same arithmetic as a per-row loop, so the result is identical to it, gradients included.
+
+    Parameters
+    ----------
+    step : callable(v [n, ...], *events [n, ...]) -> [n, ...]
+        One write applied to n rows at once (out of place, so autograd can follow it).
+    values : [B, ...]
+        The initial memory.
+    events : tuple of [B, T, ...]
+    mask : bool [B, T]
+    """
+    B, T = mask.shape
+    mask = mask.to(torch.bool)
+    lengths = mask.sum(1)
+    order = torch.argsort(lengths, descending=True, stable=True)               # longest rows first
+    times = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices[order]  # event steps first
+    source = (order[:, None] * T + times).T.contiguous()     # [T, B]: flat [B·T] index of k-th events
+    flat = [x.reshape(B * T, *x.shape[2:]) for x in events]  # one index_select a step, not x[rows, t]
+    writing = (B - torch.cumsum(torch.bincount(lengths, minlength=T + 1), 0)).tolist()  # rows with > k events
+    current, finished = values[order], []
+    for k, n in enumerate(writing):
+        if n < len(current):                                                    # rows out of events
+            finished.append(current[n:])
+            current = current[:n]
+        if n == 0:
+            break
+        current = step(current, *(x.index_select(0, source[k, :n]) for x in flat))
+    finished.append(current)
+    return torch.cat(finished[::-1]).index_select(0, torch.argsort(order))   # back to batch order
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,12 +29,15 @@ module                              contents
                                     (gathers, no loop), and the FIFO slot layout
 :mod:`memrec.memory.erase_add`      :func:`erase_add_write`; the final state
                                     :func:`erase_add_final`; every state :func:`erase_add_unroll`
-                                    via :func:`affine_scan` (the write is affine in the memory)
-:mod:`memrec.memory.gated`          :func:`gated_write`; every state :func:`gated_unroll`
-                                    (one fused step per event, hand-written backward)
+                                    via :func:`affine_scan` (the write is affine in the
+                                    memory: a log-depth scan)
+:mod:`memrec.memory.gated`          :func:`gated_write`; the final state :func:`gated_final`;
+                                    every state :func:`gated_unroll` (one fused step per
+                                    event, hand-written backward)
 :mod:`memrec.memory.unroll`         :func:`unroll` (any write, any padding),
-                                    :class:`UnrolledStates`, :func:`select_rows`, and the shape
-                                    helpers the writes share
+                                    :class:`UnrolledStates`, :func:`select_rows`, the final-state
+                                    loop :func:`final_values`, and the shape helpers the writes
+                                    share
 ==================================  =============================================================
 
 The parameters that produce the write's inputs (RUM-F's ``E, A``, KSR's relation embeddings, the
@@ -49,12 +52,12 @@ from __future__ import annotations
 
 from .erase_add import affine_scan, erase_add_final, erase_add_unroll, erase_add_write
 from .fifo import fifo_append, fifo_positions, fifo_states, fifo_window
-from .gated import gated_unroll, gated_write
+from .gated import gated_final, gated_unroll, gated_write
 from .unroll import UnrolledStates, select_rows, unroll
 
 __all__ = [
     "fifo_append", "fifo_window", "fifo_positions", "fifo_states", "erase_add_write", "gated_write",
-    "gated_unroll",
+    "gated_unroll", "gated_final",
     "affine_scan", "erase_add_unroll", "erase_add_final",
     "select_rows", "unroll", "UnrolledStates",
 ]

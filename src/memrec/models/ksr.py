@@ -48,8 +48,10 @@ Training (:meth:`KSR.prefix_scores`): every position of a padded sequence predic
 item in one causal pass — one GRU pass for all h_t, one :func:`~memrec.memory.write.gated_unroll`
 for all memory states (the gated write is a recurrence with a state-dependent gate, so it runs
 as a loop over time, spec §0.3, but one fused step each way with a hand-written backward), one
-batched read. Streaming (:meth:`init_state` / :meth:`update` / :meth:`score_state`) gives
-the same scores as the batch path (tested).
+batched read. Encoding a history for scoring (:meth:`KSR.encode`) keeps the final memory only
+(:func:`~memrec.memory.write.gated_final`: one pass over time touching only the rows with an
+event). Streaming (:meth:`init_state` / :meth:`update` / :meth:`score_state`) gives the same
+scores as the batch path (tested).
 
 Deviations from the paper / official code (see ``docs/models/ksr.md``):
 
@@ -72,7 +74,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..memory.read import attention_read
 from ..memory.state import MemoryState, TensorState
-from ..memory.write import gated_unroll, gated_write, unroll
+from ..memory.write import gated_final, gated_unroll, gated_write
 from .base import Query
 from .capabilities import (AnonymousScorer, AttentionTracer, HistoryScorer, StateExplainer,
                            MemoryEntry, NextItemPairwise, StatefulScorer, ranked_entries)
@@ -237,12 +239,17 @@ class KSR(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise,
         raise ConfigError(NO_KNOWLEDGE)
 
     # -- the pieces ---------------------------------------------------------------------------
-    def _write_update(self, items: torch.Tensor) -> torch.Tensor:
-        """e_a^i for every slot: items long [...] → [..., R, d_k]."""
+    def _item_write(self, items: torch.Tensor) -> torch.Tensor:
+        """The item's part of the write update, e_i (paper) or tanh(W_e e_i + b_e) (official):
+        items long [...] → [..., d_k]."""
         e = self.entity[items]
         if self.write_projection is not None:
             e = torch.tanh(self.write_projection(e))                     # official: tanh(W_e e + b_e)
-        return e.unsqueeze(-2) + self.relation_keys                      # e_a^i = e + r_a
+        return e
+
+    def _write_update(self, items: torch.Tensor) -> torch.Tensor:
+        """e_a^i for every slot: items long [...] → [..., R, d_k]."""
+        return self._item_write(items).unsqueeze(-2) + self.relation_keys   # e_a^i = e + r_a
 
     def _write(self, memory: MemoryState, items: torch.Tensor) -> MemoryState:
         """One gated write per row (unlinked items and padding rows: no write)."""
@@ -318,7 +325,8 @@ class KSR(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise,
         if self.variant == "paper":                                      # the last item waits
             writes = writes & (torch.arange(history.shape[1], device=mask.device) < (length - 1)[:, None])
             pending = torch.where(length > 0, last, pending)
-        memory = unroll(self._write, memory, (history,), writes)         # final memory only
+        # final memory only, the [B, L, R, d_k] updates formed one step at a time (eq. 8–10)
+        memory = gated_final(memory, self._item_write(history), writes, slot_offset=self.relation_keys)
         return KSRState(h, memory.values, pending)
 
     def score_state(self, state: KSRState, users, items=None) -> torch.Tensor:
