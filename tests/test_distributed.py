@@ -31,6 +31,7 @@ from memrec.errors import ConfigError
 from memrec.evaluation import Evaluator
 from memrec.models.base import Query
 from memrec.training.tasks import PairBatch, PurchaseBatch, SequenceBatch
+from memrec.training.trainer import check_data_parallel
 
 from .distributed_cases import fit, split
 
@@ -362,13 +363,13 @@ def test_stream_models_and_sparse_gradients_on_nccl_are_refused_with_a_reason():
     from memrec.models import build
     world = distributed.World(0, 2)
     with pytest.raises(ConfigError, match="time-ordered stream"):
-        distributed.check_trainable(build("nmrn", 5, 5, {}), world, torch.device("cpu"))
+        check_data_parallel(build("nmrn", 5, 5, {}), world, torch.device("cpu"))
     sparse = build("bprmf", 5, 5, {})
     sparse.user_embedding.sparse = True
-    distributed.check_trainable(sparse, world, torch.device("cpu"))       # gloo reduces them
+    check_data_parallel(sparse, world, torch.device("cpu"))       # gloo reduces them
     with pytest.raises(ConfigError, match="NCCL cannot reduce"):
-        distributed.check_trainable(sparse, world, torch.device("cuda"))
-    distributed.check_trainable(sparse, distributed.World(), torch.device("cuda"))   # one process
+        check_data_parallel(sparse, world, torch.device("cuda"))
+    check_data_parallel(sparse, distributed.World(), torch.device("cuda"))   # one process
 
 
 def test_without_torchrun_the_world_is_one_process():

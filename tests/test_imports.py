@@ -38,7 +38,8 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "fileio": 0,
     "progress": 0,
-    "devices": 0,            # train.device / precision: torch devices, moving batches, autocast           # progress lines on stderr (echo_stderr, timed_step)
+    "devices": 0,            # train.device / precision: torch devices, moving batches, autocast
+    "distributed": 0,        # torchrun ranks, DDP wrapping, sharding batches and requests
     # 1: data and the pure building blocks (DESIGN.md: they import nothing from models)
     "data": 1,
     "losses": 1,

@@ -17,6 +17,7 @@ draws the whole batch's negatives (cheap next to the model's forward and backwar
 Evaluation is sharded by request (:meth:`World.shard`) and exact: per-rank metric *sums and
 counts* are all-reduced in float64 (:func:`all_reduce_sum`), never averaged ratios.
 Rank 0 alone writes the run folder; early stopping follows rank 0's decision (:meth:`World.agree`).
+What cannot train data-parallel is refused by :func:`memrec.training.trainer.check_data_parallel`.
 """
 
 from __future__ import annotations
@@ -178,22 +179,6 @@ def shard_batch(batch, world: World):
     return local, float(examples[rows].sum()) * world.size / total
 
 
-def check_trainable(model, world: World, device: torch.device) -> None:
-    """What DDP cannot run: sparse embedding gradients on NCCL (gloo reduces them)."""
-    if not world.distributed:
-        return
-    from .models.capabilities import StreamLearner
-    if isinstance(model, StreamLearner):
-        raise ConfigError(f"{type(model).__name__} learns from the time-ordered stream, one causal "
-                          "pass whose memory every event writes in turn: it trains in one process")
-    sparse = [name for name, m in model.named_modules()
-              if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.sparse]
-    if sparse and device.type == "cuda":
-        raise ConfigError(f"{type(model).__name__} has sparse embedding gradients ({', '.join(sparse)}), "
-                          "which NCCL cannot reduce; train it on CPUs (gloo) or turn its sparse "
-                          "gradients off")
-
-
 class LossModule(torch.nn.Module):
     """The model and its task's loss as one module: DDP synchronises the gradients of what runs
     through a wrapped module's ``forward``, and a task's loss calls the model's scorers, not
@@ -302,5 +287,5 @@ def _last_line(logs: Path, local_rank: int) -> str:
 
 
 __all__ = ["World", "current", "alone", "launched_by_torchrun", "start", "stop", "barrier", "all_reduce_sum",
-           "shard_batch", "check_trainable", "data_parallel", "launch", "launched_by_nproc",
+           "shard_batch", "data_parallel", "launch", "launched_by_nproc",
            "COLLECTIVE_TIMEOUT"]

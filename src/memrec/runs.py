@@ -51,7 +51,7 @@ from .progress import echo_stderr, timed_step
 from .recommender import Recommender
 from .training.callbacks import require_tensorboard
 from .training.config import DataConfig, RunConfig
-from .training.trainer import Trainer, seed_everything
+from .training.trainer import Trainer, check_data_parallel, seed_everything
 from .training.triples import TripleTask
 
 SPLIT_OPTIONS = {"loo": (), "temporal": ("test_frac", "valid_frac"),
@@ -231,8 +231,8 @@ def check_distributed(config: RunConfig, world: distributed.World) -> None:
     if spec(config.model).data == "knowledge_graph":
         raise ConfigError(f"{config.model} trains on a knowledge graph in one process (minutes); "
                           "leave out --nproc / torchrun")
-    distributed.check_trainable(build(config.model, 2, 2, config.model_params), world,
-                                resolve_device(config.train.device))
+    check_data_parallel(build(config.model, 2, 2, config.model_params), world,
+                        resolve_device(config.train.device))
 
 
 def _start_run_dir(out: Path, split: Split, data_name: str, data_path, config: RunConfig) -> None:

@@ -41,6 +41,7 @@ from ..errors import CheckpointError, ConfigError
 from ..data.splits import Split
 from ..evaluation import Evaluator
 from ..models.base import Model
+from ..models.capabilities import StreamLearner
 from ..progress import echo_stderr
 from .callbacks import STAGES, Callback, CallbackList, FitStart, run_folder_callbacks
 from .config import TrainConfig
@@ -118,6 +119,23 @@ def clip_tensor_norm_(p: torch.Tensor, max_norm: float) -> None:
             values.mul_(max_norm / norm)
     else:
         torch.nn.utils.clip_grad_norm_(p, max_norm)
+
+
+def check_data_parallel(model: Model, world: distributed.World, device: torch.device) -> None:
+    """Refuse what cannot train data-parallel on ``world``: a stream learner (its memory is one
+    causal pass that every event writes in turn) and sparse embedding gradients on NCCL (gloo
+    reduces them)."""
+    if not world.distributed:
+        return
+    if isinstance(model, StreamLearner):
+        raise ConfigError(f"{type(model).__name__} learns from the time-ordered stream, one causal "
+                          "pass whose memory every event writes in turn: it trains in one process")
+    sparse = [name for name, m in model.named_modules()
+              if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.sparse]
+    if sparse and device.type == "cuda":
+        raise ConfigError(f"{type(model).__name__} has sparse embedding gradients ({', '.join(sparse)}), "
+                          "which NCCL cannot reduce; train it on CPUs (gloo) or turn its sparse "
+                          "gradients off")
 
 
 def _silent(*_args, **_kwargs) -> None:
@@ -212,7 +230,7 @@ class Trainer:
         # the model on its device before the optimizer exists: its state follows the parameters
         device = resolve_device(cfg.device)
         model.to(device)
-        distributed.check_trainable(model, self.world, device)
+        check_data_parallel(model, self.world, device)
         optimizer = make_optimizer(cfg, model.parameter_groups(cfg.weight_decay))
         # the same generator on every rank: all draw the global batch, each computes its shard
         generator = torch.Generator().manual_seed(cfg.seed)
