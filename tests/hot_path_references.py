@@ -12,7 +12,8 @@ import torch
 from memrec.memory.state import MemoryState
 from memrec.memory.unroll import check_shape
 from memrec.memory.write import unroll
-from memrec.metrics import RankCounts, _counts_by_comparison, _counts_by_sorting
+from memrec.metrics import (RankCounts, _best_group, _counts_by_comparison, _counts_by_sorting,
+                            _discount_prefix, _harmonic_prefix, _log_comb)
 from memrec.models.ksr import KSR, KSRState
 
 
@@ -114,3 +115,65 @@ def reference_rank_counts(scores, relevant, relevant_mask, excluded=None, *, n_c
     rel_tied = ((target[:, None, :] == target[:, :, None]) & pair_real).sum(-1)
     return RankCounts(above.double(), tied.double(), rel_above.double(), rel_tied.double(), real,
                       n_candidates, real.sum(1).double())
+
+
+# -- memrec.metrics (before): log-binomials for every request, prefix tables as long as the catalogue
+
+def reference_hit_rate(c: RankCounts, k: int) -> torch.Tensor:
+    """P(at least one relevant item in the top k).
+
+    Only the best relevant group can reach the top k: with s = clip(k − p, 0, g) of its g slots
+    inside the cutoff, HR = 1 − C(g − h, s) / C(g, s) (no relevant item among the s drawn).
+    """
+    p, g, h = _best_group(c)
+    s = (k - p).clamp(min=0).minimum(g)
+    miss = torch.exp(_log_comb(g - h, s) - _log_comb(g, s))
+    return 1.0 - miss
+
+
+def reference_ndcg(c: RankCounts, k: int) -> torch.Tensor:
+    """E[DCG@k] / IDCG@k with binary gains.
+
+    Item i's expected discount is (D[min(p+g, k)] − D[min(p, k)]) / g with D the cumulative
+    discount; IDCG@k = D[min(#relevant, k)].
+    """
+    d = _discount_prefix(int(c.n_candidates.max().item()) + 1)
+    lo = c.above.clamp(max=k).long()
+    hi = (c.above + c.tied).clamp(max=k).long()
+    gain = (d[hi] - d[lo]) / c.tied.clamp(min=1)
+    gain = torch.where(c.relevant_mask, gain, torch.zeros_like(gain))
+    ideal = d[c.n_relevant.clamp(max=k).long()]
+    return gain.sum(1) / ideal
+
+
+def reference_mrr(c: RankCounts, k: int) -> torch.Tensor:
+    """E[1 / rank of the first relevant item], 0 when it falls below k.
+
+    In the best relevant group (p, g, h) the first relevant position j ∈ 1..g−h+1 has
+    P(j) = C(g − j, h − 1) / C(g, h); sum P(j) / (p + j) over p + j ≤ k.
+    """
+    p, g, h = _best_group(c)
+    j = torch.arange(1, k + 1, dtype=torch.float64)[None, :]
+    log_p = _log_comb(g[:, None] - j, h[:, None] - 1) - _log_comb(g, h)[:, None]
+    inside = (p[:, None] + j) <= k
+    terms = torch.where(inside, torch.exp(log_p) / (p[:, None] + j), torch.zeros_like(log_p))
+    return terms.sum(1)
+
+
+def reference_average_precision(c: RankCounts, k: int) -> torch.Tensor:
+    """E[AP@k], AP@k = Σ_{relevant i, rank ≤ k} precision@rank(i) / min(#relevant, k).
+
+    Item i sits at group position q uniform on 1..Q (Q = clip(k − p, 0, g) positions inside the
+    cutoff); given q, the expected number of other relevant group members ahead of it is
+    (h − 1)(q − 1)/(g − 1). Summing (1 + m + (h−1)(q−1)/(g−1)) / (p + q) over q with harmonic
+    numbers H gives ((1 + m)·S + (h−1)/(g−1)·(Q − (p+1)·S)) / g, S = H[p+Q] − H[p].
+    """
+    harmonic = _harmonic_prefix(int(c.n_candidates.max().item()) + 1)
+    p, g, h, m = c.above, c.tied, c.rel_tied, c.rel_above
+    q_max = (k - p).clamp(min=0).minimum(g)
+    s = harmonic[(p + q_max).long()] - harmonic[p.long()]
+    spread = torch.where(g > 1, (h - 1) / (g - 1).clamp(min=1), torch.zeros_like(g))
+    term = ((1 + m) * s + spread * (q_max - (p + 1) * s)) / g.clamp(min=1)
+    term = torch.where(c.relevant_mask, term, torch.zeros_like(term))
+    return term.sum(1) / c.n_relevant.clamp(max=k)
+

@@ -18,7 +18,8 @@ from memrec.memory.write import (affine_scan, erase_add_final, erase_add_unroll,
                                  gated_final, gated_write, unroll)
 from memrec.models.ksr import KSR
 
-from .hot_path_references import (reference_affine_scan, reference_erase_add_final,
+from .hot_path_references import (reference_average_precision, reference_hit_rate, reference_mrr,
+                                  reference_ndcg, reference_affine_scan, reference_erase_add_final,
                                   reference_ksr_encode, reference_rank_counts)
 
 #: float32 tolerance of results that are summed in another order (the log-depth scan)
@@ -289,6 +290,23 @@ def test_rank_counts_of_a_heavy_user_equal_the_pairwise_counts():
     scores, relevant, mask, excluded = ranking_case(3, 6000, 3000, seed=11, levels=40)
     assert_counts_equal(M.rank_counts(scores, relevant, mask, excluded),
                         reference_rank_counts(scores, relevant, mask, excluded))
+
+
+@pytest.mark.parametrize("B,C,T,seed,levels", [(6, 30, 1, 5, 3), (8, 50, 5, 6, 4), (5, 200, 40, 7, 6),
+                                               (64, 2000, 1, 8, 2000), (16, 300, 3, 9, 2)])
+def test_metrics_at_k_equal_their_log_binomial_forms(B, C, T, seed, levels):
+    """HR and MRR take 1 − s/g and a harmonic difference where the best group holds one
+    relevant item, NDCG and MAP index prefix tables cut at k: the values of the general forms."""
+    scores, relevant, mask, _ = ranking_case(B, C, T, seed, levels=levels)
+    kept = mask.any(1)                                   # requests hold at least one relevant item
+    scores, relevant, mask = scores[kept], relevant[kept], mask[kept]
+    counts = M.rank_counts(scores, relevant, mask, n_candidates=(scores > float("-inf")).sum(1))
+    assert (counts.rel_tied[counts.relevant_mask] == 1).any()            # both kinds of group
+    for k in (1, 5, 10, 20):
+        for new, old in ((M.hit_rate, reference_hit_rate), (M.mrr, reference_mrr), (M.ndcg, reference_ndcg),
+                         (M.average_precision, reference_average_precision)):
+            torch.testing.assert_close(new(counts, k), old(counts, k), rtol=0, atol=1e-12,
+                                       msg=lambda m: f"{new.__name__}@{k}: {m}")
 
 
 def largest_allocation(fn) -> int:

@@ -192,8 +192,12 @@ def hit_rate(c: RankCounts, k: int) -> torch.Tensor:
     """
     p, g, h = _best_group(c)
     s = (k - p).clamp(min=0).minimum(g)
-    miss = torch.exp(_log_comb(g - h, s) - _log_comb(g, s))
-    return 1.0 - miss
+    hit = s / g.clamp(min=1)                 # h = 1 (the usual case): C(g−1, s) / C(g, s) = 1 − s/g
+    several = h > 1
+    if several.any():                        # log-binomials only for groups holding several
+        miss = torch.exp(_log_comb(g[several] - h[several], s[several]) - _log_comb(g[several], s[several]))
+        hit[several] = 1.0 - miss
+    return hit
 
 
 def _hit_probability(c: RankCounts, k: int) -> torch.Tensor:
@@ -218,7 +222,7 @@ def ndcg(c: RankCounts, k: int) -> torch.Tensor:
     Item i's expected discount is (D[min(p+g, k)] − D[min(p, k)]) / g with D the cumulative
     discount; IDCG@k = D[min(#relevant, k)].
     """
-    d = _discount_prefix(int(c.n_candidates.max().item()) + 1)
+    d = _discount_prefix(k)                  # every index below is clamped to ≤ k
     lo = c.above.clamp(max=k).long()
     hi = (c.above + c.tied).clamp(max=k).long()
     gain = (d[hi] - d[lo]) / c.tied.clamp(min=1)
@@ -234,6 +238,19 @@ def mrr(c: RankCounts, k: int) -> torch.Tensor:
     P(j) = C(g − j, h − 1) / C(g, h); sum P(j) / (p + j) over p + j ≤ k.
     """
     p, g, h = _best_group(c)
+    # h = 1 (the usual case): j is uniform on 1..g, so the sum is (H[p + Q] − H[p]) / g with
+    # Q = clip(k − p, 0, g) positions inside the cutoff
+    harmonic = _harmonic_prefix(k)
+    reach = (p + (k - p).clamp(min=0).minimum(g)).clamp(max=k).long()
+    out = (harmonic[reach] - harmonic[p.clamp(max=k).long()]) / g.clamp(min=1)
+    several = h > 1
+    if several.any():                        # the hypergeometric sum only where it is needed
+        out[several] = _mrr_of_groups(p[several], g[several], h[several], k)
+    return out
+
+
+def _mrr_of_groups(p: torch.Tensor, g: torch.Tensor, h: torch.Tensor, k: int) -> torch.Tensor:
+    """Σ_j P(j) / (p + j) over p + j ≤ k, P(j) = C(g − j, h − 1) / C(g, h), for groups [G]."""
     j = torch.arange(1, k + 1, dtype=torch.float64)[None, :]
     log_p = _log_comb(g[:, None] - j, h[:, None] - 1) - _log_comb(g, h)[:, None]
     inside = (p[:, None] + j) <= k
@@ -249,10 +266,11 @@ def average_precision(c: RankCounts, k: int) -> torch.Tensor:
     (h − 1)(q − 1)/(g − 1). Summing (1 + m + (h−1)(q−1)/(g−1)) / (p + q) over q with harmonic
     numbers H gives ((1 + m)·S + (h−1)/(g−1)·(Q − (p+1)·S)) / g, S = H[p+Q] − H[p].
     """
-    harmonic = _harmonic_prefix(int(c.n_candidates.max().item()) + 1)
+    harmonic = _harmonic_prefix(k)
     p, g, h, m = c.above, c.tied, c.rel_tied, c.rel_above
     q_max = (k - p).clamp(min=0).minimum(g)
-    s = harmonic[(p + q_max).long()] - harmonic[p.long()]
+    # p + q_max ≤ k when p < k; when p ≥ k, q_max = 0 and s = 0: indices clamped to ≤ k
+    s = harmonic[(p + q_max).clamp(max=k).long()] - harmonic[p.clamp(max=k).long()]
     spread = torch.where(g > 1, (h - 1) / (g - 1).clamp(min=1), torch.zeros_like(g))
     term = ((1 + m) * s + spread * (q_max - (p + 1) * s)) / g.clamp(min=1)
     term = torch.where(c.relevant_mask, term, torch.zeros_like(term))
