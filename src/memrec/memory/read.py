@@ -505,3 +505,31 @@ class CopyRead(nn.Module):
 
 __all__ += ["copy_distribution", "copy_mixture", "copy_scores", "copy_candidate_scores", "repeat_share",
             "CopyRead"]
+
+
+# -- top-r retrieval over a long store (DEMN's history read, L4) ----------------------------------
+def top_r_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+               r: int, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Retrieve, then attend: each query keeps the ``r`` valid entries with the highest ⟨q, k⟩
+    and reads them with softmax(⟨q, k⟩ + bias) (UBR4CTR-style retrieval over a long history).
+
+    Selection uses the similarity alone, so the bias (DEMN's recency penalty −λ·log(1 + age))
+    reweights what was retrieved without changing *what* is retrieved. Fewer than ``r`` valid
+    entries: all of them; none: the zero read. Batch dimensions ``...`` broadcast between the
+    queries and the store, so every prefix of a sequence can read its own causal store.
+
+    queries [..., C, D]; keys [..., M, D]; values [..., M, Dv]; mask bool [..., M];
+    bias [..., M] or None → (read [..., C, Dv], weights [..., C, M], zero off the top r).
+    """
+    scores = queries @ keys.transpose(-1, -2)                                  # ⟨q, k⟩, [..., C, M]
+    valid = mask.unsqueeze(-2).expand_as(scores)
+    kept = valid
+    if r < scores.shape[-1]:                                                   # else: every valid entry
+        top = scores.masked_fill(~valid, float("-inf")).topk(r, dim=-1).indices
+        kept = torch.zeros_like(valid).scatter(-1, top, True) & valid
+    logits = scores if bias is None else scores + bias.unsqueeze(-2)
+    weights = masked_softmax(logits, kept)
+    return weights @ values, weights
+
+
+__all__ += ["top_r_read"]
