@@ -513,7 +513,7 @@ def top_r_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     """Retrieve, then attend: each query keeps the ``r`` valid entries with the highest ⟨q, k⟩
     and reads them with softmax(⟨q, k⟩ + bias) (UBR4CTR-style retrieval over a long history).
 
-    Selection uses the similarity alone, so the bias (DEMN's recency penalty −λ·log(1 + age))
+    Selection uses the similarity alone (ties to the later entry), so the bias (DEMN's recency penalty −λ·log(1 + age))
     reweights what was retrieved without changing *what* is retrieved. Fewer than ``r`` valid
     entries: all of them; none: the zero read. Batch dimensions ``...`` broadcast between the
     queries and the store, so every prefix of a sequence can read its own causal store.
@@ -525,7 +525,12 @@ def top_r_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     valid = mask.unsqueeze(-2).expand_as(scores)
     kept = valid
     if r < scores.shape[-1]:                                                   # else: every valid entry
-        top = scores.masked_fill(~valid, float("-inf")).topk(r, dim=-1).indices
+        # ties (a repeated item) go to the later entry, the more recent in an oldest-first
+        # store: a stable descending sort of the reversed entries, so what is retrieved does
+        # not depend on the store's padding or width
+        flipped = scores.masked_fill(~valid, float("-inf")).flip(-1)
+        order = flipped.sort(dim=-1, descending=True, stable=True).indices[..., :r]
+        top = scores.shape[-1] - 1 - order
         kept = torch.zeros_like(valid).scatter(-1, top, True) & valid
     logits = scores if bias is None else scores + bias.unsqueeze(-2)
     weights = masked_softmax(logits, kept)

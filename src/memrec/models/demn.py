@@ -84,6 +84,11 @@ class DEMNState(TensorState):
         window = self.window.trimmed()
         return replace(self, items=window.items, mask=window.mask)
 
+    def index(self, rows: torch.Tensor) -> "DEMNState":
+        """The states of ``rows`` without the padding only other rows needed (a store keeps a
+        row as a replay would have built it)."""
+        return super().index(rows).trimmed()
+
 
 def event_ranks(train: Interactions) -> np.ndarray:
     """Each row's position in the global time order (the clock of ``streaming.py``: timestamps,
