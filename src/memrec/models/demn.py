@@ -137,6 +137,13 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     ------
     state: DEMNState (user [B], values [B, S, d], items / mask [B, W ≤ H])
     prefix_scores: users [B], history [B, L], candidates [B, L, C] → [B, L, C]
+
+    Example
+    -------
+    >>> model = DEMN(n_users, n_items, dim=32)
+    >>> model.prepare(train)                                  # the event log: visitors, ranks
+    >>> state = model.encode(users, history, mask)            # = replaying update event by event
+    >>> model.score_state(model.update(state, items), users)  # [B, n_items]
     """
 
     data_buffers = ("visit_indptr", "visit_key", "visit_user", "seq_indptr", "seq_rank")
@@ -246,7 +253,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         if torch.is_grad_enabled():
             return compute()
         tensors = (self.item_embedding.weight, self.user_embedding.weight, self.visitor_embedding.weight,
-                   self.visitor_recency, self.visit_key)
+                   self.visitor_recency, self.visit_key, self.visit_user)
         key = tuple((t._version, t.data_ptr()) for t in tensors)
         if self._table is None or self._table[0] != key:
             self._table = (key, compute())
