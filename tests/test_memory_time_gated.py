@@ -182,3 +182,17 @@ def test_top_r_read_equals_brute_force(seed, r, M):
                 expected[chosen] = torch.softmax(logits, 0)
             assert torch.allclose(weights[b, c], expected, atol=1e-5), (b, c)
             assert torch.allclose(read[b, c], expected @ values[b], atol=1e-5), (b, c)
+
+
+@PROPS
+@given(seed=st.integers(0, 10_000), r=st.integers(1, 6))
+def test_top_r_read_of_one_shared_store_equals_the_store_copied_per_prefix(seed, r):
+    # every prefix reading one store [B, 1, M, D] (its own causal part by the mask) is a single
+    # product per row; it must equal the broadcast copy
+    g = torch.Generator().manual_seed(seed)
+    B, P, C, M, D = 2, 4, 3, 5, 4
+    q, store = torch.randn(B, P, C, D, generator=g), torch.randn(B, 1, M, D, generator=g)
+    mask, bias = torch.rand(B, P, M, generator=g) > 0.3, torch.randn(B, P, M, generator=g)
+    shared = top_r_read(q, store, store, mask, r, bias)
+    copied = top_r_read(q, store.expand(B, P, M, D).clone(), store.expand(B, P, M, D).clone(), mask, r, bias)
+    assert torch.allclose(shared[0], copied[0], atol=1e-5) and torch.allclose(shared[1], copied[1], atol=1e-6)

@@ -521,7 +521,7 @@ def top_r_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     queries [..., C, D]; keys [..., M, D]; values [..., M, Dv]; mask bool [..., M];
     bias [..., M] or None → (read [..., C, Dv], weights [..., C, M], zero off the top r).
     """
-    scores = queries @ keys.transpose(-1, -2)                                  # ⟨q, k⟩, [..., C, M]
+    scores = _shared_store_product(queries, keys.transpose(-1, -2))            # ⟨q, k⟩, [..., C, M]
     valid = mask.unsqueeze(-2).expand_as(scores)
     kept = valid
     if r < scores.shape[-1]:                                                   # else: every valid entry
@@ -534,7 +534,19 @@ def top_r_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
         kept = torch.zeros_like(valid).scatter(-1, top, True) & valid
     logits = scores if bias is None else scores + bias.unsqueeze(-2)
     weights = masked_softmax(logits, kept)
-    return weights @ values, weights
+    return _shared_store_product(weights, values), weights
+
+
+def _shared_store_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """left [..., P, C, K] @ right [..., 1, K, N] → [..., P, C, N] as one product per row of
+    ``...`` ([P·C, K] @ [K, N]) rather than P small ones: every prefix of a sequence reads one
+    shared store (its own causal part by the mask), and broadcasting would copy the store P
+    times. Other shapes: a plain matmul."""
+    if left.dim() < 4 or right.dim() != left.dim() or right.shape[-3] != 1 or left.shape[-3] == 1:
+        return left @ right
+    *lead, P, C, K = left.shape
+    out = left.reshape(*lead, 1, P * C, K) @ right                             # [..., 1, P·C, N]
+    return out.reshape(*lead, P, C, right.shape[-1])
 
 
 __all__ += ["top_r_read"]

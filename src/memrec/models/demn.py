@@ -350,7 +350,8 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     def _score(self, users, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
                cand_q, cand_e, cand_b) -> torch.Tensor:
         """ŷ for candidates of one or many states. Leading dims ``...`` ([B] or [B, T]):
-        users [...], memory [..., S, d], hist_q [..., H, d], hist_mask / hist_age [..., H],
+        users [...], memory [..., S, d], hist_q [..., H, d] (or one store [B, 1, H, d] that every
+        prefix reads), hist_mask / hist_age [..., H],
         bank [..., N, d], affinity / nb_valid [..., N], cand_q / cand_e [..., C, d],
         cand_b [..., C] → [..., C].  # eq. B.2.2–B.2.5"""
         scale = 1 / math.sqrt(self.dim)
@@ -410,7 +411,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         visible = prefix_mask(mask, self.history)                                  # [B, T, H=T]
         steps = torch.arange(T, device=history.device)
         hist_age = (steps[:, None] - steps[None, :]).clamp_min(0).float().expand(B, T, T)
-        hist_q = self.item_embedding(history)[:, None].expand(B, T, T, self.dim)
+        hist_q = self.item_embedding(history)[:, None]                             # [B, 1, T, d]: shared
         if self.training:       # leave u out of its candidates' visitors, and the future
             cand_e = self._item_memory(candidates, cutoff[..., None].expand_as(candidates),
                                        users[:, None, None].expand_as(candidates))
