@@ -333,8 +333,9 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         return self.encode_more(self.init_state(users), history, mask)
 
     def encode_more(self, state: DEMNState, history: torch.Tensor, mask: torch.Tensor) -> DEMNState:
-        """The state after more events (history [B, T], mask [B, T]); the neighbours of the
-        first new events include the state's own last items, as a replay's would."""
+        """The state after more events (history [B, T], mask [B, T], right-padded as every
+        query's is); the neighbours of the first new events include the state's own last items,
+        as a replay's would."""
         users, old = state.user, state.window
         tail, tail_mask = _last_items(old, self.recent_items - 1)     # context the new events need
         items, full = torch.cat([tail, history], 1), torch.cat([tail_mask, mask], 1)
