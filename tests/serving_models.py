@@ -16,7 +16,7 @@ SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5, "kg": None},
          "stamp": {"dim": 8}, "stmp": {"dim": 8}, "dmn": {"dim": 8}, "mars": {"dim": 8},
          "gru4rec": {"dim": 8}, "sasrec": {"dim": 8, "heads": 2}, "rumi": {"dim": 8, "slots": 3}, "rumf": {"dim": 8, "slots": 4},
          "nmrn": {"dim": 8, "slots": 3}, "cmn": {"dim": 8}, "bprmf": {"dim": 8},
-         "gmf": {"dim": 8}, "fpmc": {"dim": 8}}
+         "gmf": {"dim": 8}, "fpmc": {"dim": 8}, "demn": {"dim": 8, "slots": 2, "visitors": 4}}
 #: every recommender (TransE embeds a graph: nothing to serve)
 SERVABLE = sorted(name for name, s in REGISTRY.items() if s.data == "interactions")
 

@@ -21,7 +21,8 @@ from memrec.models.capabilities import (AnonymousScorer, Explainer, HistoryScore
 SMALL = {"ksr": {"dim": 8, "hidden": 12, "kg_dim": 6, "out_dim": 5, "kg": None},   # no KG: the ablation
          "stamp": {"dim": 8, "max_history": 4}, "stmp": {"dim": 8},
          "dmn": {"dim": 8, "max_history": 3}, "sasrec": {"dim": 8, "heads": 2, "max_len": 4}, "mars": {"dim": 8, "max_history": 4},
-         "nmrn": {"dim": 8, "slots": 3, "scope": "per_user"}}
+         "nmrn": {"dim": 8, "slots": 3, "scope": "per_user"},
+         "demn": {"dim": 8, "slots": 3, "visitors": 4, "history": 5, "top_r": 3}}
 STATEFUL = sorted(name for name, s in REGISTRY.items() if issubclass(s.cls, StatefulScorer))
 #: the copy read (``model.repeat``) changes what a score reads (the slots' items too) and, for
 #: RUM-I, the state: every stateful contract below runs on these variants as well
@@ -41,7 +42,8 @@ def _copy_reads(names) -> list:
 
 def test_every_model_with_memory_is_stateful():
     # the issue's list: memory models and the sequential baselines keep a serialisable state
-    assert {"rumi", "rumf", "ksr", "nmrn", "gru4rec", "sasrec", "fpmc", "stamp", "stmp", "dmn", "mars"} <= set(STATEFUL)
+    assert {"rumi", "rumf", "ksr", "nmrn", "gru4rec", "sasrec", "fpmc", "stamp", "stmp", "dmn", "mars",
+            "demn"} <= set(STATEFUL)
 
 
 def _model(name: str, params: dict | None = None):

@@ -19,7 +19,7 @@ SMALL = {"bprmf": {"dim": 8}, "gmf": {"dim": 8}, "cmn": {"dim": 8}, "fpmc": {"di
          "gru4rec": {"dim": 8, "hidden": 8}, "sasrec": {"dim": 8, "max_len": 5}, "rumi": {"dim": 8, "slots": 4},
          "rumf": {"dim": 8, "slots": 4}, "stamp": {"dim": 8}, "stmp": {"dim": 8},
          "mars": {"dim": 8, "max_history": 10}, "dmn": {"dim": 8},
-         "nmrn": {"dim": 8, "slots": 4},
+         "nmrn": {"dim": 8, "slots": 4}, "demn": {"dim": 8, "slots": 2, "visitors": 5},
          "ksr": {"hidden": 16, "out_dim": 8, "kg_dim": 8, "dim": 8, "kg": None}}   # no KG: the ablation
 SMALL_TRAIN = {"ksr": {"pretrain_epochs": 0},
                "nmrn": {"gan_pool": 10, "gan_dim": 4, "gan_pretrain_epochs": 1}}

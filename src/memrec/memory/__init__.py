@@ -1,4 +1,4 @@
 """The shared memory vocabulary (DESIGN.md): ``state`` (MemoryState), ``read`` (attention
 reads), ``slots`` (learned slots) and the writes, imported through the ``write`` façade and
-living in ``fifo``, ``erase_add``, ``gated`` and ``unroll`` (one module per write, plus the
+living in ``fifo``, ``erase_add``, ``gated``, ``time_gated`` and ``unroll`` (one module per write, plus the
 unroll they share)."""

@@ -17,6 +17,7 @@ write                       update                                              
 :func:`fifo_append`         queue of the last M items, oldest evicted              RUM-I, STAMP
 :func:`erase_add_write`     v_m ← v_m ⊙ (1 − w_m·e) + w_m·a   (NTM / DKVMN)        RUM-F, NMRN
 :func:`gated_write`         v_m ← (1 − z_m)·v_m + z_m·u_m,  z_m = σ(⟨v_m, u_m⟩)    KSR
+:func:`time_gated_write`    m′ = γ m + (1 − γ) r, γ = e^(−Δ/τ); m ← (1 − z) m′ + z c DEMN
 ==========================  =====================================================  ============
 
 Where each lives:
@@ -34,6 +35,8 @@ module                              contents
 :mod:`memrec.memory.gated`          :func:`gated_write`; the final state :func:`gated_final`;
                                     every state :func:`gated_unroll` (one fused step per
                                     event, hand-written backward)
+:mod:`memrec.memory.time_gated`     :func:`time_gated_write` (idle decay, then a gated convex
+                                    update); every state :func:`time_gated_unroll` (via unroll)
 :mod:`memrec.memory.unroll`         :func:`unroll` (any write, any padding),
                                     :class:`UnrolledStates`, :func:`select_rows`, the final-state
                                     loop :func:`final_values`, and the shape helpers the writes
@@ -53,11 +56,12 @@ from __future__ import annotations
 from .erase_add import affine_scan, erase_add_final, erase_add_unroll, erase_add_write
 from .fifo import fifo_append, fifo_positions, fifo_states, fifo_window
 from .gated import gated_final, gated_unroll, gated_write
+from .time_gated import time_gated_unroll, time_gated_write
 from .unroll import UnrolledStates, select_rows, unroll
 
 __all__ = [
     "fifo_append", "fifo_window", "fifo_positions", "fifo_states", "erase_add_write", "gated_write",
-    "gated_unroll", "gated_final",
+    "gated_unroll", "gated_final", "time_gated_write", "time_gated_unroll",
     "affine_scan", "erase_add_unroll", "erase_add_final",
     "select_rows", "unroll", "UnrolledStates",
 ]

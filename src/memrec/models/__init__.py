@@ -33,6 +33,7 @@ from .baselines.stan import STAN
 from .baselines.vsknn import VSKNN
 from .baselines.rp3beta import RP3Beta
 from .cmn import CMN
+from .demn import DEMN
 from .dmn import PurchaseDMN
 from .gmf import GMF
 from .ksr import KSR
@@ -130,6 +131,9 @@ REGISTRY: dict[str, ModelSpec] = {
     "nmrn": ModelSpec(NMRN, "NMRN: key-value memory written by every event, Euclidean scores, GAN negatives (Wang 2018)",
                       {"loss": "hinge", "margin": 1.0, "n_negatives": 1, "sampler": "adversarial",
                        "optimizer": "adam", "lr": 1e-3, "batch_size": 256, "epochs": 20, "patience": 3}),
+    "demn": ModelSpec(DEMN, "DEMN: item visitors, neighbours' memories, a time-gated slot write and a retrieved history (our design, specs/demn.md)",
+                      {**_USER_SEQUENCE_DEFAULTS, "loss": "bpr", "n_negatives": 4, "batch_size": 256,
+                       "epochs": 30}),
     # the settings of the former standalone TransE trainer: margin ranking loss (hinge on −d), one
     # corrupted triple per true one, filtered validation MRR every 10 epochs, 5 % / 5 % held out
     "transe": ModelSpec(TransE, "TransE: knowledge-graph embedding, relations as translations (Bordes 2013); KSR's knowledge vectors",

@@ -107,6 +107,8 @@ DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
     "mars": (_DIM, _int("model", "max_history", 10, 100, log=True), _LR, _L2),
     "dmn": (_DIM, _int("model", "hops", 1, 4), _LR),
     "nmrn": (_DIM, _int("model", "slots", 5, 50, log=True), _float("train", "margin", 0.1, 2.0), _LR),
+    "demn": (_DIM, _int("model", "slots", 1, 8), _int("model", "visitors", 5, 50, log=True),
+             _int("model", "top_r", 5, 50, log=True), _LR, _L2),
 }
 
 

@@ -1,0 +1,449 @@
+"""DEMN: a memory recommender for the survey's four open limitations (our design, not a paper).
+
+Design proposal: ``specs/demn.md`` (B.1–B.8); what we changed and why: ``docs/models/demn.md``.
+Closest published relatives: SCoRe (WSDM'20; item-side visitors, neighbours), HPMN (SIGIR'19) and
+MIMN (KDD'19; evolving writes, lifelong state), UBR4CTR (SIGIR'20; retrieval over the history),
+CSRM (SIGIR'19; other sessions' memory).
+
+The idea. A user memory of S slots is written by every event with a *time-gated* write (L3),
+and a candidate item j is scored from four reads: the item's memory of its recent visitors (L1),
+the user's slots (two hops), the memories of the user's recent co-visitors (L2), and the top r
+entries of the user's own history (L4):
+
+    ẽ_j = q_j + Σ_{v∈V_j} a_v c_v,  a_v ∝ exp(q_j·p_v − λ log(1+age_v))     # B.2.1 (fast mode)
+    r   = read(M_u, ReLU(W_h q_j + read(M_u, q_j)))                           # B.2.2, two hops
+    n   = Σ_{v∈N_u} b_v m̄_v,        b_v ∝ exp(q_j·m̄_v + p_u·p_v)            # B.2.3
+    h   = top_r_read(q_j; H_u),      bias −λ_h log(1+age)                      # B.2.4
+    ŷ   = (p_u + r + g_n n + g_h h)·ẽ_j + b_j,  (g_n, g_h) = σ(W_g[p_u; r; n; h])  # B.2.5
+
+and each event (u, i) writes ``time_gated_write`` (memory/time_gated.py) with x = ẽ_i (u itself
+left out of V_i), resting value k_s + p_u, τ_s = softplus(θ_s), candidate
+c_s = tanh(W_c[x; m′_s; n̄]) and gate σ(W_z[x; m′_s; n̄; φ(Δ)]), where n̄ is the neighbour read
+without a candidate (b_v ∝ exp(p_u·p_v)).
+
+Buffers (the event log's, not learned). V_j is the item's last L visitors *strictly before* the
+event being scored (a sorted item → (rank, user) log and one ``searchsorted``); N_u is the
+union of V_j over the user's last c items, the user left out; H_u is the user's last H items;
+m̄_v is user v's mean memory slot from a detached memory bank [U, d].
+
+Deviations from the spec (reasons in docs/models/demn.md):
+- Δ = 1 step everywhere: queries, ``update`` and the event store carry no timestamps, so the
+  decay counts events (the spec's rule for datasets without a clock). The primitive takes any Δ.
+- Visitor and history recency use the age in steps within V_j / H_u, not the clock.
+- The neighbour read uses each neighbour's mean slot m̄_v, not a slot read of M̄_v.
+- The memory bank is refreshed as each user's sequence passes through training (so at most one
+  epoch stale, as the spec asks) and frozen afterwards; serving reads the frozen bank, not the
+  other users' live states (a state store holds one user's state and never looks into others).
+- In training, every buffer holds only events strictly before the prefix's last event (by the
+  global event order); at inference they are frozen at the end of training (spec B.4), so ẽ
+  is one table for all users and full ranking stays a product. The fast table does not leave u
+  out of V_j: only items u already consumed in training hold u, and ranking excludes those.
+- No CMN mode, no covariance regulariser, no MLP head, no category index (left to the ablations).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.interactions import Interactions
+from ..data.sorting import stable_argsort
+from ..memory.read import masked_softmax, prefix_mask, top_r_read
+from ..memory.state import ItemWindow, MemoryState, TensorState
+from ..memory.time_gated import time_gated_unroll
+from .capabilities import HistoryScorer, NextItemPairwise, StatefulScorer
+from .chunks import chunked_items
+
+#: Δ's log-bucket embedding φ: buckets ⌊log2(1 + Δ)⌋, the last one open-ended
+DELTA_BUCKETS = 16
+
+
+@dataclass(frozen=True)
+class DEMNState(TensorState):
+    """One user's serving state: the user (user long [B]), the slot memory M_u (values
+    [B, S, d]) and the history store H_u, its last H items oldest first (items long [B, W],
+    mask bool [B, W])."""
+
+    user: torch.Tensor
+    values: torch.Tensor
+    items: torch.Tensor
+    mask: torch.Tensor
+    ragged = ("items", "mask")
+    memory_field = "values"
+
+    @property
+    def window(self) -> ItemWindow:
+        return ItemWindow(self.items, self.mask)
+
+    def trimmed(self) -> "DEMNState":
+        window = self.window.trimmed()
+        return replace(self, items=window.items, mask=window.mask)
+
+    def index(self, rows: torch.Tensor) -> "DEMNState":
+        """The states of ``rows`` without the padding only other rows needed (a store keeps a
+        row as a replay would have built it)."""
+        return super().index(rows).trimmed()
+
+
+def event_ranks(train: Interactions) -> np.ndarray:
+    """Each row's position in the global time order (the clock of ``streaming.py``: timestamps,
+    else each event's relative position in its user's sequence), int64 [N]."""
+    if train.timestamp is not None:
+        order = stable_argsort(train.timestamp)
+    else:
+        by_user = stable_argsort(train.user)
+        counts = np.bincount(train.user, minlength=train.n_users)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        pseudo = np.empty(len(train))
+        pseudo[by_user] = (np.arange(len(train)) - starts[train.user[by_user]] + 1) / counts[train.user[by_user]]
+        order = stable_argsort(pseudo)
+    ranks = np.empty(len(train), np.int64)
+    ranks[order] = np.arange(len(train))
+    return ranks
+
+
+class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
+    """DEMN: item visitors, neighbours, a time-gated slot memory and a retrieved history.
+
+    Parameters
+    ----------
+    n_users, n_items : int
+    dim : int
+        d, shared by every embedding and slot.
+    slots : int
+        S, user-memory slots (each with a learned key and timescale τ_s).
+    visitors : int
+        L, the item memory's last visitors (also each recent item's share of the neighbours).
+    recent_items : int
+        c, the user's latest items whose visitors are its neighbours (N = c·L at most).
+    history : int
+        H, the history store's capacity (the retrieval scans at most H entries).
+    top_r : int
+        r, history entries each candidate retrieves.
+    beta : float
+        Address sharpness β of the write.
+    recency : float
+        Initial λ and λ_h of the visitor and history recency penalties (then learned).
+    item_memory, neighbours, history_read : bool
+        The parts for L1, L2 and L4 (off: the ablations of spec B.6).
+    init_std : float
+
+    Shapes
+    ------
+    state: DEMNState (user [B], values [B, S, d], items / mask [B, W ≤ H])
+    prefix_scores: users [B], history [B, L], candidates [B, L, C] → [B, L, C]
+
+    Example
+    -------
+    >>> model = DEMN(n_users, n_items, dim=32)
+    >>> model.prepare(train)                                  # the event log: visitors, ranks
+    >>> state = model.encode(users, history, mask)            # = replaying update event by event
+    >>> model.score_state(model.update(state, items), users)  # [B, n_items]
+    """
+
+    data_buffers = ("visit_indptr", "visit_key", "visit_user", "seq_indptr", "seq_rank")
+    state_type = DEMNState
+    max_history = None                    # the slots are written by the whole history
+
+    def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 4,
+                 visitors: int = 20, recent_items: int = 2, history: int = 50, top_r: int = 10,
+                 beta: float = 5.0, recency: float = 0.5, item_memory: bool = True,
+                 neighbours: bool = True, history_read: bool = True, init_std: float = 0.1):
+        super().__init__(n_users, n_items)
+        if min(slots, visitors, recent_items, history, top_r) < 1:
+            raise ValueError("slots, visitors, recent_items, history and top_r must be at least 1")
+        self.dim, self.visitors, self.recent_items = dim, visitors, recent_items
+        self.history, self.top_r, self.beta = history, top_r, beta
+        self.use_item_memory, self.use_neighbours, self.use_history = item_memory, neighbours, history_read
+        self.user_embedding = nn.Embedding(n_users, dim)          # p_u
+        self.visitor_embedding = nn.Embedding(n_users, dim)       # c_v, a user as a visitor
+        self.item_embedding = nn.Embedding(n_items, dim)          # q_i
+        self.item_bias = nn.Embedding(n_items, 1)                 # b_j
+        for table in (self.user_embedding, self.visitor_embedding, self.item_embedding):
+            nn.init.normal_(table.weight, std=init_std)
+        nn.init.zeros_(self.item_bias.weight)
+        self.slot_keys = nn.Parameter(torch.randn(slots, dim) * init_std)        # K
+        # τ_s from 1 to 4^(S−1) steps: short slots track drift, long ones keep taste
+        tau = 4.0 ** torch.arange(slots, dtype=torch.float32)
+        self.timescale_logit = nn.Parameter(tau + torch.log(-torch.expm1(-tau)))  # softplus⁻¹(τ)
+        self.candidate_in = nn.Linear(2 * dim, dim)                 # W_c on [x; n̄] (shared by slots)
+        self.candidate_slot = nn.Linear(dim, dim, bias=False)       # W_c on m′_s
+        self.gate_in = nn.Linear(3 * dim, 1)                        # W_z on [x; n̄; φ(Δ)]
+        self.gate_slot = nn.Linear(dim, 1, bias=False)              # W_z on m′_s
+        self.delta_embedding = nn.Embedding(DELTA_BUCKETS, dim)     # φ(Δ)
+        self.hop = nn.Linear(dim, dim)                              # W_h
+        self.read_gates = nn.Linear(4 * dim, 2)                     # W_g → (g_n, g_h)
+        self.visitor_recency = nn.Parameter(torch.tensor(float(recency)))   # λ
+        self.history_recency = nn.Parameter(torch.tensor(float(recency)))   # λ_h
+        # the event log (``prepare``): item → visits sorted by (item, global rank), keyed
+        # item·(E + 1) + rank; user → the global rank of each training event, in sequence order
+        self.register_buffer("visit_indptr", torch.zeros(n_items + 1, dtype=torch.long))
+        self.register_buffer("visit_key", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("visit_user", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("seq_indptr", torch.zeros(n_users + 1, dtype=torch.long))
+        self.register_buffer("seq_rank", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("bank", torch.zeros(n_users, dim))    # m̄_v, detached
+        self._table: tuple[tuple, torch.Tensor] | None = None     # see _item_table
+
+    # -- the event log ------------------------------------------------------------------------
+    def prepare(self, train: Interactions) -> None:
+        """Index the training events by item (visitor buffers) and by user (their global ranks,
+        the training cutoffs), and start the bank at every user's initial memory."""
+        device = self.visit_key.device
+        ranks = event_ranks(train)
+        n = len(train)
+        key = train.item.astype(np.int64) * (n + 1) + ranks
+        order = np.argsort(key, kind="stable")
+        as_long = lambda a: torch.as_tensor(np.asarray(a, np.int64), device=device)
+        self.visit_key, self.visit_user = as_long(key[order]), as_long(train.user[order])
+        self.visit_indptr = as_long(np.concatenate([[0], np.cumsum(train.item_degree())]))
+        self.seq_indptr = as_long(np.concatenate([[0], np.cumsum(train.user_degree())]))
+        self.seq_rank = as_long(ranks[train.time_order()])
+        with torch.no_grad():
+            self.bank.copy_(self.slot_keys.mean(0) + self.user_embedding.weight)
+        self._table = None
+
+    @property
+    def n_events(self) -> int:
+        """E, the training events; rank E stands for "after all of them" (inference)."""
+        return len(self.visit_user)
+
+    def _visitors(self, items: torch.Tensor, cutoff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """V_j: the last L visitors of items long [...] with global rank < cutoff long [...],
+        oldest first → (users long [..., L], valid bool [..., L])."""
+        start = self.visit_indptr[items]
+        end = torch.searchsorted(self.visit_key, items * (self.n_events + 1) + cutoff)
+        position = end[..., None] - self.visitors + torch.arange(self.visitors, device=items.device)
+        valid = position >= start[..., None]
+        users = self.visit_user[position.clamp(0, max(self.n_events - 1, 0))] if self.n_events \
+            else torch.zeros_like(position)
+        return users, valid
+
+    def _ages(self, valid: torch.Tensor) -> torch.Tensor:
+        """Steps back from each row's newest entry of a right-aligned buffer [..., L]: L−1 … 0."""
+        L = valid.shape[-1]
+        return torch.arange(L - 1, -1, -1, device=valid.device, dtype=torch.float32).expand(valid.shape)
+
+    def _item_memory(self, items: torch.Tensor, cutoff: torch.Tensor,
+                     exclude: torch.Tensor | None) -> torch.Tensor:
+        """ẽ_j = q_j + Σ_v a_v c_v over V_j(cutoff) without user ``exclude`` [...] (None: nobody).
+        items, cutoff long [...] → [..., d].  # eq. B.2.1"""
+        q = self.item_embedding(items)
+        if not self.use_item_memory:
+            return q
+        users, valid = self._visitors(items, cutoff)
+        if exclude is not None:
+            valid = valid & (users != exclude[..., None])
+        logits = (self.user_embedding(users) @ q[..., None])[..., 0] \
+            - self.visitor_recency * torch.log1p(self._ages(valid))
+        a = masked_softmax(logits, valid)
+        return q + (a[..., None, :] @ self.visitor_embedding(users))[..., 0, :]
+
+    def _item_table(self) -> torch.Tensor:
+        """ẽ of every item with the buffers frozen after training [n_items, d]; outside autograd
+        kept until the weights or buffers change (a server pays for it once)."""
+        def compute() -> torch.Tensor:
+            items = torch.arange(self.n_items, device=self.device)
+            return self._item_memory(items, torch.full_like(items, self.n_events), None)
+        if torch.is_grad_enabled():
+            return compute()
+        tensors = (self.item_embedding.weight, self.user_embedding.weight, self.visitor_embedding.weight,
+                   self.visitor_recency, self.visit_key, self.visit_user)
+        key = tuple((t._version, t.data_ptr()) for t in tensors)
+        if self._table is None or self._table[0] != key:
+            self._table = (key, compute())
+        return self._table[1]
+
+    # -- neighbours (L2) -----------------------------------------------------------------------
+    def _neighbours(self, users: torch.Tensor, recent: torch.Tensor, recent_mask: torch.Tensor,
+                    cutoff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """N_u: the visitors of the user's recent items long [..., c] before cutoff [...], the
+        user itself left out → (ids long [..., c·L], valid bool [..., c·L]); users broadcast
+        against [...]. Repeated co-visitors count once per shared item (no de-duplication)."""
+        ids, valid = self._visitors(recent, cutoff[..., None].expand_as(recent))     # [..., c, L]
+        valid = valid & recent_mask[..., None] & (ids != users[..., None, None])
+        return ids.flatten(-2), valid.flatten(-2)
+
+    def _neighbour_context(self, users: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(m̄_v [..., N, d], p_u·p_v [..., N], n̄ [..., d]: the candidate-free read, b_v ∝
+        exp(p_u·p_v), that enters the write)."""
+        bank = self.bank[ids]                                                        # detached
+        affinity = (self.user_embedding(ids) @ self.user_embedding(users)[..., None])[..., 0]
+        if not self.use_neighbours:
+            return bank, affinity, bank.new_zeros(*ids.shape[:-1], self.dim)
+        mean = (masked_softmax(affinity, valid)[..., None, :] @ bank)[..., 0, :]
+        return bank, affinity, mean
+
+    # -- write (L3) ----------------------------------------------------------------------------
+    def _initial(self, users: torch.Tensor) -> torch.Tensor:
+        """M_u before any event and the resting value of its slots: k_s + p_u, [B, S, d]."""
+        return self.slot_keys + self.user_embedding(users)[:, None, :]
+
+    def _timescales(self) -> torch.Tensor:
+        return F.softplus(self.timescale_logit)                                     # τ_s
+
+    def _write_all(self, users: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
+                   context: torch.Tensor, mask: torch.Tensor, return_all: bool):
+        """The slot memory after every (or the last) event from values [B, S, d]: x, n̄ [B, T, d],
+        mask [B, T]. The x, n̄ and φ(Δ) projections are shared by the slots, so they run once
+        per event, outside the loop over time."""
+        B, T, _ = x.shape
+        elapsed = torch.ones(B, T, device=x.device)                                 # Δ = 1 step
+        bucket = torch.log2(1 + elapsed).floor().long().clamp(max=DELTA_BUCKETS - 1)
+        cand_in = self.candidate_in(torch.cat([x, context], -1))                    # [B, T, d]
+        gate_in = self.gate_in(torch.cat([x, context, self.delta_embedding(bucket)], -1))[..., 0]
+        rest = self._initial(users)                                                 # k_s + p_u
+        state = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=x.device),
+                            self.slot_keys.expand_as(rest))
+        return time_gated_unroll(
+            state, x, rest, self._timescales(), elapsed, mask,
+            lambda m, t: torch.tanh(cand_in[:, t, None, :] + self.candidate_slot(m)),      # c_s
+            lambda m, t: torch.sigmoid(gate_in[:, t, None] + self.gate_slot(m)[..., 0]),   # σ(W_z ·)
+            self.beta, return_all=return_all)
+
+    def _recent(self, items: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last c items up to each position of a padded history [B, T] → [B, T, c] each."""
+        c = self.recent_items
+        padded, padded_mask = F.pad(items, (c - 1, 0)), F.pad(mask, (c - 1, 0))
+        return padded.unfold(1, c, 1), padded_mask.unfold(1, c, 1)
+
+    def _history_inputs(self, users, history, mask, cutoff):
+        """What every position of a padded history writes: (x [B, T, d], neighbours ids and
+        valid [B, T, N], their context (m̄, p_u·p_v, n̄)). u never counts as its own visitor."""
+        x = self._item_memory(history, cutoff, users[:, None].expand_as(history))
+        recent, recent_mask = self._recent(history, mask)
+        ids, valid = self._neighbours(users[:, None], recent, recent_mask, cutoff)
+        return x, ids, valid, self._neighbour_context(users[:, None], ids, valid)
+
+    # -- the StatefulScorer contract -----------------------------------------------------------
+    def init_state(self, users: torch.Tensor) -> DEMNState:
+        window = ItemWindow.empty(len(users), device=self.device)
+        return DEMNState(users, self._initial(users), window.items, window.mask)
+
+    def update(self, state: DEMNState, items: torch.Tensor) -> DEMNState:
+        return self.encode_more(state, items[:, None], torch.ones_like(items[:, None], dtype=torch.bool))
+
+    def encode(self, users, history, mask) -> DEMNState:
+        return self.encode_more(self.init_state(users), history, mask)
+
+    def encode_more(self, state: DEMNState, history: torch.Tensor, mask: torch.Tensor) -> DEMNState:
+        """The state after more events (history [B, T], mask [B, T], right-padded as every
+        query's is); the neighbours of the first new events include the state's own last items,
+        as a replay's would."""
+        users, old = state.user, state.window
+        tail, tail_mask = _last_items(old, self.recent_items - 1)     # context the new events need
+        items, full = torch.cat([tail, history], 1), torch.cat([tail_mask, mask], 1)
+        cutoff = torch.full_like(items, self.n_events)                # inference: all training events
+        x, _, _, (_, _, context) = self._history_inputs(users, items, full, cutoff)
+        width = tail.shape[1]
+        memory = self._write_all(users, state.values, x[:, width:], context[:, width:], mask, return_all=False)
+        window = ItemWindow.from_history(torch.cat([old.items, history], 1), torch.cat([old.mask, mask], 1),
+                                         self.history)
+        return DEMNState(users, memory.values, window.items, window.mask)
+
+    # -- read and score ------------------------------------------------------------------------
+    def _score(self, users, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
+               cand_q, cand_e, cand_b) -> torch.Tensor:
+        """ŷ for candidates of one or many states. Leading dims ``...`` ([B] or [B, T]):
+        users [...], memory [..., S, d], hist_q [..., H, d] (or one store [B, 1, H, d] that every
+        prefix reads), hist_mask / hist_age [..., H],
+        bank [..., N, d], affinity / nb_valid [..., N], cand_q / cand_e [..., C, d],
+        cand_b [..., C] → [..., C].  # eq. B.2.2–B.2.5"""
+        scale = 1 / math.sqrt(self.dim)
+        r = torch.softmax(cand_q @ memory.transpose(-1, -2) * scale, -1) @ memory          # hop 1
+        z = torch.relu(self.hop(cand_q) + r)
+        r = torch.softmax(z @ memory.transpose(-1, -2) * scale, -1) @ memory               # hop 2
+        n = torch.zeros_like(r)
+        if self.use_neighbours:
+            b = masked_softmax(cand_q @ bank.transpose(-1, -2) + affinity[..., None, :], nb_valid[..., None, :])
+            n = b @ bank
+        h = torch.zeros_like(r)
+        if self.use_history:
+            bias = -self.history_recency * torch.log1p(hist_age)
+            h = top_r_read(cand_q, hist_q, hist_q, hist_mask, self.top_r, bias)[0]
+        p = self.user_embedding(users)[..., None, :].expand_as(r)
+        g = torch.sigmoid(self.read_gates(torch.cat([p, r, n, h], -1)))                   # g_n, g_h
+        user = p + r + g[..., :1] * n + g[..., 1:] * h
+        return (user * cand_e).sum(-1) + cand_b
+
+    def score_state(self, state: DEMNState, users, items=None) -> torch.Tensor:
+        window, B = state.window, len(users)
+        length = window.mask.sum(1)
+        hist_age = (length[:, None] - 1 - torch.arange(window.items.shape[1], device=users.device)).float().clamp_min(0)
+        recent, recent_mask = _last_items(window, self.recent_items)
+        ids, valid = self._neighbours(users, recent, recent_mask, torch.full_like(users, self.n_events))
+        bank, affinity, _ = self._neighbour_context(users, ids, valid)
+        table = self._item_table()
+        args = (users, state.values, self.item_embedding(window.items), window.mask, hist_age, bank, affinity, valid)
+        if items is not None:
+            return self._score(*args, self.item_embedding(items), table[items], self.item_bias(items)[..., 0])
+        out = state.values.new_empty(B, self.n_items)
+        per_item = 4 * self.dim + window.items.shape[1] + ids.shape[1] + 2 * state.values.shape[1]
+        for chunk in chunked_items(self.n_items, B, per_item):
+            q = self.item_embedding.weight[chunk].expand(B, -1, -1)
+            out[:, chunk] = self._score(*args, q, table[chunk].expand(B, -1, -1),
+                                        self.item_bias.weight[chunk, 0].expand(B, -1))
+        return out
+
+    # -- training ------------------------------------------------------------------------------
+    def _cutoffs(self, users: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Global rank of each position's event [B, T]: in training the history is the user's
+        training sequence (NextItemTask), so buffers keep only events before it; in eval mode
+        (and past a user's training events) E, the buffers frozen after training."""
+        T = mask.shape[1]
+        if not self.training or self.n_events == 0:
+            return torch.full(mask.shape, self.n_events, dtype=torch.long, device=mask.device)
+        start, end = self.seq_indptr[users], self.seq_indptr[users + 1]
+        index = start[:, None] + torch.arange(T, device=mask.device)
+        inside = index < end[:, None]
+        return torch.where(inside, self.seq_rank[index.clamp(max=max(self.n_events - 1, 0))], self.n_events)
+
+    def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
+        cutoff = self._cutoffs(users, mask)
+        x, ids, valid, (bank, affinity, context) = self._history_inputs(users, history, mask, cutoff)
+        states = self._write_all(users, self._initial(users), x, context, mask, return_all=True)
+        B, T = history.shape
+        visible = prefix_mask(mask, self.history)                                  # [B, T, H=T]
+        steps = torch.arange(T, device=history.device)
+        hist_age = (steps[:, None] - steps[None, :]).clamp_min(0).float().expand(B, T, T)
+        hist_q = self.item_embedding(history)[:, None]                             # [B, 1, T, d]: shared
+        if self.training:       # leave u out of its candidates' visitors, and the future
+            cand_e = self._item_memory(candidates, cutoff[..., None].expand_as(candidates),
+                                       users[:, None, None].expand_as(candidates))
+        else:
+            cand_e = self._item_table()[candidates]
+        scores = self._score(users[:, None].expand(B, T), states.values, hist_q, visible, hist_age,
+                             bank, affinity, valid, self.item_embedding(candidates), cand_e,
+                             self.item_bias(candidates)[..., 0])
+        if self.training:
+            self._refresh_bank(users, states.values, mask)
+        return scores
+
+    @torch.no_grad()
+    def _refresh_bank(self, users: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> None:
+        """m̄_v ← the mean slot of each user's memory after its last event in this batch: the
+        bank is at most one epoch stale, with no cross-user back-propagation."""
+        last = (mask.sum(1) - 1).clamp_min(0)
+        final = values[torch.arange(len(users), device=users.device), last]        # [B, S, d]
+        self.bank[users] = final.mean(1).to(self.bank.dtype)
+
+
+def _last_items(window: ItemWindow, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last k items of a left-aligned window, right-aligned (oldest first, padding on the
+    left, as in a prefix of the sequence) → (items long [B, k], mask bool [B, k])."""
+    length = window.mask.sum(1)
+    position = length[:, None] - k + torch.arange(k, device=length.device)
+    valid = position >= 0
+    if window.items.shape[1] == 0:
+        return torch.zeros_like(position), valid & False
+    items = window.items.gather(1, position.clamp(0, window.items.shape[1] - 1))
+    return items * valid, valid
+
+
+__all__ = ["DEMN", "DEMNState", "event_ranks"]
