@@ -51,6 +51,29 @@ def test_full_ranking_popularity_hand_values(split):
     assert full["AUC"] == pytest.approx((1 + 0.25 + 1) / 3)
 
 
+class CachedScores(Popularity):
+    """A scorer whose scores are a buffer of its own (not a view): keeps the last table."""
+
+    def score_all(self, query: Query) -> torch.Tensor:
+        self.table = self.counts.expand(len(query), -1).clone()
+        return self.table
+
+
+def test_masking_known_items_never_writes_into_the_models_tensors(split):
+    """Full ranking sets known items to −inf in place: a view (popularity's expanded counts)
+    or a buffer of the model is copied first, and a second evaluation gives the same metrics."""
+    model = fitted_pop(split)
+    counts = model.counts.clone()
+    first = Evaluator(split, "test", protocols=("full",)).evaluate(model)
+    assert torch.equal(model.counts, counts)
+    assert Evaluator(split, "test", protocols=("full",)).evaluate(model) == first
+    cached = CachedScores(3, 5)
+    cached.fit_closed_form(split.train)
+    cached.register_buffer("table", torch.zeros(0))
+    assert Evaluator(split, "test", protocols=("full",)).evaluate(cached) == first
+    assert torch.isfinite(cached.table).all()          # the buffer it returned was not masked
+
+
 def test_full_ranking_reports_catalogue_metrics_of_the_lists_it_ranks(split):
     full = Evaluator(split, "test", protocols=("full",), ks=(1, 2)).evaluate(fitted_pop(split))["full"]
     # ranked lists (known items out, scores = training counts 2, 2, 1, 0, 0):

@@ -105,6 +105,17 @@ def mask_known_items(scores: torch.Tensor, matrix: sp.csr_matrix, rows: np.ndarr
     return scores.shape[1] - torch.as_tensor(np.diff(known.indptr), dtype=torch.float64) + repeats
 
 
+def _writable(scores: torch.Tensor, model: Model) -> torch.Tensor:
+    """``scores``, or a copy where masking them in place would write into the model: a view
+    (popularity's expanded counts) or memory shared with a parameter or buffer. A fresh product
+    — most models' — is masked as it is: a copy of a full-ranking batch costs as much as
+    counting its ranks."""
+    shared = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    if scores._is_view() or scores.untyped_storage().data_ptr() in shared:
+        return scores.clone()
+    return scores
+
+
 def _part(split: Split, part: str) -> tuple[NextItemCases | None, Interactions | None, Candidates | None]:
     """(session cases, held-out interactions, stored negatives) of a split's valid or test part."""
     return {"valid": (split.valid_cases, split.valid, split.valid_negatives),
@@ -266,7 +277,7 @@ class Evaluator:
             users = t.users[rows]
             relevant, mask = _padded(t.indptr, t.items, rows)
             query = make_query(model, users, self.history_indptr, self.history_items)
-            scores = model.score_all(query).detach().float().cpu().clone()
+            scores = _writable(model.score_all(query).detach().float().cpu(), model)
             n_candidates = mask_known_items(scores, self.seen, users, relevant, mask)
             counts = rank_counts(scores, relevant, mask, n_candidates=n_candidates)
             acc.add(metric_values(counts, self.ks))
