@@ -18,8 +18,8 @@ from memrec.memory.write import (affine_scan, erase_add_final, erase_add_unroll,
                                  gated_final, gated_write, unroll)
 from memrec.models.ksr import KSR
 
-from .hot_path_references import (reference_average_precision, reference_hit_rate, reference_mrr,
-                                  reference_ndcg, reference_affine_scan, reference_erase_add_final,
+from .hot_path_references import (reference_average_precision, reference_counts_by_comparison,
+                                  reference_hit_rate, reference_mrr, reference_ndcg, reference_affine_scan, reference_erase_add_final,
                                   reference_ksr_encode, reference_rank_counts)
 
 #: float32 tolerance of results that are summed in another order (the log-depth scan)
@@ -307,6 +307,16 @@ def test_metrics_at_k_equal_their_log_binomial_forms(B, C, T, seed, levels):
                          (M.average_precision, reference_average_precision)):
             torch.testing.assert_close(new(counts, k), old(counts, k), rtol=0, atol=1e-12,
                                        msg=lambda m: f"{new.__name__}@{k}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_counts_by_comparison_in_numpy_equal_the_torch_comparisons(dtype):
+    scores, relevant, _, excluded = ranking_case(7, 300, 3, seed=12, levels=4)
+    scores = scores.to(dtype)
+    target = scores.gather(1, relevant)
+    for exc in (None, excluded):
+        new, old = M._counts_by_comparison(scores, target, exc), reference_counts_by_comparison(scores, target, exc)
+        assert torch.equal(new[0], old[0]) and torch.equal(new[1], old[1])
 
 
 def largest_allocation(fn) -> int:
