@@ -103,11 +103,11 @@ def main() -> None:
     for _ in range(args.repeats):
         rows["floor"].append(timed(lambda: score_floor(accuracy, model))[:2])
         for name, evaluator in (("", accuracy), (" + beyond accuracy", catalogue)):
-            seconds, load, results["now" + name] = timed(lambda: evaluator.evaluate(model))
-            rows["now" + name].append((seconds, load))
+            seconds, busy, results["now" + name] = timed(lambda: evaluator.evaluate(model))
+            rows["now" + name].append((seconds, busy))
             with previous_code():
-                seconds, load, results["before" + name] = timed(lambda: evaluator.evaluate(model))
-            rows["before" + name].append((seconds, load))
+                seconds, busy, results["before" + name] = timed(lambda: evaluator.evaluate(model))
+            rows["before" + name].append((seconds, busy))
     for name in ("", " + beyond accuracy"):       # the rewrite changes no metric
         now, old = results["now" + name]["full"], results["before" + name]["full"]
         assert all(abs(now[k] - old[k]) < 1e-9 for k in now), name
