@@ -147,6 +147,33 @@ class LastItemEcho(HistoryScorer, AnonymousScorer):
         return scores.scatter(1, last, 1.0)
 
 
+class HistoryWidths(LastItemEcho):
+    """Records the padded history width of every batch it scores."""
+
+    def score_all(self, query: Query) -> torch.Tensor:
+        self.widths.append((query.history.shape[1], int(query.mask.sum(1).min())))
+        return super().score_all(query)
+
+
+def test_batches_hold_users_of_similar_history_length_and_metrics_do_not_change():
+    """Users are scored shortest history first, so a history encoder pads little: with
+    histories of 1..6 events in mixed order and batches of 2, every batch is as wide as its
+    longest history and no batch mixes the shortest with the longest."""
+    lengths = [5, 1, 6, 2, 4, 3]
+    users = np.repeat(np.arange(6), lengths)
+    items = np.concatenate([np.arange(n) for n in lengths])
+    train = table(users, items, n_users=6, n_items=8)
+    test = table(np.arange(6), np.full(6, 7), n_users=6, n_items=8)
+    split = Split("loo", train, test)
+    model = HistoryWidths(6, 8)
+    model.widths = []
+    by_two = Evaluator(split, "test", protocols=("full",), batch_size=2).evaluate(model)
+    assert [w for w, _ in model.widths] == [2, 4, 6]
+    assert [shortest for _, shortest in model.widths] == [1, 3, 5]
+    whole = Evaluator(split, "test", protocols=("full",), batch_size=6).evaluate(model)
+    assert whole["full"] == pytest.approx(by_two["full"])
+
+
 def test_session_protocol_reads_case_histories():
     train = table([0, 0], [0, 1])
     cases = NextItemCases(indptr=np.array([0, 1, 3]), items=np.array([3, 0, 2]),
