@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +58,27 @@ def _torchrun(*args, **env) -> subprocess.CompletedProcess:
 def _ranks(out: Path, epochs: int, models, optimizer="adam", **env) -> dict[str, dict]:
     """Train ``models`` on 2 ranks under torchrun; rank 0's weights and metrics per model."""
     out.mkdir(parents=True, exist_ok=True)
-    done = _torchrun("--standalone", "--nproc-per-node", "2", str(WORKER), str(out), str(epochs),
-                     *models, OPTIMIZER=optimizer, **env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    for attempt in (1, 2):
+        logs = out / f"logs{attempt}"    # each rank's stderr kept whole: a failure names its cause
+        done = _torchrun("--standalone", "--nproc-per-node", "2", "--log-dir", str(logs), "--tee", "2",
+                         str(WORKER), str(out), str(epochs), *models, OPTIMIZER=optimizer, **env)
+        if done.returncode == 0 or not _aborted_in_cxx(logs) or attempt == 2:
+            break
+        # Seen twice in ~40 runs, never reproduced alone: a rank dies in torch's C++ ("terminate
+        # called without an active exception", SIGABRT), not a Python error or a wrong result.
+        # One more try, loudly, so a real regression (which fails both) still fails the test.
+        warnings.warn("a rank aborted in C++; retrying once:\n" + _rank_logs(logs))
+    assert done.returncode == 0, _rank_logs(logs) + done.stderr[-1500:]
     return {name: torch.load(out / f"{name}.pt", weights_only=False) for name in models}
+
+
+def _aborted_in_cxx(logs: Path) -> bool:
+    return "terminate called without an active exception" in _rank_logs(logs)
+
+
+def _rank_logs(logs: Path) -> str:
+    return "".join(f"--- {path.relative_to(logs)}\n{path.read_text(errors='replace')[-2500:]}\n"
+                   for path in sorted(logs.rglob("stderr.log")))
 
 
 @pytest.fixture(scope="module")

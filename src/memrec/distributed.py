@@ -130,9 +130,16 @@ def local_cuda_index() -> int | None:
     return int(os.environ.get("LOCAL_RANK", 0)) if current().distributed else None
 
 
-def stop() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def stop(finished: bool = True) -> None:
+    """Leave the job. After a clean finish every rank first waits for the others: one that tears
+    its gloo pairs down while a peer is still at work can die in C++ (SIGABRT, "terminate called
+    without an active exception"). After an error it leaves at once: a barrier would hang until
+    the collective timeout while torchrun's agent is already stopping the job."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def barrier(world: World) -> None:

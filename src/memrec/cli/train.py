@@ -106,12 +106,14 @@ def train(model, data_path, fmt, split, config_path, overrides, epochs, seed, re
         check_distributed(config, distributed.World(0, nproc))
         sys.exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
     world = distributed.start(config.train.device) if distributed.launched_by_torchrun() else distributed.World()
+    finished = False
     try:
         results = train_run(config, data_path, out, resume=resume,
                             progress=progress if world.is_main else False,
                             echo=None if world.is_main else _silent)
+        finished = True
     finally:
-        distributed.stop()
+        distributed.stop(finished)
     if not world.is_main:
         return
     if spec(config.model).data == "knowledge_graph":
