@@ -48,6 +48,23 @@ def test_sampled_softmax_hand_value_and_correction():
     assert corrected.item() == pytest.approx(-math.log(math.e / (math.e + 0.5 + 1)))
 
 
+def test_sampled_softmax_in_a_task_subtracts_the_samplers_log_q():
+    """Items 0, 0, 0, 1 in training: popularity q = (3/4, 1/4); the positive item 1 against the
+    negatives 0 and 0 with equal scores: −log(e^{−log ¼} / (e^{−log ¼} + 2 e^{−log ¾}))."""
+    from memrec.training.tasks import CandidateLoss
+    train = Interactions(np.array([0, 1, 2, 3], np.int32), np.array([0, 0, 0, 1], np.int32),
+                         IdMap.range(4), IdMap.range(2))
+    scores, candidates = torch.zeros(1, 3), torch.tensor([[1, 0, 0]])
+    popular = NegativeSampler(train, distribution="popularity")
+    config = TrainConfig(loss="sampled_softmax")
+    expected = -math.log(4 / (4 + 2 * 4 / 3))
+    assert CandidateLoss(config, popular)(scores, candidates).item() == pytest.approx(expected)
+    uniform = NegativeSampler(train)                      # a constant correction: none
+    assert CandidateLoss(config, uniform)(scores, candidates).item() == pytest.approx(math.log(3))
+    bpr = TrainConfig(loss="bpr")                         # other losses take the scores as they are
+    assert CandidateLoss(bpr, popular)(scores, candidates).item() == pytest.approx(math.log(2))
+
+
 def test_full_softmax_hand_value():
     scores = torch.tensor([[0.0, math.log(3.0)]])
     assert losses.softmax_cross_entropy(scores, torch.tensor([1])).item() == pytest.approx(-math.log(0.75))

@@ -89,7 +89,7 @@ class PairwiseTask(StatelessTask):
         self.sampler = NegativeSampler(train, distribution=config.sampler,
                                        alpha=config.sampler_alpha,
                                        only_seen_items=config.sample_only_seen_items)
-        self.loss_fn = _pairwise_loss(config)
+        self.loss_fn = CandidateLoss(config, self.sampler)
 
     def batches(self, generator: torch.Generator) -> Iterator[PairBatch]:
         order = torch.randperm(self.n_examples, generator=generator)
@@ -102,7 +102,7 @@ class PairwiseTask(StatelessTask):
     def loss(self, model: Model, batch: PairBatch) -> torch.Tensor:
         candidates = torch.cat([batch.positives[:, None], batch.negatives], dim=1)
         scores = model.score_items(Query.for_users(batch.users), candidates)
-        return self.loss_fn(scores[:, 0], scores[:, 1:])
+        return self.loss_fn(scores, candidates)
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class NextItemTask(StatelessTask):
             self.sampler = NegativeSampler(train, distribution=config.sampler,
                                            alpha=config.sampler_alpha,
                                            only_seen_items=config.sample_only_seen_items)
-            self.loss_fn = _pairwise_loss(config)
+            self.loss_fn = CandidateLoss(config, self.sampler)
 
     def _batch_rows(self, generator: torch.Generator) -> list[np.ndarray]:
         order = torch.randperm(len(self.rows), generator=generator).numpy()
@@ -205,7 +205,7 @@ class NextItemTask(StatelessTask):
         candidates[:, :-1][predicts] = torch.cat([batch.targets[:, None], batch.negatives], dim=1)
         scores = model.prefix_scores(batch.users, batch.history, batch.mask, candidates)
         scores = scores[:, :-1][predicts].reshape(P, -1)
-        return self.loss_fn(scores[:, 0], scores[:, 1:])
+        return self.loss_fn(scores, candidates[:, :-1][predicts])
 
 
 @dataclass(frozen=True)
@@ -282,8 +282,7 @@ class PurchaseTask(StatelessTask):
             self.sampler = NegativeSampler(train, distribution=config.sampler,
                                            alpha=config.sampler_alpha,
                                            only_seen_items=config.sample_only_seen_items)
-            self.loss_fn = (PAIRWISE_LOSSES[config.loss] if config.loss == "sampled_softmax"
-                            else _pairwise_loss(config))
+            self.loss_fn = CandidateLoss(config, self.sampler)
 
     def batches(self, generator: torch.Generator) -> Iterator[PurchaseBatch]:
         order = self.rows[torch.randperm(len(self.rows), generator=generator).numpy()]
@@ -310,11 +309,31 @@ class PurchaseTask(StatelessTask):
         states = model.prefix_states(batch.history, batch.mask)[:, :-1][batch.buys]
         candidates = torch.cat([batch.targets[:, None], batch.negatives], dim=1)
         scores = model.candidate_scores(states, candidates)
-        return self.loss_fn(scores[:, 0], scores[:, 1:])
+        return self.loss_fn(scores, candidates)
 
 
-def _pairwise_loss(config: TrainConfig):
-    return pairwise_loss(config.loss, margin=config.margin, bpr_max_reg=config.bpr_max_reg)
+class CandidateLoss:
+    """The configured loss on scores [P, 1 + N] of candidates [P, 1 + N] (the positive first,
+    then N sampled negatives).
+
+    Sampled softmax subtracts each candidate's log-probability under the sampler (the log-q
+    correction, Bengio & Senécal 2008): with popularity sampling the plain estimate is biased
+    towards pushing popular items down; with uniform sampling the correction is one constant
+    that cancels. (The sampler's rejection of a user's own positives is not corrected for: it
+    changes q by the share of the catalogue one user holds.)"""
+
+    def __init__(self, config: TrainConfig, sampler: NegativeSampler):
+        self.pairwise = pairwise_loss(config.loss, margin=config.margin, bpr_max_reg=config.bpr_max_reg)
+        self.log_q = (sampler.probabilities.clamp_min(1e-30).log().float()
+                      if config.loss == "sampled_softmax" else None)
+
+    def __call__(self, scores: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        if self.log_q is None:
+            return self.pairwise(scores[:, 0], scores[:, 1:])
+        if self.log_q.device != scores.device:
+            self.log_q = self.log_q.to(scores.device)
+        log_q = self.log_q[candidates]
+        return self.pairwise(scores[:, 0], scores[:, 1:], log_q[:, 0], log_q[:, 1:])
 
 
 def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
