@@ -36,7 +36,7 @@ OUT = ROOT / "benchmarks" / "results" / "leaderboard"
 #: recommender fits); session datasets test unseen sessions, so only models that score an
 #: anonymous history fit (STAMP, GRU4Rec, SASRec, ...; see `memrec models --capabilities`).
 USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec",
-               "rumi", "rumf", "mars", "nmrn", "cmn"]
+               "rumi", "rumf", "mars", "nmrn", "cmn", "demn"]
 SESSION_MODELS = ["pop", "recency", "sknn", "vsknn", "stan", "gru4rec", "sasrec", "stamp", "stmp"]
 DATASETS = {
     "ml-100k": {"path": "ml-100k", "split": ["data.split=loo", "data.n_negatives=100"],

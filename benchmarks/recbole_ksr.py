@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -69,7 +70,10 @@ for epoch in range(epochs):
         history.append({"epoch": epoch + 1, "valid": {k: float(v) for k, v in result.items()}})
         if score > best:
             best, best_state = score, copy.deepcopy(model.state_dict())
-out = {"seconds": seconds, "train_cases": len(train._dataset), "relations": int(model.relation_Matrix.shape[0])}
+with open("/proc/self/status") as fh:        # the process's high-water mark, data loading included
+    peak = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
+out = {"seconds": seconds, "train_cases": len(train._dataset), "relations": int(model.relation_Matrix.shape[0]),
+       "peak_rss_mb": peak}
 if accuracy:
     model.load_state_dict(best_state)
     test = trainer.evaluate(test, load_best_model=False, show_progress=False)
@@ -109,7 +113,11 @@ def our_epoch(dataset: str) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
         log = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
-        return {"seconds": [log[-1]["seconds"]], "train_cases": int(log[-1]["seconds"] * log[-1]["examples_per_s"])}
+        # ours runs first, so the children's high-water mark so far is this run's (pretraining,
+        # data loading and evaluation included)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        return {"seconds": [log[-1]["seconds"]], "train_cases": int(log[-1]["seconds"] * log[-1]["examples_per_s"]),
+                "peak_rss_mb": peak}
 
 
 def main() -> None:
@@ -139,9 +147,9 @@ def main() -> None:
     (RESULTS / "recbole_ksr.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "recbole_ksr.md").write_text(
         "# KSR seconds per training epoch, ours vs RecBole 1.2.1 (one thread each, back to back)\n\n"
-        f"| dataset | ours s/epoch | ours training cases | RecBole s/epoch | RecBole training cases | RecBole / ours |\n|---|---|---|---|---|---|\n"
-        f"| {args.dataset} | {ours['seconds'][0]:.1f} | {ours['train_cases']:,} | "
-        f"{sum(theirs['seconds']) / len(theirs['seconds']):.1f} | {theirs['train_cases']:,} | {result['speedup']:.2f}× |\n\n"
+        f"| dataset | ours s/epoch | ours training cases | ours peak MB | RecBole s/epoch | RecBole training cases | RecBole peak MB | RecBole / ours |\n|---|---|---|---|---|---|---|---|\n"
+        f"| {args.dataset} | {ours['seconds'][0]:.1f} | {ours['train_cases']:,} | {ours['peak_rss_mb']:.0f} | "
+        f"{sum(theirs['seconds']) / len(theirs['seconds']):.1f} | {theirs['train_cases']:,} | {theirs['peak_rss_mb']:.0f} | {result['speedup']:.2f}× |\n\n"
         f"1-min load average {result['loadavg_1min'][0]:.1f}–{result['loadavg_1min'][1]:.1f} on {os.cpu_count()} CPUs "
         f"(shared machine). Ours: BPR with 10 negatives over every prefix of the full histories; RecBole: "
         f"its default CE over all items, histories cut to 50. {result['date']}.\n")

@@ -61,7 +61,8 @@ MODELS = {"FPMC": {"embedding_size": 64, "loss_type": "BPR",
                    "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
                                              "dynamic": False, "candidate_num": 0}},
           "GRU4Rec": {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3,
-                      "loss_type": "CE", "train_neg_sample_args": None}}
+                      "loss_type": "CE", "train_neg_sample_args": None},
+          "STAMP": {"embedding_size": 64, "loss_type": "CE", "train_neg_sample_args": None}}
 
 
 # -- export ---------------------------------------------------------------------------------------

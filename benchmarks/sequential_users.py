@@ -184,7 +184,7 @@ def speed(dataset: str, models: list[str], batch_size: int, threads: int, venv: 
     """Per model: our epoch, then RecBole's (FPMC, GRU4Rec) right after, same batch size and
     threads, so the ratio sees the same machine load."""
     from recbole_sequential import export_split
-    peers = {"fpmc": "FPMC", "gru4rec": "GRU4Rec"}
+    peers = {"fpmc": "FPMC", "gru4rec": "GRU4Rec", "stamp": "STAMP"}
     out = {"dataset": dataset, "batch_size": batch_size, "threads": threads, "models": {},
            "date": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
     with tempfile.TemporaryDirectory() as tmp:

@@ -168,10 +168,26 @@ def test_next_item_loss_equals_per_prefix_cross_entropy():
 
 def test_loss_must_fit_the_task():
     data = sessions([3, 3])
-    with pytest.raises(ConfigError, match="softmax"):
-        make_task(build("stamp", data.n_users, data.n_items), data, TrainConfig(loss="bpr"))
+    with pytest.raises(ConfigError, match="copy read.*softmax"):   # log-probabilities: their NLL only
+        make_task(build("stamp", data.n_users, data.n_items, {"repeat": True}), data,
+                  TrainConfig(loss="sampled_softmax"))
     with pytest.raises(ConfigError, match="next-item model"):
         make_task(build("bprmf", data.n_users, data.n_items), data, TrainConfig(loss="softmax"))
+
+
+@pytest.mark.parametrize("cls", [STAMP, STMP])
+def test_sampled_candidates_score_as_the_full_output_does(cls):
+    """A sampled softmax trains on eq. (10) for its candidates only: the same numbers as the
+    catalogue-wide output at those columns, for every prefix."""
+    torch.manual_seed(0)
+    m = cls(1, 9, dim=4)
+    history, mask = torch.tensor([[1, 4, 2, 0], [3, 5, 0, 0]]), torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]).bool()
+    candidates = torch.randint(9, (2, 4, 3))
+    full = m.output(m.prefix_states(history, mask))
+    torch.testing.assert_close(m.prefix_scores(None, history, mask, candidates), full.gather(2, candidates))
+    data = sessions([3, 3])                          # and it trains with a sampled loss
+    task = make_task(build("stamp", data.n_users, data.n_items), data, TrainConfig(loss="sampled_softmax"))
+    assert isinstance(task, NextItemTask) and not task.softmax
 
 
 @pytest.mark.parametrize("name", ["stamp", "stmp"])

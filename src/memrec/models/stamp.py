@@ -54,7 +54,8 @@ from torch import nn
 from ..memory.state import ItemWindow
 from ..memory.read import AdditiveScore, CopyRead, masked_softmax, prefix_mask, repeat_share, weighted_read
 from .base import Query
-from .capabilities import MemoryEntry, StateExplainer, NextItemSoftmax, mode_entries, ranked_entries
+from .capabilities import (MemoryEntry, NextItemPairwise, NextItemSoftmax, StateExplainer, mode_entries,
+                           ranked_entries)
 from .session_memory import SessionMemory
 
 VARIANTS = ("official", "paper")
@@ -76,7 +77,7 @@ def _running_mean(x: torch.Tensor, mask: torch.Tensor, window: int | None) -> to
     return total / count.clamp_min(1)[..., None].to(x.dtype)
 
 
-class ShortTermMemory(SessionMemory, NextItemSoftmax):
+class ShortTermMemory(SessionMemory, NextItemSoftmax, NextItemPairwise):
     """What STAMP and STMP share: the session's clicks as the memory, the last click and the
     session mean as the query, the trilinear output (STMP when ``attention=False``).
 
@@ -187,6 +188,12 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax):
     def output(self, states: torch.Tensor) -> torch.Tensor:
         """Trilinear scores of every item, eq. (10). states [..., d] → [..., n_items]."""
         return states @ self.item_embedding.weight.T
+
+    def prefix_scores(self, users, history, mask, candidates):
+        """Eq. (10) for sampled candidates [B, L, C] only: what a sampled softmax trains on
+        when the catalogue is too large for the full one (``train.loss = "sampled_softmax"``)."""
+        states = self.prefix_states(history, mask)
+        return (states[:, :, None, :] * self.item_embedding(candidates)).sum(-1)
 
     # -- the copy read (repeat = True) ------------------------------------------------------------
     def copy_weights(self, alpha: torch.Tensor, readable: torch.Tensor) -> torch.Tensor:

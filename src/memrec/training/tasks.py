@@ -353,11 +353,11 @@ def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
         raise ConfigError(f"train.sampler = \"adversarial\" needs a stream model (nmrn); "
                           f"{name} samples uniform or popularity negatives")
     if isinstance(model, PurchasePredictor) and model.target == "purchase":
-        if model.outputs_log_probabilities and config.loss != "softmax":
-            raise ConfigError(f"{name}'s scores are log-probabilities over the whole catalogue (its "
-                              f"copy read, model.repeat): train it with train.loss = \"softmax\", "
-                              f"not {config.loss!r}")
         return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
+    if isinstance(model, NextItemSoftmax) and model.outputs_log_probabilities and config.loss != "softmax":
+        raise ConfigError(f"{name}'s scores are log-probabilities over the whole catalogue (its "
+                          f"copy read, model.repeat): train it with train.loss = \"softmax\", "
+                          f"not {config.loss!r}")
     if isinstance(model, HistoryScorer) and isinstance(model, (NextItemSoftmax, NextItemPairwise)):
         if config.loss == "softmax" and not isinstance(model, NextItemSoftmax):
             raise ConfigError(f"{name} scores candidates through its memory and cannot train "
