@@ -151,6 +151,26 @@ def test_next_item_task_covers_every_prefix_once_per_epoch():
         assert torch.equal(nxt, b.targets)
 
 
+def test_batches_start_afresh_in_every_length_window():
+    """Targets 1, 1, 3 (window 0, sorted by length) then 1, 2 (window 1), 2 per batch: window
+    0's longest sequence gets a batch of its own instead of sharing one (and its padding) with
+    window 1's shortest, as one running count over both windows did."""
+    from memrec.training.tasks import _batch_starts
+    starts = _batch_starts(np.array([1, 1, 3, 1, 2]), np.array([0, 0, 0, 1, 1]), 2)
+    assert starts.tolist() == [2, 3, 4]
+
+
+def test_length_buckets_keep_padding_small():
+    """Sessions of very unequal lengths: every batch's padded L² cells stay within 3× of its
+    sequences' own (the straddling batches of before were 389× on Yoochoose 1/64)."""
+    lengths = np.random.default_rng(0).geometric(0.3, 4_000) + 1
+    data = sessions(lengths, n_items=50)
+    task = NextItemTask(data, TrainConfig(batch_size=64, loss="softmax"))
+    for batch in task.batches(torch.Generator().manual_seed(0)):
+        length = batch.mask.sum(1)
+        assert batch.mask.shape[0] * batch.mask.shape[1] ** 2 <= 3 * (length ** 2).sum()
+
+
 def test_next_item_loss_equals_per_prefix_cross_entropy():
     torch.manual_seed(3)
     data = sessions([4, 3, 2], n_items=10)

@@ -131,6 +131,17 @@ class SequenceBatch:
                              None if self.negatives is None else self.negatives[kept])
 
 
+def _batch_starts(targets: np.ndarray, window_of: np.ndarray, batch_size: int) -> np.ndarray:
+    """Where batches of about ``batch_size`` targets start, counting afresh in every window: a
+    batch never spans two windows, or a window's longest sequences (its last batch) would share
+    one batch, and its padding, with the next window's shortest."""
+    ends = np.cumsum(targets)
+    first = np.flatnonzero(np.r_[True, window_of[1:] != window_of[:-1]])
+    before = np.repeat(ends[first] - targets[first], np.diff(np.r_[first, len(targets)]))
+    local = (ends - before - 1) // batch_size
+    return np.flatnonzero((local[1:] != local[:-1]) | (window_of[1:] != window_of[:-1])) + 1
+
+
 def _targets_of_rows(row_examples: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """bool [P]: the targets (row-major, ``row_examples[r]`` of them per row) that belong to
     ``rows``."""
@@ -176,9 +187,9 @@ class NextItemTask(StatelessTask):
     def _batch_rows(self, generator: torch.Generator) -> list[np.ndarray]:
         order = torch.randperm(len(self.rows), generator=generator).numpy()
         window = max(1, int(self.BUCKET_BATCHES * self.batch_size / self.n_targets.mean()))
-        order = order[np.lexsort((self.n_targets[order], np.arange(len(order)) // window))]
-        batch_of = (np.cumsum(self.n_targets[order]) - 1) // self.batch_size
-        batches = np.split(order, np.flatnonzero(np.diff(batch_of)) + 1)
+        window_of = np.arange(len(order)) // window          # stays sorted: the primary key
+        order = order[np.lexsort((self.n_targets[order], window_of))]
+        batches = np.split(order, _batch_starts(self.n_targets[order], window_of, self.batch_size))
         shuffle = torch.randperm(len(batches), generator=generator).tolist()
         return [self.rows[batches[b]] for b in shuffle]
 
@@ -352,12 +363,12 @@ def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
     if config.sampler == "adversarial":
         raise ConfigError(f"train.sampler = \"adversarial\" needs a stream model (nmrn); "
                           f"{name} samples uniform or popularity negatives")
-    if isinstance(model, PurchasePredictor) and model.target == "purchase":
-        return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
     if isinstance(model, NextItemSoftmax) and model.outputs_log_probabilities and config.loss != "softmax":
         raise ConfigError(f"{name}'s scores are log-probabilities over the whole catalogue (its "
                           f"copy read, model.repeat): train it with train.loss = \"softmax\", "
                           f"not {config.loss!r}")
+    if isinstance(model, PurchasePredictor) and model.target == "purchase":
+        return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
     if isinstance(model, HistoryScorer) and isinstance(model, (NextItemSoftmax, NextItemPairwise)):
         if config.loss == "softmax" and not isinstance(model, NextItemSoftmax):
             raise ConfigError(f"{name} scores candidates through its memory and cannot train "
