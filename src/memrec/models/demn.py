@@ -53,9 +53,9 @@ from torch.nn import functional as F
 
 from ..data.interactions import Interactions
 from ..data.sorting import stable_argsort
-from ..memory.read import masked_softmax, prefix_mask, top_r_read
-from ..memory.state import ItemWindow, MemoryState, TensorState
-from ..memory.time_gated import time_gated_unroll
+from ..memory.read import masked_softmax, top_r_read
+from ..memory.state import ItemWindow, TensorState
+from ..memory.time_gated import time_gated_scan
 from .capabilities import HistoryScorer, NextItemPairwise, StatefulScorer
 from .chunks import chunked_items
 
@@ -289,23 +289,23 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         return F.softplus(self.timescale_logit)                                     # τ_s
 
     def _write_all(self, users: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
-                   context: torch.Tensor, mask: torch.Tensor, return_all: bool):
-        """The slot memory after every (or the last) event from values [B, S, d]: x, n̄ [B, T, d],
-        mask [B, T]. The x, n̄ and φ(Δ) projections are shared by the slots, so they run once
-        per event, outside the loop over time."""
+                   context: torch.Tensor, mask: torch.Tensor, return_all: bool) -> torch.Tensor:
+        """The slot memory after every event [B, T, S, d] (or after the last, [B, S, d]) from
+        values [B, S, d]: x, n̄ [B, T, d], mask [B, T]. Everything that does not depend on the
+        memory (the x, n̄ and φ(Δ) projections, the decay γ) is computed for all events at once;
+        the loop over time is the fused :func:`time_gated_scan`."""
         B, T, _ = x.shape
         elapsed = torch.ones(B, T, device=x.device)                                 # Δ = 1 step
         bucket = torch.log2(1 + elapsed).floor().long().clamp(max=DELTA_BUCKETS - 1)
         cand_in = self.candidate_in(torch.cat([x, context], -1))                    # [B, T, d]
         gate_in = self.gate_in(torch.cat([x, context, self.delta_embedding(bucket)], -1))[..., 0]
-        rest = self._initial(users)                                                 # k_s + p_u
-        state = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=x.device),
-                            self.slot_keys.expand_as(rest))
-        return time_gated_unroll(
-            state, x, rest, self._timescales(), elapsed, mask,
-            lambda m, t: torch.tanh(cand_in[:, t, None, :] + self.candidate_slot(m)),      # c_s
-            lambda m, t: torch.sigmoid(gate_in[:, t, None] + self.gate_slot(m)[..., 0]),   # σ(W_z ·)
-            self.beta, return_all=return_all)
+        gamma = torch.exp(-elapsed[..., None] / self._timescales())                 # γ_s, [B, T, S]
+        weight = torch.cat([self.candidate_slot.weight, self.gate_slot.weight])     # [W_c; w_z]
+        states = time_gated_scan(values, self.slot_keys, x, self._initial(users), gamma, cand_in,
+                                 gate_in, weight, mask, self.beta)
+        if return_all:
+            return states
+        return states[:, -1] if T else values
 
     def _recent(self, items: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The last c items up to each position of a padded history [B, T] → [B, T, c] each."""
@@ -345,7 +345,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         memory = self._write_all(users, state.values, x[:, width:], context[:, width:], mask, return_all=False)
         window = ItemWindow.from_history(torch.cat([old.items, history], 1), torch.cat([old.mask, mask], 1),
                                          self.history)
-        return DEMNState(users, memory.values, window.items, window.mask)
+        return DEMNState(users, memory, window.items, window.mask)
 
     # -- read and score ------------------------------------------------------------------------
     def _score(self, users, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
@@ -409,21 +409,29 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         x, ids, valid, (bank, affinity, context) = self._history_inputs(users, history, mask, cutoff)
         states = self._write_all(users, self._initial(users), x, context, mask, return_all=True)
         B, T = history.shape
-        visible = prefix_mask(mask, self.history)                                  # [B, T, H=T]
-        steps = torch.arange(T, device=history.device)
-        hist_age = (steps[:, None] - steps[None, :]).clamp_min(0).float().expand(B, T, T)
-        hist_q = self.item_embedding(history)[:, None]                             # [B, 1, T, d]: shared
+        hist_q, visible, hist_age = self._history_windows(history, mask)
         if self.training:       # leave u out of its candidates' visitors, and the future
             cand_e = self._item_memory(candidates, cutoff[..., None].expand_as(candidates),
                                        users[:, None, None].expand_as(candidates))
         else:
             cand_e = self._item_table()[candidates]
-        scores = self._score(users[:, None].expand(B, T), states.values, hist_q, visible, hist_age,
+        scores = self._score(users[:, None].expand(B, T), states, hist_q, visible, hist_age,
                              bank, affinity, valid, self.item_embedding(candidates), cand_e,
                              self.item_bias(candidates)[..., 0])
         if self.training:
-            self._refresh_bank(users, states.values, mask)
+            self._refresh_bank(users, states, mask)
         return scores
+
+    def _history_windows(self, history: torch.Tensor, mask: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """H_u of every prefix: its last W = min(H, T) items (q [B, T, W, d], valid [B, T, W],
+        age in steps [B, T, W]), oldest first. Only those can be read (the store holds H), so
+        the retrieval sorts W entries per candidate, not the whole sequence (O(T·H), not T²)."""
+        W = min(self.history, history.shape[1])
+        q = F.pad(self.item_embedding(history), (0, 0, W - 1, 0)).unfold(1, W, 1).transpose(-1, -2)
+        visible = F.pad(mask, (W - 1, 0)).unfold(1, W, 1)
+        age = torch.arange(W - 1, -1, -1, device=history.device, dtype=torch.float32).expand(visible.shape)
+        return q, visible, age
 
     @torch.no_grad()
     def _refresh_bank(self, users: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> None:
