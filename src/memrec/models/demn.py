@@ -239,10 +239,13 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         users, valid = self._visitors(items, cutoff)
         if exclude is not None:
             valid = valid & (users != exclude[..., None])
-        logits = (self.user_embedding(users) @ q[..., None])[..., 0] \
+        # products against one vector per row as broadcast-and-sum, not batched matmuls: the
+        # backward of a [n, L, 1] @ [n, 1, d] outer product runs as n tiny GEMMs (the slowest op
+        # of a training step before), the elementwise form as one pass
+        logits = (self.user_embedding(users) * q[..., None, :]).sum(-1) \
             - self.visitor_recency * torch.log1p(self._ages(valid))
         a = masked_softmax(logits, valid)
-        return q + (a[..., None, :] @ self.visitor_embedding(users))[..., 0, :]
+        return q + (a[..., None] * self.visitor_embedding(users)).sum(-2)
 
     def _item_table(self) -> torch.Tensor:
         """ẽ of every item with the buffers frozen after training [n_items, d]; outside autograd
@@ -274,7 +277,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         """(m̄_v [..., N, d], p_u·p_v [..., N], n̄ [..., d]: the candidate-free read, b_v ∝
         exp(p_u·p_v), that enters the write)."""
         bank = self.bank[ids]                                                        # detached
-        affinity = (self.user_embedding(ids) @ self.user_embedding(users)[..., None])[..., 0]
+        affinity = (self.user_embedding(ids) * self.user_embedding(users)[..., None, :]).sum(-1)
         if not self.use_neighbours:
             return bank, affinity, bank.new_zeros(*ids.shape[:-1], self.dim)
         mean = (masked_softmax(affinity, valid)[..., None, :] @ bank)[..., 0, :]
