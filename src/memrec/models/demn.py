@@ -54,13 +54,17 @@ from torch.nn import functional as F
 from ..data.interactions import Interactions
 from ..data.sorting import stable_argsort
 from ..memory.read import masked_softmax, top_r_read
-from ..memory.state import ItemWindow, TensorState
+from ..memory.erase_add import erase_add_unroll
+from ..memory.fifo import fifo_states
+from ..memory.state import ItemWindow, MemoryState, TensorState
 from ..memory.time_gated import time_gated_scan
 from .capabilities import HistoryScorer, NextItemPairwise, StatefulScorer
 from .chunks import chunked_items
 
 #: Δ's log-bucket embedding φ: buckets ⌊log2(1 + Δ)⌋, the last one open-ended
 DELTA_BUCKETS = 16
+#: the slot writes (``model.write``): B.3's, then the L3 ablations of spec B.6
+WRITES = ("time_gated", "erase_add", "gated", "fifo")
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,15 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         Initial λ and λ_h of the visitor and history recency penalties (then learned).
     item_memory, neighbours, history_read : bool
         The parts for L1, L2 and L4 (off: the ablations of spec B.6).
+    write : "time_gated" | "erase_add" | "gated" | "fifo"
+        The slot write (L3 and its B.6 ablations; every one starts from M⁰ = K + 1·p_uᵀ and
+        writes x = ẽ_i): the time-gated write (B.3); RUM-F/MIMN-lite erase-add, addressed by
+        the keys alone, w = softmax_s(β cos(k_s, x)), e = σ(W_e[x; n̄]), a = tanh(W_a[x; n̄]);
+        the same gated write without the time term (no idle decay, no φ(Δ) in the gate); or a
+        FIFO of the last S inputs (RUM-I: x enters the newest slot, the oldest leaves).
+    learn_timescales : bool
+        Learn τ_s (default) or keep them at their initial 1, 4, 16, … steps (the fixed-τ
+        ablation; only the time-gated write has timescales).
     init_std : float
 
     Shapes
@@ -153,10 +166,14 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 4,
                  visitors: int = 20, recent_items: int = 2, history: int = 50, top_r: int = 10,
                  beta: float = 5.0, recency: float = 0.5, item_memory: bool = True,
-                 neighbours: bool = True, history_read: bool = True, init_std: float = 0.1):
+                 neighbours: bool = True, history_read: bool = True, write: str = "time_gated",
+                 learn_timescales: bool = True, init_std: float = 0.1):
         super().__init__(n_users, n_items)
         if min(slots, visitors, recent_items, history, top_r) < 1:
             raise ValueError("slots, visitors, recent_items, history and top_r must be at least 1")
+        if write not in WRITES:
+            raise ValueError(f"model.write must be one of {', '.join(WRITES)}, got {write!r}")
+        self.write, self.learn_timescales = write, learn_timescales
         self.dim, self.visitors, self.recent_items = dim, visitors, recent_items
         self.history, self.top_r, self.beta = history, top_r, beta
         self.use_item_memory, self.use_neighbours, self.use_history = item_memory, neighbours, history_read
@@ -189,6 +206,10 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         self.register_buffer("seq_rank", torch.zeros(0, dtype=torch.long))
         self.register_buffer("bank", torch.zeros(n_users, dim))    # m̄_v, detached
         self._table: tuple[tuple, torch.Tensor] | None = None     # see _item_table
+        self.timescale_logit.requires_grad_(learn_timescales)      # fixed τ: never updated
+        if write == "erase_add":     # built last: the other weights keep the draws of the default
+            self.erase_vector = nn.Linear(2 * dim, dim)             # W_e on [x; n̄]
+            self.add_vector = nn.Linear(2 * dim, dim)               # W_a on [x; n̄]
 
     # -- the event log ------------------------------------------------------------------------
     def prepare(self, train: Interactions) -> None:
@@ -294,21 +315,48 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     def _write_all(self, users: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
                    context: torch.Tensor, mask: torch.Tensor, return_all: bool) -> torch.Tensor:
         """The slot memory after every event [B, T, S, d] (or after the last, [B, S, d]) from
-        values [B, S, d]: x, n̄ [B, T, d], mask [B, T]. Everything that does not depend on the
-        memory (the x, n̄ and φ(Δ) projections, the decay γ) is computed for all events at once;
-        the loop over time is the fused :func:`time_gated_scan`."""
+        values [B, S, d]: x, n̄ [B, T, d], mask [B, T], by ``model.write``. Everything that does
+        not depend on the memory is computed for all events at once, outside any loop over time."""
+        if x.shape[1] == 0:
+            return values[:, None][:, :0] if return_all else values
+        states = {"time_gated": self._time_gated_states, "gated": self._time_gated_states,
+                  "erase_add": self._erase_add_states, "fifo": self._fifo_states}[self.write](
+            users, values, x, context, mask)
+        return states if return_all else states[:, -1]
+
+    def _time_gated_states(self, users, values, x, context, mask) -> torch.Tensor:
+        """B.3 (and, for ``write = "gated"``, the same write with neither decay nor φ(Δ)): the
+        x, n̄ and φ(Δ) projections and the decay γ for all events, then the fused scan."""
         B, T, _ = x.shape
         elapsed = torch.ones(B, T, device=x.device)                                 # Δ = 1 step
         bucket = torch.log2(1 + elapsed).floor().long().clamp(max=DELTA_BUCKETS - 1)
-        cand_in = self.candidate_in(torch.cat([x, context], -1))                    # [B, T, d]
-        gate_in = self.gate_in(torch.cat([x, context, self.delta_embedding(bucket)], -1))[..., 0]
+        phi = self.delta_embedding(bucket)
         gamma = torch.exp(-elapsed[..., None] / self._timescales())                 # γ_s, [B, T, S]
+        if self.write == "gated":           # no time term: m′ = m, and φ(Δ) does not enter the gate
+            phi, gamma = torch.zeros_like(phi), torch.ones_like(gamma)
+        cand_in = self.candidate_in(torch.cat([x, context], -1))                    # [B, T, d]
+        gate_in = self.gate_in(torch.cat([x, context, phi], -1))[..., 0]
         weight = torch.cat([self.candidate_slot.weight, self.gate_slot.weight])     # [W_c; w_z]
-        states = time_gated_scan(values, self.slot_keys, x, self._initial(users), gamma, cand_in,
-                                 gate_in, weight, mask, self.beta)
-        if return_all:
-            return states
-        return states[:, -1] if T else values
+        return time_gated_scan(values, self.slot_keys, x, self._initial(users), gamma, cand_in,
+                               gate_in, weight, mask, self.beta)
+
+    def _erase_add_states(self, users, values, x, context, mask) -> torch.Tensor:
+        """RUM-F's write on DEMN's slots: addressed by the keys alone (so the write is affine in
+        the memory and the shared log-depth scan gives every state), erase and add from [x; n̄]."""
+        address = F.cosine_similarity(self.slot_keys, x[..., None, :], dim=-1, eps=1e-8)
+        weights = torch.softmax(self.beta * address, -1)                            # [B, T, S]
+        inputs = torch.cat([x, context], -1)
+        erase, add = torch.sigmoid(self.erase_vector(inputs)), torch.tanh(self.add_vector(inputs))
+        state = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=x.device))
+        return erase_add_unroll(state, weights, erase, add, mask).values
+
+    def _fifo_states(self, users, values, x, context, mask) -> torch.Tensor:
+        """RUM-I's write: the last S inputs. The current slots are pushed first (a full queue
+        reproduces itself), so the memory never has empty slots and starts at K + 1·p_uᵀ."""
+        S = values.shape[1]
+        queue = torch.cat([values, x], 1)
+        filled = torch.cat([mask.new_ones(mask.shape[0], S), mask], 1)
+        return fifo_states(queue, filled, S).values[:, S:]
 
     def _recent(self, items: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The last c items up to each position of a padded history [B, T] → [B, T, c] each."""
@@ -457,4 +505,4 @@ def _last_items(window: ItemWindow, k: int) -> tuple[torch.Tensor, torch.Tensor]
     return items * valid, valid
 
 
-__all__ = ["DEMN", "DEMNState", "event_ranks"]
+__all__ = ["DEMN", "DEMNState", "WRITES", "event_ranks"]
