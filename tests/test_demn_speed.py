@@ -65,6 +65,17 @@ def test_fused_scan_equals_the_reference_unroll_with_gradients(seed):
         assert torch.allclose(a, b, atol=1e-12), name
 
 
+@torch.no_grad()
+def test_the_last_state_alone_equals_the_last_of_every_state():
+    # return_all=False outside autograd runs a loop that keeps one step (encoding for ranking)
+    (values, keys, x, rest, tau, cand_in, gate_in, weight), elapsed, mask = scan_inputs(4)
+    mask[1, -2:] = False                                            # a right-padded row
+    gamma = torch.exp(-elapsed[..., None] / tau)
+    every = time_gated_scan(values, keys, x, rest, gamma, cand_in, gate_in, weight, mask, 2.0)
+    last = time_gated_scan(values, keys, x, rest, gamma, cand_in, gate_in, weight, mask, 2.0, return_all=False)
+    assert torch.equal(last, every[:, -1])
+
+
 def test_fused_scan_passes_gradcheck():
     inputs, elapsed, mask = scan_inputs(3, B=2, T=4, S=3, D=3)
     assert torch.autograd.gradcheck(lambda *a: fused_scan(elapsed, mask, 1.5, *a), inputs)
@@ -240,3 +251,18 @@ REFERENCE = (
     "Nul6PfqWkL36lpC9UdrgPS3BlL3xOZW9gbPSvAAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAAAAAAAAAAAAAAAAAAIAAAACA"
     "AAAAAAAAAAAAAAAAAAAAgAAAAAAAAAAAAAAAgAAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAgA=="
 )
+
+
+@torch.no_grad()
+def test_encoding_in_chunks_of_rows_equals_encoding_at_once():
+    # outside autograd the per-event buffers are gathered a few rows at a time (memory)
+    torch.manual_seed(0)
+    data = generate(SynthConfig(n_users=12, n_items=15, mean_length=6, seed=1))
+    model = build("demn", data.n_users, data.n_items, PINNED_PARAMS).eval()
+    model.prepare(data)
+    users = torch.arange(7)
+    history = torch.randint(0, data.n_items, (7, 9), generator=torch.Generator().manual_seed(2))
+    mask = torch.arange(9)[None] < torch.tensor([9, 1, 4, 7, 3, 9, 2])[:, None]
+    whole = model.encode(users, history, mask)
+    model.ENCODE_CHUNK_ELEMENTS = 1                                 # one row per chunk
+    assert torch.allclose(model.encode(users, history, mask).values, whole.values, atol=1e-6)

@@ -114,7 +114,8 @@ def time_gated_unroll(state: MemoryState, x: torch.Tensor, rest: torch.Tensor,
 # -- the fused scan (training and encoding speed) -------------------------------------------------
 def time_gated_scan(values: torch.Tensor, keys: torch.Tensor, x: torch.Tensor, rest: torch.Tensor,
                     gamma: torch.Tensor, cand_in: torch.Tensor, gate_in: torch.Tensor,
-                    weight: torch.Tensor, mask: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+                    weight: torch.Tensor, mask: torch.Tensor, beta: float = 1.0, *,
+                    return_all: bool = True) -> torch.Tensor:
     """Every state of a sequence of :func:`time_gated_write` s whose networks are linear in the
     decayed memory (DEMN's): equals :func:`time_gated_unroll` with
 
@@ -136,9 +137,12 @@ def time_gated_scan(values: torch.Tensor, keys: torch.Tensor, x: torch.Tensor, r
     cand_in : [B, T, D]; gate_in : [B, T]; weight : [D + 1, D]; mask : bool [B, T] (a step
         with mask False leaves the row unchanged); beta : address sharpness β.
 
+    return_all : False: only the last state [B, S, D]; outside autograd this keeps one step's
+        memory instead of T (encoding for evaluation and serving).
+
     Returns
     -------
-    [B, T, S, D]: index t is the memory after event t.
+    [B, T, S, D]: index t is the memory after event t (or [B, S, D], the last).
     """
     B, S, D = values.shape
     T = x.shape[1]
@@ -146,16 +150,66 @@ def time_gated_scan(values: torch.Tensor, keys: torch.Tensor, x: torch.Tensor, r
     check_shape("gamma", gamma, (B, T, S))
     check_shape("weight", weight, (D + 1, D))
     if T == 0:
-        return values.unsqueeze(1)[:, :0]
+        return values.unsqueeze(1)[:, :0] if return_all else values
     # β times the event's direction, as ``cosine_similarity`` normalises it (norm clamped at
     # 1e-8), and the memory-free parts of every step: autograd carries them outside the loop
     direction = beta * x / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     time_major = lambda t: t.transpose(0, 1).contiguous()                      # noqa: E731
-    faded = (1 - gamma)[..., None] * rest[:, None]                             # (1 − γ) r, [B, T, S, D]
     bias = torch.cat([cand_in, gate_in[..., None]], -1)                         # [ci | gi], [B, T, D + 1]
+    inputs = (values, keys, direction, gamma, rest, bias, weight)
+    if not return_all and not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        return _final_state(values, keys, time_major(direction), time_major(gamma), rest, time_major(bias),
+                            weight, time_major(mask.to(values.dtype)))
+    faded = (1 - gamma)[..., None] * rest[:, None]                             # (1 − γ) r, [B, T, S, D]
     out = _TimeGatedScan.apply(values, keys, time_major(direction), time_major(gamma), time_major(faded),
                                time_major(bias), weight, time_major(mask.to(values.dtype)))
-    return out.transpose(0, 1)
+    return out.transpose(0, 1) if return_all else out[-1]
+
+
+def _scan_step(previous, keys, transposed, d_t, gamma_t, f_t, b_t, on_t, partial: bool, buffers) -> None:
+    """One forward step of :class:`_TimeGatedScan` (its docstring has the equations), written
+    into ``buffers`` = (out, m′, c, [p_c | p_g], w, g, l, |a|, z) of this step; ``previous`` must
+    not be ``out``. ``partial``: some row is padding here (only then is ``on_t`` read)."""
+    out_t, m_t, c_t, p_t, w_t, g_t, l_t, n_t, z_t = buffers
+    D = out_t.shape[-1]
+    a = keys + previous
+    torch.linalg.vector_norm(a, dim=-1, out=n_t).clamp_min_(1e-8)
+    torch.div((a @ d_t[:, :, None])[..., 0], n_t, out=l_t)                       # β cos
+    torch.softmax(l_t, -1, out=w_t)                                               # w
+    torch.addcmul(f_t, gamma_t[:, :, None], previous, out=m_t)                    # m′
+    torch.baddbmm(b_t[:, None, :], m_t, transposed, out=p_t)
+    torch.tanh(p_t[..., :D], out=c_t)                                             # c
+    torch.sigmoid(p_t[..., D], out=g_t)                                           # g
+    torch.mul(w_t, g_t, out=z_t)                                                  # z
+    if partial:
+        z_t.mul_(on_t[:, None])
+    torch.addcmul(m_t, z_t[..., None], c_t - m_t, out=out_t)
+    if partial:
+        out_t.copy_(torch.where(on_t[:, None, None] > 0, out_t, previous))
+
+
+@torch.no_grad()
+def _final_state(initial, keys, direction, gamma, rest, bias, weight, active) -> torch.Tensor:
+    """The last state of :class:`_TimeGatedScan` with memory for one step, not T: encoding a
+    batch of long histories for ranking keeps no per-step tensors (a full-ranking batch of
+    ml-100k holds 943 users × 737 steps: every state would be 0.7 GB per tensor). The same
+    step, so the same arithmetic as the training scan's last state."""
+    T, B = direction.shape[:2]
+    D = initial.shape[-1]
+    transposed = weight.t().expand(B, D, D + 1)
+    partial = (active < 1).any(1).tolist()
+    ping, pong = torch.empty_like(initial), torch.empty_like(initial)
+    m_t, c_t, f_t = torch.empty_like(initial), torch.empty_like(initial), torch.empty_like(initial)
+    p_t = initial.new_empty(*initial.shape[:-1], D + 1)
+    w_t, g_t, l_t, n_t, z_t = (initial.new_empty(initial.shape[:2]) for _ in range(5))
+    previous = initial
+    for t in range(T):
+        torch.mul(1 - gamma[t, :, :, None], rest, out=f_t)                        # (1 − γ) r
+        out_t = ping if previous is not ping else pong
+        _scan_step(previous, keys, transposed, direction[t], gamma[t], f_t, bias[t], active[t], partial[t],
+                   (out_t, m_t, c_t, p_t, w_t, g_t, l_t, n_t, z_t))
+        previous = out_t
+    return previous
 
 
 class _TimeGatedScan(torch.autograd.Function):
@@ -197,20 +251,8 @@ class _TimeGatedScan(torch.autograd.Function):
                     direction.unbind(0), gamma.unbind(0), faded.unbind(0), bias.unbind(0), active.unbind(0))
         previous = initial
         for t, (out_t, m_t, c_t, p_t, w_t, g_t, l_t, n_t, z_t, d_t, gamma_t, f_t, b_t, on_t) in enumerate(steps):
-            a = keys + previous
-            torch.linalg.vector_norm(a, dim=-1, out=n_t).clamp_min_(1e-8)
-            torch.div((a @ d_t[:, :, None])[..., 0], n_t, out=l_t)                       # β cos
-            torch.softmax(l_t, -1, out=w_t)                                               # w
-            torch.addcmul(f_t, gamma_t[:, :, None], previous, out=m_t)                    # m′
-            torch.baddbmm(b_t[:, None, :], m_t, transposed, out=p_t)
-            torch.tanh(p_t[..., :D], out=c_t)                                             # c
-            torch.sigmoid(p_t[..., D], out=g_t)                                           # g
-            torch.mul(w_t, g_t, out=z_t)                                                  # z
-            if partial[t]:
-                z_t.mul_(on_t[:, None])
-            torch.addcmul(m_t, z_t[..., None], c_t - m_t, out=out_t)
-            if partial[t]:
-                out_t.copy_(torch.where(on_t[:, None, None] > 0, out_t, previous))
+            _scan_step(previous, keys, transposed, d_t, gamma_t, f_t, b_t, on_t, partial[t],
+                       (out_t, m_t, c_t, p_t, w_t, g_t, l_t, n_t, z_t))
             previous = out_t
         ctx.partial = partial
         ctx.save_for_backward(initial, keys, direction, gamma, weight, active, out, decayed,

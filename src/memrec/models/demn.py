@@ -39,6 +39,15 @@ Deviations from the spec (reasons in docs/models/demn.md):
   is one table for all users and full ranking stays a product. The fast table does not leave u
   out of V_j: only items u already consumed in training hold u, and ranking excludes those.
 - No CMN mode, no covariance regulariser, no MLP head, no category index (left to the ablations).
+
+L3 ablations (spec B.6): ``write`` = "erase_add" (RUM-F's write, addressed by the keys),
+"gated" (this write without decay or φ(Δ)), "fifo" (the last S inputs, RUM-I), and
+``learn_timescales=False`` (fixed τ). ``drift_slice`` picks the users B.6 reports them on.
+
+Speed: training runs the write through ``time_gated_scan`` (one fused step with a hand-written
+backward, every memory-free term computed for all events first), and each prefix's history read
+scans its last H items only; ``tests/test_demn_speed.py`` pins the outputs and gradients of the
+slower code this replaced.
 """
 
 from __future__ import annotations
@@ -260,13 +269,9 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         users, valid = self._visitors(items, cutoff)
         if exclude is not None:
             valid = valid & (users != exclude[..., None])
-        # products against one vector per row as broadcast-and-sum, not batched matmuls: the
-        # backward of a [n, L, 1] @ [n, 1, d] outer product runs as n tiny GEMMs (the slowest op
-        # of a training step before), the elementwise form as one pass
-        logits = (self.user_embedding(users) * q[..., None, :]).sum(-1) \
-            - self.visitor_recency * torch.log1p(self._ages(valid))
+        logits = _row_products(self.user_embedding(users), q) - self.visitor_recency * torch.log1p(self._ages(valid))
         a = masked_softmax(logits, valid)
-        return q + (a[..., None] * self.visitor_embedding(users)).sum(-2)
+        return q + _weighted_rows(a, self.visitor_embedding(users))
 
     def _item_table(self) -> torch.Tensor:
         """ẽ of every item with the buffers frozen after training [n_items, d]; outside autograd
@@ -298,7 +303,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         """(m̄_v [..., N, d], p_u·p_v [..., N], n̄ [..., d]: the candidate-free read, b_v ∝
         exp(p_u·p_v), that enters the write)."""
         bank = self.bank[ids]                                                        # detached
-        affinity = (self.user_embedding(ids) * self.user_embedding(users)[..., None, :]).sum(-1)
+        affinity = _row_products(self.user_embedding(ids), self.user_embedding(users))
         if not self.use_neighbours:
             return bank, affinity, bank.new_zeros(*ids.shape[:-1], self.dim)
         mean = (masked_softmax(affinity, valid)[..., None, :] @ bank)[..., 0, :]
@@ -319,12 +324,13 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         not depend on the memory is computed for all events at once, outside any loop over time."""
         if x.shape[1] == 0:
             return values[:, None][:, :0] if return_all else values
-        states = {"time_gated": self._time_gated_states, "gated": self._time_gated_states,
-                  "erase_add": self._erase_add_states, "fifo": self._fifo_states}[self.write](
+        if self.write in ("time_gated", "gated"):
+            return self._time_gated_states(users, values, x, context, mask, return_all)
+        states = {"erase_add": self._erase_add_states, "fifo": self._fifo_states}[self.write](
             users, values, x, context, mask)
         return states if return_all else states[:, -1]
 
-    def _time_gated_states(self, users, values, x, context, mask) -> torch.Tensor:
+    def _time_gated_states(self, users, values, x, context, mask, return_all: bool = True) -> torch.Tensor:
         """B.3 (and, for ``write = "gated"``, the same write with neither decay nor φ(Δ)): the
         x, n̄ and φ(Δ) projections and the decay γ for all events, then the fused scan."""
         B, T, _ = x.shape
@@ -338,7 +344,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         gate_in = self.gate_in(torch.cat([x, context, phi], -1))[..., 0]
         weight = torch.cat([self.candidate_slot.weight, self.gate_slot.weight])     # [W_c; w_z]
         return time_gated_scan(values, self.slot_keys, x, self._initial(users), gamma, cand_in,
-                               gate_in, weight, mask, self.beta)
+                               gate_in, weight, mask, self.beta, return_all=return_all)
 
     def _erase_add_states(self, users, values, x, context, mask) -> torch.Tensor:
         """RUM-F's write on DEMN's slots: addressed by the keys alone (so the write is affine in
@@ -372,6 +378,24 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         ids, valid = self._neighbours(users[:, None], recent, recent_mask, cutoff)
         return x, ids, valid, self._neighbour_context(users[:, None], ids, valid)
 
+    #: elements of the per-event buffers (visitors and neighbours, [rows, T, L + N, d] twice)
+    #: one chunk of rows may gather when encoding outside autograd: about 1 GB
+    ENCODE_CHUNK_ELEMENTS = 2 ** 28
+
+    def _write_inputs(self, users, items, mask, cutoff) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, n̄) [B, T, d] of every event, as ``_history_inputs``; outside autograd in chunks of
+        rows, since the visitor and neighbour buffers behind them take [B, T, L + c·L, d] twice
+        (14 GB at once for a full-ranking batch of ml-100k's 943 users × 737 events)."""
+        B, T = items.shape
+        per_row = max(1, 2 * T * (self.visitors + self.recent_items * self.visitors) * self.dim)
+        rows = max(1, self.ENCODE_CHUNK_ELEMENTS // per_row)
+        if torch.is_grad_enabled() or rows >= B:
+            x, _, _, (_, _, context) = self._history_inputs(users, items, mask, cutoff)
+            return x, context
+        parts = [self._write_inputs(users[i:i + rows], items[i:i + rows], mask[i:i + rows], cutoff[i:i + rows])
+                 for i in range(0, B, rows)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
     # -- the StatefulScorer contract -----------------------------------------------------------
     def init_state(self, users: torch.Tensor) -> DEMNState:
         window = ItemWindow.empty(len(users), device=self.device)
@@ -391,7 +415,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         tail, tail_mask = _last_items(old, self.recent_items - 1)     # context the new events need
         items, full = torch.cat([tail, history], 1), torch.cat([tail_mask, mask], 1)
         cutoff = torch.full_like(items, self.n_events)                # inference: all training events
-        x, _, _, (_, _, context) = self._history_inputs(users, items, full, cutoff)
+        x, context = self._write_inputs(users, items, full, cutoff)
         width = tail.shape[1]
         memory = self._write_all(users, state.values, x[:, width:], context[:, width:], mask, return_all=False)
         window = ItemWindow.from_history(torch.cat([old.items, history], 1), torch.cat([old.mask, mask], 1),
@@ -402,8 +426,8 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     def _score(self, users, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
                cand_q, cand_e, cand_b) -> torch.Tensor:
         """ŷ for candidates of one or many states. Leading dims ``...`` ([B] or [B, T]):
-        users [...], memory [..., S, d], hist_q [..., H, d] (or one store [B, 1, H, d] that every
-        prefix reads), hist_mask / hist_age [..., H],
+        users [...], memory [..., S, d], hist_q [..., H, d] (training: each prefix's window of
+        its last H items, ``_history_windows``), hist_mask / hist_age [..., H],
         bank [..., N, d], affinity / nb_valid [..., N], cand_q / cand_e [..., C, d],
         cand_b [..., C] → [..., C].  # eq. B.2.2–B.2.5"""
         scale = 1 / math.sqrt(self.dim)
@@ -546,6 +570,24 @@ def drift_slice(indptr: np.ndarray, items: np.ndarray, profiles: np.ndarray,
     keep = int(round(fraction * len(eligible)))
     order = eligible[np.lexsort((eligible, -scores[eligible]))]
     return np.sort(order[:keep])
+
+
+# Products of many rows with one vector each. In training, as broadcast-and-sum: the backward of
+# the batched matmul is an [n, L, 1] @ [n, 1, d] outer product that runs as n tiny GEMMs (it was
+# the slowest op of a training step). Outside autograd, as the matmul: broadcasting would make an
+# [n, L, d] temporary, gigabytes when a full-ranking batch encodes 943 users × 737 events.
+def _row_products(rows: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """rows [..., L, d] · vector [..., d] → [..., L]."""
+    if torch.is_grad_enabled():
+        return (rows * vector[..., None, :]).sum(-1)
+    return (rows @ vector[..., None])[..., 0]
+
+
+def _weighted_rows(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Σ_l weights [..., L] · rows [..., L, d] → [..., d]."""
+    if torch.is_grad_enabled():
+        return (weights[..., None] * rows).sum(-2)
+    return (weights[..., None, :] @ rows)[..., 0, :]
 
 
 def _last_items(window: ItemWindow, k: int) -> tuple[torch.Tensor, torch.Tensor]:
