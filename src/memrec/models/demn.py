@@ -40,14 +40,8 @@ Deviations from the spec (reasons in docs/models/demn.md):
   out of V_j: only items u already consumed in training hold u, and ranking excludes those.
 - No CMN mode, no covariance regulariser, no MLP head, no category index (left to the ablations).
 
-L3 ablations (spec B.6): ``write`` = "erase_add" (RUM-F's write, addressed by the keys),
-"gated" (this write without decay or φ(Δ)), "fifo" (the last S inputs, RUM-I), and
-``learn_timescales=False`` (fixed τ). ``drift_slice`` picks the users B.6 reports them on.
-
-Speed: training runs the write through ``time_gated_scan`` (one fused step with a hand-written
-backward, every memory-free term computed for all events first), and each prefix's history read
-scans its last H items only; ``tests/test_demn_speed.py`` pins the outputs and gradients of the
-slower code this replaced.
+L3 ablations (B.6): ``write`` = erase_add / gated / fifo, ``learn_timescales``; ``drift_slice``
+picks the users B.6 reports them on. Speed: the write runs as the fused ``time_gated_scan``.
 """
 
 from __future__ import annotations
@@ -576,15 +570,13 @@ def drift_slice(indptr: np.ndarray, items: np.ndarray, profiles: np.ndarray,
 # the batched matmul is an [n, L, 1] @ [n, 1, d] outer product that runs as n tiny GEMMs (it was
 # the slowest op of a training step). Outside autograd, as the matmul: broadcasting would make an
 # [n, L, d] temporary, gigabytes when a full-ranking batch encodes 943 users × 737 events.
-def _row_products(rows: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
-    """rows [..., L, d] · vector [..., d] → [..., L]."""
+def _row_products(rows: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:     # [..., L, d]·[..., d]
     if torch.is_grad_enabled():
         return (rows * vector[..., None, :]).sum(-1)
     return (rows @ vector[..., None])[..., 0]
 
 
-def _weighted_rows(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Σ_l weights [..., L] · rows [..., L, d] → [..., d]."""
+def _weighted_rows(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:   # Σ_l w_l rows_l
     if torch.is_grad_enabled():
         return (weights[..., None] * rows).sum(-2)
     return (weights[..., None, :] @ rows)[..., 0, :]
