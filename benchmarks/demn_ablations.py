@@ -40,9 +40,9 @@ DATASET = "ml-100k"
 #: spec B.6 rows available now → their ``model.*`` overrides
 VARIANTS = {
     "full": [],
-    "-item_memory": ["model.item_memory=false"],
-    "-neighbours": ["model.neighbours=false"],
-    "-history_read": ["model.history_read=false"],
+    "no_item_memory": ["model.item_memory=false"],
+    "no_neighbours": ["model.neighbours=false"],
+    "no_history_read": ["model.history_read=false"],
     "write=erase_add": ["model.write=erase_add"],
     "write=gated": ["model.write=gated"],
     "write=fifo": ["model.write=fifo"],
