@@ -19,6 +19,9 @@ memory, so the primitive stays a pure function that hand-computed tests can chec
 live in ``state.keys``. :func:`time_gated_unroll` applies the write over a padded [B, T]
 sequence with :func:`~memrec.memory.unroll.unroll` (a batched loop over time steps: the gate
 depends on the memory, so there is no closed-form scan). ``mask`` is never changed.
+:func:`time_gated_scan` is the same write for networks linear in the decayed memory (DEMN's),
+with one fused step each way and a hand-written backward: the training path (tested against
+:func:`time_gated_unroll`, gradients included).
 """
 
 from __future__ import annotations
