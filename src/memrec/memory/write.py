@@ -37,6 +37,7 @@ module                              contents
                                     event, hand-written backward)
 :mod:`memrec.memory.time_gated`     :func:`time_gated_write` (idle decay, then a gated convex
                                     update); every state :func:`time_gated_unroll` (via unroll)
+                                    or :func:`time_gated_scan` (fused, hand-written backward)
 :mod:`memrec.memory.unroll`         :func:`unroll` (any write, any padding),
                                     :class:`UnrolledStates`, :func:`select_rows`, the final-state
                                     loop :func:`final_values`, and the shape helpers the writes

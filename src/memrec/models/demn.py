@@ -39,6 +39,9 @@ Deviations from the spec (reasons in docs/models/demn.md):
   is one table for all users and full ranking stays a product. The fast table does not leave u
   out of V_j: only items u already consumed in training hold u, and ranking excludes those.
 - No CMN mode, no covariance regulariser, no MLP head, no category index (left to the ablations).
+
+L3 ablations (B.6): ``write`` = erase_add / gated / fifo, ``learn_timescales``; ``drift_slice``
+picks the users B.6 reports them on. Speed: the write runs as the fused ``time_gated_scan``.
 """
 
 from __future__ import annotations
@@ -53,14 +56,18 @@ from torch.nn import functional as F
 
 from ..data.interactions import Interactions
 from ..data.sorting import stable_argsort
-from ..memory.read import masked_softmax, prefix_mask, top_r_read
+from ..memory.read import masked_softmax, top_r_read
+from ..memory.erase_add import erase_add_unroll
+from ..memory.fifo import fifo_states
 from ..memory.state import ItemWindow, MemoryState, TensorState
-from ..memory.time_gated import time_gated_unroll
+from ..memory.time_gated import time_gated_scan
 from .capabilities import HistoryScorer, NextItemPairwise, StatefulScorer
 from .chunks import chunked_items
 
 #: Δ's log-bucket embedding φ: buckets ⌊log2(1 + Δ)⌋, the last one open-ended
 DELTA_BUCKETS = 16
+#: the slot writes (``model.write``): B.3's, then the L3 ablations of spec B.6
+WRITES = ("time_gated", "erase_add", "gated", "fifo")
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,15 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         Initial λ and λ_h of the visitor and history recency penalties (then learned).
     item_memory, neighbours, history_read : bool
         The parts for L1, L2 and L4 (off: the ablations of spec B.6).
+    write : "time_gated" | "erase_add" | "gated" | "fifo"
+        The slot write (L3 and its B.6 ablations; every one starts from M⁰ = K + 1·p_uᵀ and
+        writes x = ẽ_i): the time-gated write (B.3); RUM-F/MIMN-lite erase-add, addressed by
+        the keys alone, w = softmax_s(β cos(k_s, x)), e = σ(W_e[x; n̄]), a = tanh(W_a[x; n̄]);
+        the same gated write without the time term (no idle decay, no φ(Δ) in the gate); or a
+        FIFO of the last S inputs (RUM-I: x enters the newest slot, the oldest leaves).
+    learn_timescales : bool
+        Learn τ_s (default) or keep them at their initial 1, 4, 16, … steps (the fixed-τ
+        ablation; only the time-gated write has timescales).
     init_std : float
 
     Shapes
@@ -153,10 +169,14 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 4,
                  visitors: int = 20, recent_items: int = 2, history: int = 50, top_r: int = 10,
                  beta: float = 5.0, recency: float = 0.5, item_memory: bool = True,
-                 neighbours: bool = True, history_read: bool = True, init_std: float = 0.1):
+                 neighbours: bool = True, history_read: bool = True, write: str = "time_gated",
+                 learn_timescales: bool = True, init_std: float = 0.1):
         super().__init__(n_users, n_items)
         if min(slots, visitors, recent_items, history, top_r) < 1:
             raise ValueError("slots, visitors, recent_items, history and top_r must be at least 1")
+        if write not in WRITES:
+            raise ValueError(f"model.write must be one of {', '.join(WRITES)}, got {write!r}")
+        self.write, self.learn_timescales = write, learn_timescales
         self.dim, self.visitors, self.recent_items = dim, visitors, recent_items
         self.history, self.top_r, self.beta = history, top_r, beta
         self.use_item_memory, self.use_neighbours, self.use_history = item_memory, neighbours, history_read
@@ -189,6 +209,10 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         self.register_buffer("seq_rank", torch.zeros(0, dtype=torch.long))
         self.register_buffer("bank", torch.zeros(n_users, dim))    # m̄_v, detached
         self._table: tuple[tuple, torch.Tensor] | None = None     # see _item_table
+        self.timescale_logit.requires_grad_(learn_timescales)      # fixed τ: never updated
+        if write == "erase_add":     # built last: the other weights keep the draws of the default
+            self.erase_vector = nn.Linear(2 * dim, dim)             # W_e on [x; n̄]
+            self.add_vector = nn.Linear(2 * dim, dim)               # W_a on [x; n̄]
 
     # -- the event log ------------------------------------------------------------------------
     def prepare(self, train: Interactions) -> None:
@@ -239,10 +263,9 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         users, valid = self._visitors(items, cutoff)
         if exclude is not None:
             valid = valid & (users != exclude[..., None])
-        logits = (self.user_embedding(users) @ q[..., None])[..., 0] \
-            - self.visitor_recency * torch.log1p(self._ages(valid))
+        logits = _row_products(self.user_embedding(users), q) - self.visitor_recency * torch.log1p(self._ages(valid))
         a = masked_softmax(logits, valid)
-        return q + (a[..., None, :] @ self.visitor_embedding(users))[..., 0, :]
+        return q + _weighted_rows(a, self.visitor_embedding(users))
 
     def _item_table(self) -> torch.Tensor:
         """ẽ of every item with the buffers frozen after training [n_items, d]; outside autograd
@@ -274,7 +297,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         """(m̄_v [..., N, d], p_u·p_v [..., N], n̄ [..., d]: the candidate-free read, b_v ∝
         exp(p_u·p_v), that enters the write)."""
         bank = self.bank[ids]                                                        # detached
-        affinity = (self.user_embedding(ids) @ self.user_embedding(users)[..., None])[..., 0]
+        affinity = _row_products(self.user_embedding(ids), self.user_embedding(users))
         if not self.use_neighbours:
             return bank, affinity, bank.new_zeros(*ids.shape[:-1], self.dim)
         mean = (masked_softmax(affinity, valid)[..., None, :] @ bank)[..., 0, :]
@@ -289,23 +312,51 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         return F.softplus(self.timescale_logit)                                     # τ_s
 
     def _write_all(self, users: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
-                   context: torch.Tensor, mask: torch.Tensor, return_all: bool):
-        """The slot memory after every (or the last) event from values [B, S, d]: x, n̄ [B, T, d],
-        mask [B, T]. The x, n̄ and φ(Δ) projections are shared by the slots, so they run once
-        per event, outside the loop over time."""
+                   context: torch.Tensor, mask: torch.Tensor, return_all: bool) -> torch.Tensor:
+        """The slot memory after every event [B, T, S, d] (or after the last, [B, S, d]) from
+        values [B, S, d]: x, n̄ [B, T, d], mask [B, T], by ``model.write``. Everything that does
+        not depend on the memory is computed for all events at once, outside any loop over time."""
+        if x.shape[1] == 0:
+            return values[:, None][:, :0] if return_all else values
+        if self.write in ("time_gated", "gated"):
+            return self._time_gated_states(users, values, x, context, mask, return_all)
+        states = {"erase_add": self._erase_add_states, "fifo": self._fifo_states}[self.write](
+            users, values, x, context, mask)
+        return states if return_all else states[:, -1]
+
+    def _time_gated_states(self, users, values, x, context, mask, return_all: bool = True) -> torch.Tensor:
+        """B.3 (and, for ``write = "gated"``, the same write with neither decay nor φ(Δ)): the
+        x, n̄ and φ(Δ) projections and the decay γ for all events, then the fused scan."""
         B, T, _ = x.shape
         elapsed = torch.ones(B, T, device=x.device)                                 # Δ = 1 step
         bucket = torch.log2(1 + elapsed).floor().long().clamp(max=DELTA_BUCKETS - 1)
+        phi = self.delta_embedding(bucket)
+        gamma = torch.exp(-elapsed[..., None] / self._timescales())                 # γ_s, [B, T, S]
+        if self.write == "gated":           # no time term: m′ = m, and φ(Δ) does not enter the gate
+            phi, gamma = torch.zeros_like(phi), torch.ones_like(gamma)
         cand_in = self.candidate_in(torch.cat([x, context], -1))                    # [B, T, d]
-        gate_in = self.gate_in(torch.cat([x, context, self.delta_embedding(bucket)], -1))[..., 0]
-        rest = self._initial(users)                                                 # k_s + p_u
-        state = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=x.device),
-                            self.slot_keys.expand_as(rest))
-        return time_gated_unroll(
-            state, x, rest, self._timescales(), elapsed, mask,
-            lambda m, t: torch.tanh(cand_in[:, t, None, :] + self.candidate_slot(m)),      # c_s
-            lambda m, t: torch.sigmoid(gate_in[:, t, None] + self.gate_slot(m)[..., 0]),   # σ(W_z ·)
-            self.beta, return_all=return_all)
+        gate_in = self.gate_in(torch.cat([x, context, phi], -1))[..., 0]
+        weight = torch.cat([self.candidate_slot.weight, self.gate_slot.weight])     # [W_c; w_z]
+        return time_gated_scan(values, self.slot_keys, x, self._initial(users), gamma, cand_in,
+                               gate_in, weight, mask, self.beta, return_all=return_all)
+
+    def _erase_add_states(self, users, values, x, context, mask) -> torch.Tensor:
+        """RUM-F's write on DEMN's slots: addressed by the keys alone (so the write is affine in
+        the memory and the shared log-depth scan gives every state), erase and add from [x; n̄]."""
+        address = F.cosine_similarity(self.slot_keys, x[..., None, :], dim=-1, eps=1e-8)
+        weights = torch.softmax(self.beta * address, -1)                            # [B, T, S]
+        inputs = torch.cat([x, context], -1)
+        erase, add = torch.sigmoid(self.erase_vector(inputs)), torch.tanh(self.add_vector(inputs))
+        state = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=x.device))
+        return erase_add_unroll(state, weights, erase, add, mask).values
+
+    def _fifo_states(self, users, values, x, context, mask) -> torch.Tensor:
+        """RUM-I's write: the last S inputs. The current slots are pushed first (a full queue
+        reproduces itself), so the memory never has empty slots and starts at K + 1·p_uᵀ."""
+        S = values.shape[1]
+        queue = torch.cat([values, x], 1)
+        filled = torch.cat([mask.new_ones(mask.shape[0], S), mask], 1)
+        return fifo_states(queue, filled, S).values[:, S:]
 
     def _recent(self, items: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The last c items up to each position of a padded history [B, T] → [B, T, c] each."""
@@ -320,6 +371,24 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         recent, recent_mask = self._recent(history, mask)
         ids, valid = self._neighbours(users[:, None], recent, recent_mask, cutoff)
         return x, ids, valid, self._neighbour_context(users[:, None], ids, valid)
+
+    #: elements of the per-event buffers (visitors and neighbours, [rows, T, L + N, d] twice)
+    #: one chunk of rows may gather when encoding outside autograd: about 1 GB
+    ENCODE_CHUNK_ELEMENTS = 2 ** 28
+
+    def _write_inputs(self, users, items, mask, cutoff) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, n̄) [B, T, d] of every event, as ``_history_inputs``; outside autograd in chunks of
+        rows, since the visitor and neighbour buffers behind them take [B, T, L + c·L, d] twice
+        (14 GB at once for a full-ranking batch of ml-100k's 943 users × 737 events)."""
+        B, T = items.shape
+        per_row = max(1, 2 * T * (self.visitors + self.recent_items * self.visitors) * self.dim)
+        rows = max(1, self.ENCODE_CHUNK_ELEMENTS // per_row)
+        if torch.is_grad_enabled() or rows >= B:
+            x, _, _, (_, _, context) = self._history_inputs(users, items, mask, cutoff)
+            return x, context
+        parts = [self._write_inputs(users[i:i + rows], items[i:i + rows], mask[i:i + rows], cutoff[i:i + rows])
+                 for i in range(0, B, rows)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     # -- the StatefulScorer contract -----------------------------------------------------------
     def init_state(self, users: torch.Tensor) -> DEMNState:
@@ -340,19 +409,19 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         tail, tail_mask = _last_items(old, self.recent_items - 1)     # context the new events need
         items, full = torch.cat([tail, history], 1), torch.cat([tail_mask, mask], 1)
         cutoff = torch.full_like(items, self.n_events)                # inference: all training events
-        x, _, _, (_, _, context) = self._history_inputs(users, items, full, cutoff)
+        x, context = self._write_inputs(users, items, full, cutoff)
         width = tail.shape[1]
         memory = self._write_all(users, state.values, x[:, width:], context[:, width:], mask, return_all=False)
         window = ItemWindow.from_history(torch.cat([old.items, history], 1), torch.cat([old.mask, mask], 1),
                                          self.history)
-        return DEMNState(users, memory.values, window.items, window.mask)
+        return DEMNState(users, memory, window.items, window.mask)
 
     # -- read and score ------------------------------------------------------------------------
     def _score(self, users, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
                cand_q, cand_e, cand_b) -> torch.Tensor:
         """ŷ for candidates of one or many states. Leading dims ``...`` ([B] or [B, T]):
-        users [...], memory [..., S, d], hist_q [..., H, d] (or one store [B, 1, H, d] that every
-        prefix reads), hist_mask / hist_age [..., H],
+        users [...], memory [..., S, d], hist_q [..., H, d] (training: each prefix's window of
+        its last H items, ``_history_windows``), hist_mask / hist_age [..., H],
         bank [..., N, d], affinity / nb_valid [..., N], cand_q / cand_e [..., C, d],
         cand_b [..., C] → [..., C].  # eq. B.2.2–B.2.5"""
         scale = 1 / math.sqrt(self.dim)
@@ -409,21 +478,29 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         x, ids, valid, (bank, affinity, context) = self._history_inputs(users, history, mask, cutoff)
         states = self._write_all(users, self._initial(users), x, context, mask, return_all=True)
         B, T = history.shape
-        visible = prefix_mask(mask, self.history)                                  # [B, T, H=T]
-        steps = torch.arange(T, device=history.device)
-        hist_age = (steps[:, None] - steps[None, :]).clamp_min(0).float().expand(B, T, T)
-        hist_q = self.item_embedding(history)[:, None]                             # [B, 1, T, d]: shared
+        hist_q, visible, hist_age = self._history_windows(history, mask)
         if self.training:       # leave u out of its candidates' visitors, and the future
             cand_e = self._item_memory(candidates, cutoff[..., None].expand_as(candidates),
                                        users[:, None, None].expand_as(candidates))
         else:
             cand_e = self._item_table()[candidates]
-        scores = self._score(users[:, None].expand(B, T), states.values, hist_q, visible, hist_age,
+        scores = self._score(users[:, None].expand(B, T), states, hist_q, visible, hist_age,
                              bank, affinity, valid, self.item_embedding(candidates), cand_e,
                              self.item_bias(candidates)[..., 0])
         if self.training:
-            self._refresh_bank(users, states.values, mask)
+            self._refresh_bank(users, states, mask)
         return scores
+
+    def _history_windows(self, history: torch.Tensor, mask: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """H_u of every prefix: its last W = min(H, T) items (q [B, T, W, d], valid [B, T, W],
+        age in steps [B, T, W]), oldest first. Only those can be read (the store holds H), so
+        the retrieval sorts W entries per candidate, not the whole sequence (O(T·H), not T²)."""
+        W = min(self.history, history.shape[1])
+        q = F.pad(self.item_embedding(history), (0, 0, W - 1, 0)).unfold(1, W, 1).transpose(-1, -2)
+        visible = F.pad(mask, (W - 1, 0)).unfold(1, W, 1)
+        age = torch.arange(W - 1, -1, -1, device=history.device, dtype=torch.float32).expand(visible.shape)
+        return q, visible, age
 
     @torch.no_grad()
     def _refresh_bank(self, users: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> None:
@@ -432,6 +509,77 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         last = (mask.sum(1) - 1).clamp_min(0)
         final = values[torch.arange(len(users), device=users.device), last]        # [B, S, d]
         self.bank[users] = final.mean(1).to(self.bank.dtype)
+
+
+# -- the drift slice (spec B.6: where the L3 ablations should differ) ---------------------------------
+def genre_profiles(flags: np.ndarray) -> np.ndarray:
+    """Item → genre distribution from 0/1 genre flags [n_items, G]: each item's flags sum to 1
+    (a three-genre film counts a third to each), an item with none is all zero. → float [n_items, G]."""
+    flags = np.asarray(flags, dtype=np.float64)
+    total = flags.sum(1, keepdims=True)
+    return np.divide(flags, total, out=np.zeros_like(flags), where=total > 0)
+
+
+def popularity_profiles(item_counts: np.ndarray, buckets: int = 10) -> np.ndarray:
+    """The generic profile where items carry no categories: a one-hot of each item's training
+    popularity bucket (equal-count buckets of the items sorted by count) → [n_items, buckets].
+    It sees only a shift between mainstream and niche items, a coarser drift than genres."""
+    counts = np.asarray(item_counts)
+    rank = np.empty(len(counts), np.int64)
+    rank[np.argsort(counts, kind="stable")] = np.arange(len(counts))
+    bucket = rank * buckets // max(len(counts), 1)
+    return np.eye(buckets)[bucket]
+
+
+def drift_scores(indptr: np.ndarray, items: np.ndarray, profiles: np.ndarray,
+                 min_events: int = 10) -> np.ndarray:
+    """How much each user's interests shift between the first and the second half of its
+    (chronological) history: 1 − cos(P₁, P₂), P_h the sum of the item profiles of half h.
+
+    indptr [U + 1], items [N]: CSR sequences, oldest first (``Interactions.sequences()``);
+    profiles [n_items, K] non-negative (``genre_profiles`` or ``popularity_profiles``) →
+    float [U] in [0, 1], NaN for users with fewer than ``min_events`` events (too few to split).
+    Why 1 − cosine: it compares the *shape* of the two distributions whatever their sizes (the
+    halves differ by one event at most, but a user's profile mass varies with multi-genre items),
+    and equals 0 for unchanged tastes and 1 for disjoint ones. One pass over the events, no loop
+    over users.
+    """
+    lengths = np.diff(indptr)
+    users = np.repeat(np.arange(len(lengths)), lengths)
+    second = (np.arange(len(items)) - indptr[users]) >= lengths[users] // 2      # in the later half
+    sums = np.zeros((2 * len(lengths), profiles.shape[1]))
+    np.add.at(sums, 2 * users + second, profiles[items])
+    first, later = sums[0::2], sums[1::2]
+    norms = np.linalg.norm(first, axis=1) * np.linalg.norm(later, axis=1)
+    cosine = np.divide((first * later).sum(1), norms, out=np.zeros(len(lengths)), where=norms > 0)
+    return np.where(lengths >= min_events, 1 - cosine, np.nan)
+
+
+def drift_slice(indptr: np.ndarray, items: np.ndarray, profiles: np.ndarray,
+                fraction: float = 0.2, min_events: int = 10) -> np.ndarray:
+    """The users whose interests shift most: the top ``fraction`` of the users with at least
+    ``min_events`` events by :func:`drift_scores` (ties by user id) → user indices, ascending."""
+    scores = drift_scores(indptr, items, profiles, min_events)
+    eligible = np.flatnonzero(~np.isnan(scores))
+    keep = int(round(fraction * len(eligible)))
+    order = eligible[np.lexsort((eligible, -scores[eligible]))]
+    return np.sort(order[:keep])
+
+
+# Products of many rows with one vector each. In training, as broadcast-and-sum: the backward of
+# the batched matmul is an [n, L, 1] @ [n, 1, d] outer product that runs as n tiny GEMMs (it was
+# the slowest op of a training step). Outside autograd, as the matmul: broadcasting would make an
+# [n, L, d] temporary, gigabytes when a full-ranking batch encodes 943 users × 737 events.
+def _row_products(rows: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:     # [..., L, d]·[..., d]
+    if torch.is_grad_enabled():
+        return (rows * vector[..., None, :]).sum(-1)
+    return (rows @ vector[..., None])[..., 0]
+
+
+def _weighted_rows(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:   # Σ_l w_l rows_l
+    if torch.is_grad_enabled():
+        return (weights[..., None] * rows).sum(-2)
+    return (weights[..., None, :] @ rows)[..., 0, :]
 
 
 def _last_items(window: ItemWindow, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -446,4 +594,5 @@ def _last_items(window: ItemWindow, k: int) -> tuple[torch.Tensor, torch.Tensor]
     return items * valid, valid
 
 
-__all__ = ["DEMN", "DEMNState", "event_ranks"]
+__all__ = ["DEMN", "DEMNState", "WRITES", "event_ranks", "genre_profiles", "popularity_profiles",
+           "drift_scores", "drift_slice"]
