@@ -93,7 +93,7 @@ def test_padding_never_changes_a_score(variant):
     torch.testing.assert_close(states, m.prefix_states(plain.history, plain.mask))
 
 
-@pytest.mark.parametrize("variant, window", [("official", None), ("paper", None), ("official", 2)])
+@pytest.mark.parametrize("variant, window", [("official", None), ("paper", None), ("official", 2), ("paper", 3)])
 def test_all_prefix_pass_equals_per_prefix_forwards(variant, window):
     torch.manual_seed(2)
     m = STAMP(1, 12, dim=5, variant=variant, max_history=window).double()

@@ -67,6 +67,13 @@ def clip_norm(x: torch.Tensor, max_norm: float) -> torch.Tensor:
     return x * torch.clamp(max_norm / norm.clamp_min(1e-12), max=1.0)
 
 
+def _windows(t: torch.Tensor, window: int) -> torch.Tensor:
+    """At each position p the rows p − window + 1 … p, zeros before the sequence's start.
+    [B, L, *rest] → [B, L, window, *rest]."""
+    padded = nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (window - 1, 0))
+    return padded.unfold(1, window, 1).movedim(-1, 2)
+
+
 def _running_mean(x: torch.Tensor, mask: torch.Tensor, window: int | None) -> torch.Tensor:
     """Mean of the valid rows of x up to each position (of the last ``window`` ones).
     x [B, L, d] (zero where masked), mask [B, L] → [B, L, d]."""
@@ -150,12 +157,17 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax, NextItemPairwise):
 
     def _represent(self, x: torch.Tensor, m_s: torch.Tensor, m_t: torch.Tensor,
                    readable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h_s ⊙ h_t for P query positions. x [B, L, d] clicks, m_s / m_t [B, P, d], readable
-        bool [B, P, L] (which clicks each position may attend to) → ([B, P, d], α [B, P, L])."""
+        """h_s ⊙ h_t for P query positions. x [B, L, d] clicks (or [B, P, W, d]: each position's
+        own window), m_s / m_t [B, P, d], readable bool [B, P, L] (or [B, P, W]: which clicks each
+        position may attend to) → ([B, P, d], α [B, P, L] or [B, P, W])."""
         if self.attention:
             query = torch.cat([m_t, m_s], dim=-1)                                  # eq. (7)
-            scores = self.attend(query[:, :, None, :], x[:, None, :, :])
-            m_a, alpha = weighted_read(scores, x, readable)                        # eq. (8)
+            if x.dim() == 4:                    # each position's own window of clicks [B, P, W, d]
+                alpha = self.attend(query[:, :, None, :], x) * readable
+                m_a = torch.einsum("bpw,bpwd->bpd", alpha, x)                      # eq. (8)
+            else:
+                scores = self.attend(query[:, :, None, :], x[:, None, :, :])
+                m_a, alpha = weighted_read(scores, x, readable)                    # eq. (8)
             if self.variant == "official":
                 m_a = m_a + m_s
         else:
@@ -166,10 +178,17 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax, NextItemPairwise):
         return h_s * h_t, alpha
 
     def prefix_states(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The representation after every click, all prefixes in one causal pass."""
+        """The representation after every click, all prefixes in one causal pass. With
+        ``max_history`` W shorter than the batch's sequences, each position attends over its own
+        window of W clicks ([B, L, W, d]) instead of masking an [B, L, L, d] attention: the same
+        numbers, at W/L of the cost."""
         x = self._clicks(history, mask)
         m_s = _running_mean(x, mask, self.max_history)
-        return self._represent(x, m_s, x, prefix_mask(mask, self.max_history))[0]
+        window = self.max_history
+        if window is None or window >= history.shape[1]:
+            return self._represent(x, m_s, x, prefix_mask(mask, window))[0]
+        readable = _windows(mask.to(x.dtype), window).bool() & mask[:, :, None]
+        return self._represent(_windows(x, window), m_s, x, readable)[0]
 
     def session_state(self, history: torch.Tensor, mask: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:
