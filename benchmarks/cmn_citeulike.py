@@ -169,7 +169,7 @@ def fast_markdown(rows: dict) -> list[str]:
              "| run | batch × negatives | lr | L2 | GMF epochs × batch | epochs (best) | wall s | GMF s | train s | "
              "sampled HR@10 | sampled NDCG@10 | full NDCG@10 | load | valid NDCG@10 by epoch |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in rows.items():
+    for name, r in sorted(rows.items()):          # runs are named A, B, ... in the order tried
         m = r["metrics"]
         cell = lambda p, k: f"{m[p][k]:.4f}" if p in m else "–"  # noqa: E731
         best = "stopped by hand" if r["best_epoch"] is None else r["best_epoch"]
@@ -226,7 +226,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--models", default=",".join(BASELINES), help="baselines to run")
     parser.add_argument("--full", action="store_true", help="collect / fast: add full-ranking metrics")
-    parser.add_argument("--name", default="fast", help="fast: the row's name (and run folder)")
+    parser.add_argument("--name", default="fast",
+                        help="fast: the row's name (and run folder); fast-record: the row's name "
+                             "(default: the run folder's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="fast: a config override, SECTION.KEY=VALUE (repeatable)")
     parser.add_argument("--out", default=None, help="fast: where run folders go (default: a temp folder)")
@@ -241,8 +243,9 @@ def main() -> None:
         results.setdefault("fast", {})[args.name] = fast_run(args.name, args.overrides, out_root, args.full)
     elif args.mode == "fast-record":
         for run in map(Path, args.runs):
-            results.setdefault("fast", {})[run.name] = fast_record(run, args.wall, tuple(args.load),
-                                                                   args.overrides, args.full)
+            name = run.name if args.name == "fast" else args.name
+            results.setdefault("fast", {})[name] = fast_record(run, args.wall, tuple(args.load),
+                                                               args.overrides, args.full)
     elif args.mode == "baselines":
         with tempfile.TemporaryDirectory() as tmp:
             for model in args.models.split(","):
