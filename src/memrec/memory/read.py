@@ -201,13 +201,58 @@ def csr_segments(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor
     return indices[starts[segment] + offsets], segment
 
 
+class _SegmentGather(torch.autograd.Function):
+    """x[segment] for a sorted ``segment``: forward a row gather, backward a segment sum.
+
+    Autograd's backward of ``x[segment]`` is an accumulating ``index_put``, which under
+    deterministic algorithms (the trainer's default) sorts the indices every call; the segments
+    are sorted already, so a ``segment_reduce`` does the same sums in the same order, several
+    times faster. Each backward calls the other function, so higher derivatives still work.
+    """
+
+    @staticmethod
+    def forward(ctx, x, segment, sizes):
+        ctx.save_for_backward(segment, sizes)
+        return x.index_select(0, segment)
+
+    @staticmethod
+    def backward(ctx, grad):
+        segment, sizes = ctx.saved_tensors
+        return _SegmentSum.apply(grad, segment, sizes), None, None
+
+
+class _SegmentSum(torch.autograd.Function):
+    """Σ of rows per sorted segment (``segment_reduce``); backward a row gather. PyTorch's own
+    ``segment_reduce`` backward is generic (it handles max/min/mean) and much slower for a sum,
+    whose gradient is just each segment's gradient copied to its rows."""
+
+    @staticmethod
+    def forward(ctx, x, segment, sizes):
+        ctx.save_for_backward(segment, sizes)
+        if x.shape[0] == 0:                          # no slot at all: every segment sums to 0
+            return x.new_zeros(len(sizes), *x.shape[1:])
+        return torch.segment_reduce(x, "sum", lengths=sizes, axis=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        segment, sizes = ctx.saved_tensors
+        return _SegmentGather.apply(grad, segment, sizes), None, None
+
+
+def segment_gather(x: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
+    """x[segment] for sorted segments: x [B, ...], segment long [S] non-decreasing → [S, ...],
+    with a fast deterministic backward (:class:`_SegmentGather`)."""
+    return _SegmentGather.apply(x, segment, torch.bincount(segment, minlength=len(x)))
+
+
 def weighted_segment_sum(weights: torch.Tensor, values: torch.Tensor, segment: torch.Tensor,
                          n_segments: int) -> torch.Tensor:
     """Σ of weighted slots per segment. weights [S], values [S, D], segment [S] sorted → [B, D].
 
     ``torch.segment_reduce`` over contiguous segments: deterministic, and several times faster
     on CPU than ``index_add`` of [S, D] rows (and than MKL's sparse product, whose rounding
-    varies with memory alignment, which broke seeded reproducibility).
+    varies with memory alignment, which broke seeded reproducibility); its backward is a row
+    gather (:class:`_SegmentSum`).
     """
     if segment.numel() > 1 and bool((segment[1:] < segment[:-1]).any()):
         raise ValueError("ragged memory segments must be non-decreasing")
@@ -215,7 +260,7 @@ def weighted_segment_sum(weights: torch.Tensor, values: torch.Tensor, segment: t
     weighted = weights.to(values.dtype)[:, None] * values
     if segment.numel() == 0:
         return values.new_zeros(n_segments, values.shape[-1])
-    return torch.segment_reduce(weighted, "sum", lengths=sizes, axis=0)
+    return _SegmentSum.apply(weighted, segment, sizes)
 
 
 def segment_softmax(scores: torch.Tensor, segment: torch.Tensor, n_segments: int,
@@ -230,6 +275,8 @@ def segment_softmax(scores: torch.Tensor, segment: torch.Tensor, n_segments: int
     top = top.scatter_reduce(0, segment, scores.detach(), reduce="amax", include_self=True)
     exp = torch.exp(scores - top[segment])
     total = torch.zeros(n_segments, dtype=scores.dtype, device=scores.device).index_add(0, segment, exp)
+    if segment.numel() > 1 and bool((segment[1:] >= segment[:-1]).all()):
+        return exp / segment_gather(total, segment)     # sorted (every ragged read): fast backward
     return exp / total[segment]
 
 
@@ -239,7 +286,7 @@ def ragged_attention_read(query: torch.Tensor, memory: RaggedMemory, *, similari
     """:func:`attention_read` on a ragged memory. query [B, Dk] → (read [B, Dv], weights [S])."""
     _check_similarity(similarity, scorer)
     keys = memory.addressing_keys
-    q = query[memory.segment]                                          # [S, Dk]
+    q = segment_gather(query, memory.segment)                          # [S, Dk]
     if similarity == "additive":
         scores = scorer(q, keys)
     elif similarity == "euclidean":
@@ -355,6 +402,7 @@ def ragged_to_padded(memory: RaggedMemory) -> MemoryState:
 __all__ = ["SIMILARITIES", "AdditiveScore", "similarity_scores", "masked_softmax", "attention_read",
            "prefix_mask", "weighted_read",
            "HopReads", "multi_hop_read", "RaggedMemory", "csr_segments", "segment_softmax", "weighted_segment_sum",
+           "segment_gather",
            "ragged_attention_read", "ragged_to_padded", "SharedLayout", "shared_layout_scores",
            "shared_layout_softmax", "shared_layout_read"]
 

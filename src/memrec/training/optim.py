@@ -70,9 +70,18 @@ class TFRMSprop(torch.optim.Optimizer):
                     mom[rows] = mom_rows
                     p[rows] -= mom_rows
                 else:
-                    if wd:
-                        grad = grad.add(p, alpha=wd)
-                    ms.mul_(rho).addcmul_(grad, grad, value=1 - rho)
-                    mom.mul_(mu).add_(lr * grad / (ms + eps).sqrt())
-                    p.sub_(mom)
+                    self._dense_step(p, grad, ms, mom, lr, rho, mu, eps, wd)
         return loss
+
+    @staticmethod
+    def _dense_step(p, grad, ms, mom, lr, rho, mu, eps, wd) -> None:
+        """mom ← μ·mom + (lr·g) / √(ms + ε), the same operations in the same order as written
+        out (so the same bits: addcdiv computes (value·t1)/t2), with one temporary: with dense embedding
+        gradients every row of every table takes this step each batch, so at small batches it
+        is most of a step's time."""
+        if wd:
+            grad = grad.add(p, alpha=wd)
+        ms.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+        denom = ms.add(eps).sqrt_()
+        mom.mul_(mu).addcdiv_(grad, denom, value=lr)    # (lr·g)/denom, evaluated in that order
+        p.sub_(mom)
