@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from memrec.runs import prepare_split
@@ -93,7 +94,7 @@ def main() -> None:
     data_config = load_config("stamp", ROOT / "configs" / "stamp_yoochoose1_64.toml").data
     _, split = prepare_split(DATA, data_config, echo=lambda line: None)
     rows = []
-    for name in MODELS:
+    for name in args.models.split(","):
         for precision in args.precisions.split(","):
             load = os.getloadavg()[0]
             seconds, task, model = train_seconds(name, split, precision, args.batches)
@@ -106,12 +107,18 @@ def main() -> None:
                          "epoch_floor_s": floor / len(task.kept) * task.epoch_batches,
                          "load_average": [load, os.getloadavg()[0]]})
             print(json.dumps(rows[-1]), flush=True)
+    earlier = json.loads((RESULTS / "training_floor.json").read_text())["rows"] \
+        if (RESULTS / "training_floor.json").is_file() else []
+    measured = {(r["model"], r["precision"]) for r in rows}       # a rerun replaces its rows only
+    rows = [r for r in earlier if (r["model"], r["precision"]) not in measured] + rows
+    rows.sort(key=lambda r: (MODELS.index(r["model"]), r["precision"] != "fp32"))
     record = {"rows": rows, "threads": args.threads, "items": split.train.n_items,
               "torch": torch.__version__, "platform": platform.platform()}
     (RESULTS / "training_floor.json").write_text(json.dumps(record, indent=1))
     lines = ["# Training against its matmul floor (STAMP, GRU4Rec; Yoochoose 1/64, shipped recipes)", "",
              f"`benchmarks/training_floor.py` (its docstring defines the floor): {args.batches} batches spread through "
-             f"epoch 1, {args.threads} thread(s), {split.train.n_items:,} items, back to back in one process.", "",
+             f"epoch 1, {args.threads} thread(s), {split.train.n_items:,} items; each row's training and floor back to back "
+             "(a row's load average is the one it ran under).", "",
              "| model | precision | d | s (batches) | floor s | × floor | floor GFLOP/s | epoch est. s | epoch floor s | load avg |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
