@@ -210,7 +210,13 @@ class ShortTermMemory(SessionMemory, NextItemSoftmax, NextItemPairwise):
 
     def prefix_scores(self, users, history, mask, candidates):
         """Eq. (10) for sampled candidates [B, L, C] only: what a sampled softmax trains on
-        when the catalogue is too large for the full one (``train.loss = "sampled_softmax"``)."""
+        when the catalogue is too large for the full one (``train.loss = "sampled_softmax"``).
+        With the copy read, the mixture's log-probabilities at the candidates, as ``score_items``
+        gives (no sampled loss trains such a model: ``make_task`` refuses it)."""
+        if self.repeat:
+            scores = candidates.new_zeros(candidates.shape, dtype=self.item_embedding.weight.dtype)
+            scores[mask] = self.prefix_outputs(history, mask, mask).gather(1, candidates[mask])
+            return scores
         states = self.prefix_states(history, mask)
         return (states[:, :, None, :] * self.item_embedding(candidates)).sum(-1)
 
