@@ -5,6 +5,7 @@ without the copy read, every metric split into repeat cases and new-item cases.
     PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py baselines diginetica
     PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py stamp yoochoose1_64 --seeds 0,1,2
     PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py stamp yoochoose1_64 --repeat --seeds 0,1,2
+    PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py leaderboard yoochoose1_64
     PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py report
 
 Data: the SR-GNN files in ``../shared/data/<dataset>`` (session protocol: each test prefix ranks
@@ -22,6 +23,9 @@ already among the prefix's clicks (Yoochoose 1/64: 26.6 %, Diginetica: 20.5 %), 
   ``model.repeat = true`` (the copy read); ``--seeds`` runs each seed; ``--set`` overrides as in
   ``memrec train`` (``--set train.epochs=1 --set train.refit=false`` for a smoke run, stored
   under its own ``--label``).
+* ``leaderboard``: the rows of ``benchmarks/leaderboard.py`` for the dataset (every model, the
+  baselines and ``stamp+copy`` included, tuned with the same budget, 3 seeds), their saved seed
+  models evaluated again with the repeat / new split.
 * ``report`` writes ``benchmarks/results/session_repeat.md`` from the JSON; every row of a run
   records its seconds, the thread count and the 1-minute load average.
 """
@@ -130,6 +134,30 @@ def run_stamp(dataset: str, repeat: bool, seeds: list[int], overrides: list[str]
               f"MRR@20 {metrics['all']['MRR@20']:.2f} in {seconds:.0f} s", flush=True)
 
 
+def run_leaderboard(dataset: str) -> None:
+    """Split the test metrics of every finished leaderboard row of ``dataset`` (each row tuned
+    with the same budget by ``benchmarks/leaderboard.py``; its seeds' saved models) by repeat
+    and new-item cases; recorded as ``ROW (leaderboard)``, replacing earlier records of it."""
+    import torch
+
+    from memrec.data.readers import load
+    from memrec.recommender import Recommender
+    cases = load(DATA / dataset).given_split.test_cases
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for row in sorted((ROOT / "benchmarks" / "results" / "leaderboard" / dataset).glob("*/results.json")):
+        label = f"{row.parent.name} (leaderboard)"
+        runs = []
+        for folder in sorted(row.parent.glob("seed_*")):
+            run = json.loads((folder / "results.json").read_text())
+            rec = Recommender.load(folder)
+            runs.append({"metrics": split_metrics(rec.model_, cases), "seed": int(folder.name[5:]),
+                         "seconds": run["train_seconds"], "threads": torch.get_num_threads(),
+                         "load_1min": [_load_1min()], "study": str(row.parent.relative_to(ROOT))})
+        results.setdefault(dataset, {})[label] = runs
+        print(f"{dataset} {label}: P@20 " + "/".join(f"{r['metrics']['all']['P@20']:.2f}" for r in runs), flush=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
 # -- report --------------------------------------------------------------------------------------
 NOTES = """## The full runs (not run yet)
 
@@ -200,12 +228,16 @@ def main() -> None:
     s.add_argument("--seeds", default="0")
     s.add_argument("--set", dest="overrides", action="append", default=[], help="SECTION.KEY=VALUE")
     s.add_argument("--label", default=None, help="the row's name (default stamp / stamp+copy)")
+    lb = sub.add_parser("leaderboard", help="split the finished leaderboard rows of DATASET")
+    lb.add_argument("dataset", choices=DATASETS)
     sub.add_parser("report")
     args = parser.parse_args()
     if args.command == "baselines":
         run_baselines(args.dataset, args.models.split(","))
     elif args.command == "stamp":
         run_stamp(args.dataset, args.repeat, [int(s) for s in args.seeds.split(",")], args.overrides, args.label)
+    elif args.command == "leaderboard":
+        run_leaderboard(args.dataset)
     else:
         report()
 

@@ -224,3 +224,25 @@ def test_refit_retrains_on_train_plus_valid_for_the_chosen_epochs():
     assert any(line.startswith("refit: a fresh model on train + valid") for line in lines)
     # the refit model saw the validation pairs: its item embeddings differ from the plain model's
     assert not torch.equal(refit.model_.item_embedding.weight, plain.model_.item_embedding.weight)
+
+
+def test_max_seconds_stops_after_the_epoch_that_passes_it_and_keeps_the_best(split):
+    model, result = train_bprmf(split, None, 5, max_seconds=1e-9)
+    assert result.stopped_by_time and result.epochs_run == 1 and len(result.history) == 1
+    assert result.best_epoch == 1
+    _, unlimited = train_bprmf(split, None, 3, max_seconds=1e6)
+    assert not unlimited.stopped_by_time and unlimited.epochs_run == 3
+    with pytest.raises(ConfigError, match="train.max_seconds"):
+        TrainConfig(max_seconds=-1.0)
+
+
+def test_max_seconds_counts_the_time_before_a_resume(split, tmp_path):
+    # the clock a checkpoint records carries over: a resumed run does not get a fresh budget
+    train_bprmf(split, tmp_path, 2)
+    blob = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    counters = json.loads(blob["counters"])
+    assert counters["elapsed"] > 0
+    blob["counters"] = json.dumps({**counters, "elapsed": 1e9})
+    torch.save(blob, tmp_path / "checkpoint.pt")
+    _, result = train_bprmf(split, tmp_path, 5, resume=True, max_seconds=1e6)
+    assert result.stopped_by_time and result.epochs_run == 3

@@ -151,3 +151,27 @@ def test_bad_tune_options_fail_before_any_trial(data, tmp_path, args, phrase):
     result = _tune("ease", "--data", data, "--out", tmp_path / "tune", *args)
     assert result.exit_code == 2 and phrase in result.output
     assert not (tmp_path / "tune" / "study.db").exists()
+
+
+def test_the_time_budget_is_hard_kept_across_resumes_and_the_seeds_train_what_ran(data, tmp_path):
+    # a budget spent inside the first epoch: that trial stops after epoch 1 (its best epoch so far
+    # counts), no other trial starts, and the seeds retrain 1 epoch without the clock
+    out = tmp_path / "tune"
+    args = ("bprmf", "--data", data, "--trials", 3, "--timeout", 0.001, "--seeds", "0",
+            "--set", "train.epochs=4", "--set", "train.patience=0", "--set", "model.dim=8", "--out", out)
+    result = _tune(*args)
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="bprmf-data", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 1
+    trial = study.trials[0]
+    assert sorted(trial.intermediate_values) == [1]
+    assert trial.user_attrs["stopped_by_time"] is True and trial.user_attrs["epochs_run"] == 1
+    assert "epochs = 1\n" in (out / "best.toml").read_text()
+    assert "max_seconds = 0.0\n" in (out / "best.toml").read_text()
+    log = [json.loads(line) for line in (out / "seed_0" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if r.get("stage", "train") == "train"] == [1]
+
+    again = _tune(*args)                     # resumed: the budget stays spent, no fresh one
+    assert again.exit_code == 0, again.output
+    assert "budget is spent" in again.output
+    assert len(optuna.load_study(study_name="bprmf-data", storage=f"sqlite:///{out / 'study.db'}").trials) == 1

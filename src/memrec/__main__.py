@@ -1,5 +1,5 @@
 """``python -m memrec``: the ``memrec`` command line."""
 
-from .cli import main
+from .cli import run
 
-main(prog_name="memrec")
+run()

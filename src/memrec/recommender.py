@@ -91,7 +91,7 @@ class Recommender:
             epochs = max(self.result_.best_epoch, 1)
             (echo or echo_stderr)(f"refit: a fresh model on train + valid for {epochs} epoch(s)")
             merged = replace(split, train=known, valid=None, valid_negatives=None, valid_cases=None)
-            refit_cfg = replace(cfg, epochs=epochs, patience=0)
+            refit_cfg = replace(cfg, epochs=epochs, patience=0, max_seconds=0.0)   # epochs already chosen
             model, refit = self._train(merged, refit_cfg, stage="refit", **session)
             self.result_ = replace(self.result_, train_seconds=self.result_.train_seconds + refit.train_seconds,
                                    refit_epochs=epochs)

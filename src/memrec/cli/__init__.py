@@ -93,4 +93,14 @@ for _command in (train.train, train.evaluate, train.recommend, train.stream, dat
                  tune.tune, tune.report, misc.models, misc.demo, serve.serve, serve.state):
     main.add_command(_command)
 
-__all__ = ["main", "ErrorHandlingGroup", "USER_ERRORS"]
+
+
+def run() -> None:
+    """The ``memrec`` command: the allocator set for long tensor work, then the CLI (tests call
+    ``main`` in their own process and keep its defaults)."""
+    from ..allocator import keep_freed_memory
+    keep_freed_memory()
+    main(prog_name="memrec")
+
+
+__all__ = ["main", "run", "ErrorHandlingGroup", "USER_ERRORS"]

@@ -43,7 +43,8 @@ def _check_out(out: Path) -> None:
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
               help="Finished (complete or pruned) trials the study stops at.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop starting trials after this many seconds.")
+              help="The study's time budget in trial seconds (kept across resumes): no trial starts "
+                   "once it is spent, and one still training then stops after its epoch.")
 @click.option("--storage", default=None, help="Optuna storage URL (default: sqlite:///OUT/study.db).")
 @click.option("--study", "study_name", default=None, help="Study name (default: MODEL-DATA).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Seeds the best settings are retrained and tested with.")
@@ -56,7 +57,7 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
     from ..training.trainer import echo_stderr
     from ..tuning.report import write_plots, write_results, write_trials
     from ..tuning.space import search_space
-    from ..tuning.study import TuneSetup, best_config_toml, retrain_best, run_search
+    from ..tuning.study import TuneSetup, best_config, best_config_toml, retrain_best, run_search
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -84,8 +85,9 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
         raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); "
                           "see trials.csv")
     best = study.best_trial
-    atomic_write_bytes(out / "best.toml", best_config_toml(setup.config(best.params)).encode())
-    seeds_summary = retrain_best(setup, best.params, out, echo_stderr)
+    config = best_config(setup, best)
+    atomic_write_bytes(out / "best.toml", best_config_toml(config).encode())
+    seeds_summary = retrain_best(config, setup, out, echo_stderr)
     write_results(out, model=model, data=data, study_name=study_name,
                   budget={"trials": trials, "timeout_s": timeout}, best_trial=best,
                   metric=base.train.valid_metric, seeds=seeds_summary)

@@ -64,6 +64,8 @@ class TrainConfig:
     sampler_alpha: float = 1.0         # popularity exponent
     sample_only_seen_items: bool = False
     patience: int = 5                  # epochs without improvement before stopping; 0 = never stop
+    max_seconds: float = 0.0           # 0 = no limit; else stop after the epoch (training + validation)
+                                       # that passes this many seconds, keeping the best epoch so far
     valid_metric: str = "NDCG@10"
     valid_protocol: str = "auto"       # auto: session on a session split, else full; or one of them
     eval_every: int = 1
@@ -108,6 +110,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{f.name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.max_seconds < 0:
+            raise ConfigError(f"train.max_seconds must be 0 (no limit) or positive, got {self.max_seconds}")
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(f"train.device = {self.device!r}; choose auto, cpu, cuda, cuda:N or mps")
         if not 0 <= self.adam_beta2 < 1:

@@ -35,7 +35,7 @@ def pretrain_cmn_with_gmf(model: Model, split: Split, cfg: TrainConfig, echo=Non
     gmf_cfg = replace(cfg, epochs=cfg.pretrain_epochs, optimizer="adam", lr=1e-3, eps=1e-8,
                       batch_size=cfg.pretrain_batch_size or cfg.batch_size,
                       weight_decay=cfg.pretrain_weight_decay, loss="bpr", patience=0,
-                      clip_grad_norm=0.0, pretrain_epochs=0)
+                      clip_grad_norm=0.0, pretrain_epochs=0, max_seconds=0.0)
     _fit_stand_in(gmf, split, gmf_cfg, echo, progress, callbacks, stage)
     with torch.no_grad():
         model.user_memory.weight.copy_(0.5 * gmf.user_embedding.weight)
@@ -81,7 +81,7 @@ def pretrain_ksr(model: Model, split: Split, cfg: TrainConfig, echo=None, *,
     bpr_cfg = replace(cfg, epochs=cfg.pretrain_epochs, optimizer="adam", lr=1e-3, eps=1e-8,
                       batch_size=cfg.pretrain_batch_size or cfg.batch_size, weight_decay=0.0,
                       loss="bpr", n_negatives=1, sampler="uniform", patience=0,
-                      clip_grad_norm=0.0, pretrain_epochs=0)
+                      clip_grad_norm=0.0, pretrain_epochs=0, max_seconds=0.0)
     _fit_stand_in(bpr, split, bpr_cfg, echo, progress, callbacks, stage)
     with torch.no_grad():
         model.item_embedding.weight.copy_(bpr.item_embedding.weight)

@@ -87,6 +87,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
     refit_epochs: int = 0      # > 0: the kept model was retrained on train + valid this long
+    stopped_by_time: bool = False   # train.max_seconds ended the fit before train.epochs
+    epochs_run: int = 0        # epochs trained (a time-stopped fit: the count to rerun it without the clock)
 
 
 @contextlib.contextmanager
@@ -236,17 +238,18 @@ class Trainer:
         generator = torch.Generator().manual_seed(cfg.seed)
         evaluator = validator if validator is not None else self._validator(split)
         state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "best_state": None,
-                 "bad_epochs": 0, "history": [], "seconds": 0.0}
+                 "bad_epochs": 0, "history": [], "seconds": 0.0, "elapsed": 0.0}
         if blob is not None:
-            state = self._restore(blob, optimizer, generator, task)
+            state = {"elapsed": 0.0, **self._restore(blob, optimizer, generator, task)}
         step = distributed.data_parallel(model, task, device) if self.world.distributed else None
         if self.world.rank > 0:
             # dropout masks of other rows than rank 0's: a stream of this rank's own
             torch.manual_seed(cfg.seed + 1_000_003 * self.world.rank + state["epoch"])
         self.callbacks.on_fit_start(FitStart(self.stage, first_epoch=state["epoch"] + 1, epochs=cfg.epochs))
         label = self._label(model)
-        stopped = False
+        stopped = out_of_time = False
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+            epoch_start = time.perf_counter()
             record = self._train_epoch(model, task, optimizer, generator, epoch, label, step)
             state["seconds"] += record["seconds"]
             if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
@@ -264,6 +267,10 @@ class Trainer:
             state["epoch"] = epoch
             self.echo(self._epoch_text(record, cfg.epochs, label))
             stopped = bool(self.world.agree(cfg.patience > 0 and state["bad_epochs"] >= cfg.patience))
+            state["elapsed"] += time.perf_counter() - epoch_start
+            # rank 0's clock decides, so every rank leaves after the same epoch
+            out_of_time = epoch < cfg.epochs and bool(self.world.agree(
+                0 < cfg.max_seconds <= state["elapsed"]))
             # told before the checkpoint: a crash between the two leaves an epoch that the
             # resumed fit's log drops and runs again, never one missing from the log
             self.callbacks.on_epoch_end(record)
@@ -272,11 +279,16 @@ class Trainer:
                 self.echo(f"early stop: no {cfg.valid_metric} improvement for {cfg.patience} evaluations; "
                           f"best epoch {state['best_epoch']}")
                 break
+            if out_of_time:
+                self.echo(f"time limit: train.max_seconds = {cfg.max_seconds:g} passed after epoch {epoch}; "
+                          f"best epoch {state['best_epoch']}")
+                break
         if state["best_state"] is not None:
             model.load_state_dict(state["best_state"])
         model.eval()                  # a fitted model is ready for inference (dropout off)
         self.callbacks.on_fit_end(state["history"])
-        return TrainResult(state["best_epoch"], state["seconds"], state["history"], stopped)
+        return TrainResult(state["best_epoch"], state["seconds"], state["history"], stopped,
+                           stopped_by_time=out_of_time and not stopped, epochs_run=state["epoch"])
 
     def _train_epoch(self, model, task, optimizer, generator, epoch, label, step=None) -> dict:
         """One epoch; ``step``: the DDP-wrapped loss of a distributed run (None: one process)."""
@@ -360,7 +372,7 @@ class Trainer:
             "task": task.state_dict(),
             "best_state": state["best_state"] or {},
             "counters": json.dumps({k: state[k] for k in
-                                    ("epoch", "best_score", "best_epoch", "bad_epochs", "history", "seconds")}),
+                                    ("epoch", "best_score", "best_epoch", "bad_epochs", "history", "seconds", "elapsed")}),
         }, self.run_dir / "checkpoint.pt")
 
     def _checkpoint_path(self) -> Path:

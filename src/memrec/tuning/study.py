@@ -10,6 +10,13 @@ and the seeds' test metrics are summarised as mean ± std.
 Studies live in Optuna's storage (SQLite by default, in the output folder), so a killed search
 resumes where it stopped, and a second ``memrec tune`` on the same storage and study runs trials
 beside the first; together they stop at ``--trials`` finished trials.
+
+``--timeout`` is the study's time budget, a hard one: the seconds every trial took are recorded in
+the storage, so a resumed study continues with what is left, not a fresh budget; no trial starts
+once it is spent; and a trial still training when it runs out stops after its current epoch
+(``train.max_seconds``), keeping its best epoch. The seeds then retrain such a trial for the
+epochs it ran, without the clock, so a slow model is tested as the search saw it and the same
+budget holds for every model in a comparison.
 """
 
 from __future__ import annotations
@@ -52,12 +59,16 @@ class TuneSetup:
         return load_config(self.model, self.config_path, [*self.overrides, *extra])
 
 
-def validation_score(config: RunConfig, split, callbacks=(), echo=None) -> float:
+def validation_score(config: RunConfig, split, callbacks=(), echo=None, trial=None) -> float:
     """Train ``config`` on ``split.train`` (no refit) and return the best validation value of
-    ``train.valid_metric`` (the epoch early stopping keeps; a closed-form model's only one)."""
+    ``train.valid_metric`` (the epoch early stopping keeps; a closed-form model's only one).
+    ``trial``: record on it how many epochs ran and whether the clock stopped them."""
     config = replace(config, train=replace(config.train, refit=False))
     rec = Recommender.from_config(config).fit_split(split, progress=False, echo=echo or _quiet,
                                                     callbacks=callbacks)
+    if trial is not None:
+        trial.set_user_attr("epochs_run", rec.result_.epochs_run)
+        trial.set_user_attr("stopped_by_time", rec.result_.stopped_by_time)
     history = rec.result_.history
     record = next((r for r in history if r["epoch"] == rec.result_.best_epoch and "valid" in r), None)
     if record is None:
@@ -97,9 +108,12 @@ class Objective:
     def __call__(self, trial) -> float:
         values = {p.key: p.suggest(trial) for p in self.setup.space}
         config = self.setup.config(values)
+        if self.setup.timeout is not None:      # what is left of the study's budget bounds this trial
+            left = max(self.setup.timeout - seconds_spent(trial.study, but=trial.number), 1e-9)
+            config = replace(config, train=replace(config.train, max_seconds=left))
         start = time.perf_counter()
         try:
-            return validation_score(config, self.split, [Pruning(trial, config.train.valid_metric)])
+            return validation_score(config, self.split, [Pruning(trial, config.train.valid_metric)], trial=trial)
         finally:                                     # pruned trials too
             trial.set_user_attr("seconds", time.perf_counter() - start)
 
@@ -118,13 +132,27 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> 
         echo(f"study {study_name!r}: {done} trial(s) already finished; continuing")
     if done >= setup.trials:
         return study
+    timeout = None
+    if setup.timeout is not None:
+        timeout = setup.timeout - seconds_spent(study)
+        if timeout <= 0 and done:
+            echo(f"study {study_name!r}: its {setup.timeout:g} s budget is spent")
+            return study
     metric = setup.config().train.valid_metric
     limit = optuna.study.MaxTrialsCallback(setup.trials, states=tuple(
         getattr(optuna.trial.TrialState, s) for s in _DONE))
-    study.optimize(Objective(setup, split, echo), n_trials=setup.trials - done, timeout=setup.timeout,
+    study.optimize(Objective(setup, split, echo), n_trials=setup.trials - done,
+                   timeout=None if timeout is None else max(timeout, 1e-9),
                    callbacks=[limit, _progress_line(setup.trials, metric, echo)],
                    catch=(FloatingPointError,))
     return study
+
+
+def seconds_spent(study, but: int | None = None) -> float:
+    """The training seconds the study's trials took (kept in the storage, so a resumed or
+    parallel search counts them), leaving out trial number ``but``."""
+    return sum(t.user_attrs.get("seconds", 0.0) for t in study.get_trials(deepcopy=False)
+               if t.number != but)
 
 
 def _finished(study) -> int:
@@ -150,10 +178,19 @@ def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def retrain_best(setup: TuneSetup, best: dict, out: Path, echo) -> dict:
-    """Retrain the best settings with every seed (one tested run folder each, under
-    ``out/seed_S``; finished seeds are reused) and summarise the test metrics as mean ± std."""
-    config = setup.config(best)
+def best_config(setup: TuneSetup, best) -> RunConfig:
+    """The best trial's configuration; a trial the budget's clock stopped trains the epochs it
+    ran (``train.epochs``, no clock), so every seed trains what the search selected."""
+    config = setup.config(best.params)
+    if best.user_attrs.get("stopped_by_time"):
+        config = replace(config, train=replace(config.train, epochs=int(best.user_attrs["epochs_run"])))
+    return config
+
+
+def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo) -> dict:
+    """Retrain ``config`` (the best settings) with every seed of ``setup`` (one tested run folder
+    each, under ``out/seed_S``; finished seeds are reused) and summarise the test metrics as mean
+    ± std."""
     runs = {}
     for seed in setup.seeds:
         folder = out / f"seed_{seed}"
@@ -205,4 +242,4 @@ def best_config_toml(config: RunConfig) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TuneSetup", "run_search", "retrain_best", "validation_score", "best_config_toml", "summarise"]
+__all__ = ["TuneSetup", "run_search", "best_config", "retrain_best", "seconds_spent", "validation_score", "best_config_toml", "summarise"]
