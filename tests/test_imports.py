@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "fileio": 0,
     "progress": 0,
     "devices": 0,            # train.device / precision: torch devices, moving batches, autocast
+    "allocator": 0,          # glibc: keep freed memory (the memrec command sets it at start)
     "distributed": 0,        # torchrun ranks, DDP wrapping, sharding batches and requests
     # 1: data and the pure building blocks (DESIGN.md: they import nothing from models)
     "data": 1,
