@@ -37,7 +37,7 @@ OUT = ROOT / "benchmarks" / "results" / "leaderboard"
 #: anonymous history fit (STAMP, GRU4Rec, SASRec, ...; see `memrec models --capabilities`).
 USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec",
                "rumi", "rumf", "mars", "nmrn", "cmn", "demn"]
-SESSION_MODELS = ["pop", "recency", "sknn", "vsknn", "stan", "gru4rec", "sasrec", "stamp", "stamp+copy",
+SESSION_MODELS = ["pop", "recency", "sknn", "vsknn", "stan", "itemknn", "rp3beta", "gru4rec", "sasrec", "stamp", "stamp+copy",
                   "stmp", "stmp+copy"]
 #: rows that are a registered model with settings fixed (not searched): its row label → (model, --set)
 VARIANTS = {"stamp+copy": ("stamp", ["model.repeat=true"]), "stmp+copy": ("stmp", ["model.repeat=true"])}
