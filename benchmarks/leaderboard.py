@@ -4,7 +4,7 @@ only), the winner of each search retrained with 3 seeds and tested under full ra
 sampled protocol where the split has negatives.
 
     python benchmarks/leaderboard.py [--datasets ml-100k,amazon-games] [--models ease,bprmf]
-        [--trials 20] [--timeout 1800] [--seeds 0,1,2] [--threads 1] [--table-only]
+        [--trials 10] [--timeout S] [--seeds 0,1,2] [--threads 1] [--table-only]
 
 Long: it runs outside CI and may take days on a laptop. Every (dataset, model) is one `memrec
 tune` study under benchmarks/results/leaderboard/DATASET/MODEL (Optuna's SQLite storage there),
@@ -35,29 +35,29 @@ OUT = ROOT / "benchmarks" / "results" / "leaderboard"
 #: its task, and the protocol the table ranks by. User datasets hold users' histories (every
 #: recommender fits); session datasets test unseen sessions, so only models that score an
 #: anonymous history fit (STAMP, GRU4Rec, SASRec, ...; see `memrec models --capabilities`).
-USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec",
-               "rumi", "rumf", "mars", "nmrn", "cmn", "demn"]
-SESSION_MODELS = ["pop", "recency", "sknn", "vsknn", "stan", "itemknn", "rp3beta", "gru4rec", "sasrec", "stamp", "stamp+copy",
-                  "stmp", "stmp+copy"]
+USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec", "demn",
+               "rumi", "rumf", "mars", "nmrn", "cmn"]
+SESSION_MODELS = ["recency", "sknn", "vsknn", "stan", "stamp", "stamp+copy", "gru4rec", "sasrec", "pop",
+                  "itemknn", "rp3beta", "stmp", "stmp+copy"]
 #: rows that are a registered model with settings fixed (not searched): its row label → (model, --set)
 VARIANTS = {"stamp+copy": ("stamp", ["model.repeat=true"]), "stmp+copy": ("stmp", ["model.repeat=true"])}
 DATASETS = {
     "ml-100k": {"path": "ml-100k", "split": ["data.split=loo", "data.n_negatives=100"],
-                "models": USER_MODELS + ["ksr"], "rank_by": ("full", "NDCG@10")},
+                "models": USER_MODELS + ["ksr"], "rank_by": ("full", "NDCG@10"), "budget_s": 180},
     "amazon-games": {"path": "amazon-games",
                      "split": ["data.split=loo", "data.n_negatives=100", 'train.valid_protocol="sampled"'],
-                     "models": USER_MODELS, "rank_by": ("full", "NDCG@10")},
+                     "models": USER_MODELS, "rank_by": ("full", "NDCG@10"), "budget_s": 600},
     "citeulike-a": {"path": "citeulike-a", "split": ['data.split="given"', "data.valid_from_train=true",
                                                       "data.n_negatives=100", 'train.valid_protocol="sampled"'],
-                    "models": USER_MODELS, "rank_by": ("full", "NDCG@10")},
+                    "models": USER_MODELS, "rank_by": ("full", "NDCG@10"), "budget_s": 600},
     "lastfm-kg": {"path": "lastfm-kg", "split": ['data.split="random"', "data.test_frac=0.2", "data.valid_frac=0.1",
                                                   "data.linked_only=true"],
                   "models": ["pop", "itemknn", "rp3beta", "ease", "bprmf", "gru4rec", "ksr"],
-                  "rank_by": ("full", "NDCG@10")},
+                  "rank_by": ("full", "NDCG@10"), "budget_s": 600},
     "yoochoose1_64": {"path": "yoochoose1_64", "split": ['data.split="given"', "data.valid_from_train=true"],
-                      "models": SESSION_MODELS, "rank_by": ("session", "MRR@20")},
+                      "models": SESSION_MODELS, "rank_by": ("session", "MRR@20"), "budget_s": 600},
     "diginetica": {"path": "diginetica", "split": ['data.split="given"', "data.valid_from_train=true"],
-                   "models": SESSION_MODELS, "rank_by": ("session", "MRR@20")},
+                   "models": SESSION_MODELS, "rank_by": ("session", "MRR@20"), "budget_s": 600},
 }
 SHOWN = ("HR@10", "NDCG@10", "MRR@20")
 
@@ -73,10 +73,11 @@ def tune(row: str, dataset: str, args) -> dict | None:
     spec = DATASETS[dataset]
     model, fixed = VARIANTS.get(row, (row, []))
     out = OUT / dataset / row
-    overrides = ([] if base_config(model, dataset) else spec["split"]) + fixed
+    # no refit for any row: every model trains on the same part (a shipped recipe may refit)
+    overrides = ([] if base_config(model, dataset) else spec["split"]) + fixed + ["train.refit=false"]
     command = [sys.executable, "-m", "memrec", "tune", model, "--data", str(DATA / spec["path"]),
                *base_config(model, dataset), *sum((["--set", s] for s in overrides), []),
-               "--trials", str(args.trials), "--timeout", str(args.timeout), "--seeds", args.seeds,
+               "--trials", str(args.trials), "--timeout", str(args.timeout or spec["budget_s"]), "--seeds", args.seeds,
                "--out", str(out)]
     start, load = time.perf_counter(), os.getloadavg()[0]
     print(f"== {dataset} / {row}: {' '.join(command[2:])}", flush=True)
@@ -95,11 +96,12 @@ def table(entries: dict, args) -> str:
     a model is within one std of the best."""
     lines = ["# memrec leaderboard", "",
              f"Every model tuned by `memrec tune` with the same budget per model and dataset: "
-             f"**{args.trials} trials within {args.timeout:.0f} s of training**, TPE + median pruning, "
+             f"**{args.trials} trials within a time budget** (per dataset, below), TPE + median pruning, "
              f"selection on the validation part only. The time budget is hard: no trial starts once "
              f"it is spent, and a trial still training then stops after its epoch (a slow model gets "
              f"fewer, shorter trials, never more time). The best settings are retrained with seeds "
-             f"{args.seeds} (a trial the clock stopped: for the epochs it ran) and tested once. "
+             f"{args.seeds} (a trial the clock stopped: for the epochs it ran; no row refits on the "
+             f"validation part) and tested once. "
              "mean ± std over the seeds. ✓: within one std of the best mean. `+copy`: the model with "
              "`model.repeat = true` (the copy read), tuned as its own row. Produced by "
              "`benchmarks/leaderboard.py` (one process per dataset, one thread each; the load column "
@@ -110,7 +112,7 @@ def table(entries: dict, args) -> str:
         protocol, metric = spec["rank_by"]
         lines += [f"## {dataset}", "",
                   f"Split: {' '.join(spec['split'])} (models with a shipped config use its split: "
-                  f"the same one). Ranked by {protocol} {metric}.", ""]
+                  f"the same one). Ranked by {protocol} {metric}. Budget: {_budgets(rows, spec)}.", ""]
         if not rows:
             lines += ["(not run yet)", ""]
             continue
@@ -134,6 +136,12 @@ def table(entries: dict, args) -> str:
     return "\n".join(lines)
 
 
+def _budgets(rows: dict, spec: dict) -> str:
+    """The time budget the dataset's rows ran with (listed if runs differed)."""
+    ran = {r["budget"]["timeout_s"] for r in rows.values() if "budget" in r} or {spec["budget_s"]}
+    return " / ".join(f"{t:.0f} s" for t in sorted(ran)) + " of training per study"
+
+
 def finished(model: str, dataset: str, entries: dict) -> dict | None:
     """A finished study's results (with the seconds and load recorded when it ran), else None."""
     path = OUT / dataset / model / "results.json"
@@ -146,8 +154,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--models", default="", help="only these models (comma list)")
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds of training per study (default: the dataset's budget_s)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from finished studies")
