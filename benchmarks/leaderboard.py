@@ -17,6 +17,7 @@ load average is recorded beside each entry's seconds.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -102,7 +103,8 @@ def table(entries: dict, args) -> str:
              f"fewer, shorter trials, never more time). The best settings are retrained with seeds "
              f"{args.seeds} (a trial the clock stopped: for the epochs it ran; no row refits on the "
              f"validation part) and tested once. "
-             "mean ± std over the seeds. ✓: within one std of the best mean. `+copy`: the model with "
+             "mean ± std over the seeds. ✓: within one std of the best mean. trials: the study's finished "
+             "trials (cut: stopped by the clock). `+copy`: the model with "
              "`model.repeat = true` (the copy read), tuned as its own row. Produced by "
              "`benchmarks/leaderboard.py` (one process per dataset, one thread each; the load column "
              "is the 1-minute load average when the row's study started); entries missing below have "
@@ -117,7 +119,7 @@ def table(entries: dict, args) -> str:
             lines += ["(not run yet)", ""]
             continue
         protocols = sorted({p for r in rows.values() for p in r["test"]["metrics"]})
-        header = ["model", *(f"{p} {m}" for p in protocols for m in SHOWN), "train s", "load"]
+        header = ["model", *(f"{p} {m}" for p in protocols for m in SHOWN), "trials", "train s", "load"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         score = {m: r["test"]["metrics"].get(protocol, {}).get(metric, {"mean": float("nan"), "std": 0.0})
                  for m, r in rows.items()}
@@ -130,10 +132,22 @@ def table(entries: dict, args) -> str:
                 for m in SHOWN:
                     s = r["test"]["metrics"].get(p, {}).get(m)
                     cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
-            cells += [f"{r['test']['train_seconds']['mean']:.0f}", f"{r.get('load_average_start', 0):.1f}"]
+            cells += [_trials(dataset, model), f"{r['test']['train_seconds']['mean']:.0f}",
+                      f"{r.get('load_average_start', 0):.1f}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _trials(dataset: str, row: str) -> str:
+    """The study's finished trials, with the number the budget's clock stopped ("3 (1 cut)")."""
+    path = OUT / dataset / row / "trials.csv"
+    if not path.is_file():
+        return ""
+    with open(path) as fh:
+        trials = [t for t in csv.DictReader(fh) if t["state"] in ("COMPLETE", "PRUNED")]
+    cut = sum(t.get("user_attrs_stopped_by_time") == "True" for t in trials)
+    return f"{len(trials)}" + (f" ({cut} cut)" if cut else "")
 
 
 def _budgets(rows: dict, spec: dict) -> str:
