@@ -175,3 +175,16 @@ def test_the_time_budget_is_hard_kept_across_resumes_and_the_seeds_train_what_ra
     assert again.exit_code == 0, again.output
     assert "budget is spent" in again.output
     assert len(optuna.load_study(study_name="bprmf-data", storage=f"sqlite:///{out / 'study.db'}").trials) == 1
+
+
+def test_seeds_of_settings_no_longer_best_are_set_aside_not_reused(data, tmp_path):
+    out = tmp_path / "tune"
+    assert _tune("ease", "--data", data, "--trials", 1, "--seeds", "0", "--out", out).exit_code == 0
+    recorded = json.loads((out / "seed_0" / "run.json").read_text())
+    recorded["config"]["model"]["l2"] = -1.0          # as if an earlier best had other settings
+    (out / "seed_0" / "run.json").write_text(json.dumps(recorded))
+    result = _tune("ease", "--data", data, "--trials", 1, "--seeds", "0", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "trained other settings than the best now; kept as seed_0.superseded1" in result.output
+    assert json.loads((out / "seed_0" / "run.json").read_text())["config"]["model"]["l2"] > 0
+    assert (out / "seed_0.superseded1" / "results.json").is_file()

@@ -195,6 +195,11 @@ def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo) -> dict:
     for seed in setup.seeds:
         folder = out / f"seed_{seed}"
         seeded = replace(config, train=replace(config.train, seed=seed))
+        if (folder / "run.json").is_file() and _recorded_config(folder) != _as_json(seeded):
+            # a continued study (more trials, a larger budget) selected other settings
+            aside = _free_name(folder)
+            folder.rename(aside)
+            echo(f"seed {seed}: {folder} trained other settings than the best now; kept as {aside.name}")
         if (folder / "results.json").is_file():
             echo(f"seed {seed}: reusing the finished run {folder}")
             runs[seed] = _read_json(folder / "results.json")
@@ -204,6 +209,23 @@ def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo) -> dict:
                                progress=False, echo=_quiet)
     return {"seeds": list(setup.seeds), "metrics": summarise([r["metrics"] for r in runs.values()]),
             "train_seconds": summarise_values([r["train_seconds"] for r in runs.values()])}
+
+
+def _recorded_config(folder: Path) -> dict:
+    return _read_json(folder / "run.json")["config"]
+
+
+def _as_json(config: RunConfig) -> dict:
+    """``config`` as ``run.json`` records it (JSON's types: tuples become lists)."""
+    import json
+    return json.loads(json.dumps(config.to_json()))
+
+
+def _free_name(folder: Path) -> Path:
+    n = 1
+    while (aside := folder.with_name(f"{folder.name}.superseded{n}")).exists():
+        n += 1
+    return aside
 
 
 def _read_json(path: Path) -> dict:
