@@ -188,3 +188,25 @@ def test_seeds_of_settings_no_longer_best_are_set_aside_not_reused(data, tmp_pat
     assert "trained other settings than the best now; kept as seed_0.superseded1" in result.output
     assert json.loads((out / "seed_0" / "run.json").read_text())["config"]["model"]["l2"] > 0
     assert (out / "seed_0.superseded1" / "results.json").is_file()
+
+
+def test_the_first_trial_is_the_base_configuration_moved_into_the_space(data, tmp_path):
+    config = tmp_path / "base.toml"
+    config.write_text("[model]\nname = \"bprmf\"\ndim = 100\n[train]\nlr = 0.0042\nweight_decay = 0.0\nepochs = 1\n")
+    out = tmp_path / "tune"
+    result = _tune("bprmf", "--data", data, "--config", config, "--trials", 2, "--seeds", "0", "--out", out)
+    assert result.exit_code == 0, result.output
+    first = optuna.load_study(study_name="bprmf-data", storage=f"sqlite:///{out / 'study.db'}").trials[0]
+    space = {p.key: p for p in search_space("bprmf", None)}
+    assert first.params["train.lr"] == pytest.approx(0.0042)             # the recipe's own value
+    assert first.params["model.dim"] == 128                              # the nearest choice to 100
+    assert first.params["train.weight_decay"] == pytest.approx(space["train.weight_decay"].low)
+
+
+def test_nearest_point_of_a_domain():
+    from memrec.tuning.space import Param
+    assert Param("model", "k", "int", 5, 50).nearest(3) == 5
+    assert Param("model", "k", "int", 5, 50).nearest(17.4) == 17
+    assert Param("train", "lr", "float", 1e-4, 1e-2, log=True).nearest(0.5) == 1e-2
+    assert Param("model", "act", "categorical", choices=("relu", "tanh")).nearest("gelu") is None
+    assert Param("model", "k", "int", 5, 50).nearest(None) is None

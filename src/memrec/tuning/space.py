@@ -62,6 +62,23 @@ class Param:
         return trial.suggest_float(self.key, self.low, self.high, log=self.log, step=self.step)
 
 
+    def nearest(self, value):
+        """The point of this parameter's domain nearest ``value`` (a base config's setting): clamped
+        into [low, high], or the closest numeric choice; None when there is none (a string not
+        among the choices)."""
+        if self.kind == "categorical":
+            if value in self.choices:
+                return value
+            numeric = [c for c in self.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+            if not numeric or not isinstance(value, (int, float)):
+                return None
+            return min(numeric, key=lambda c: abs(c - value))
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        clamped = min(max(value, self.low), self.high)
+        return int(round(clamped)) if self.kind == "int" else float(clamped)
+
+
 def _float(section, name, low, high, log=False):
     return Param(section, name, "float", low, high, log)
 

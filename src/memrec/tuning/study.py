@@ -130,6 +130,10 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> 
     done = _finished(study)
     if done:
         echo(f"study {study_name!r}: {done} trial(s) already finished; continuing")
+    elif not study.get_trials(deepcopy=False):
+        # the first trial is the base configuration (the shipped recipe, the registry defaults):
+        # a model whose budget allows one trial is judged at its recipe, not at a random draw
+        study.enqueue_trial(base_point(setup), skip_if_exists=True)
     if done >= setup.trials:
         return study
     timeout = None
@@ -146,6 +150,18 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> 
                    callbacks=[limit, _progress_line(setup.trials, metric, echo)],
                    catch=(FloatingPointError,))
     return study
+
+
+def base_point(setup: TuneSetup) -> dict[str, object]:
+    """The base configuration's value of every searched parameter, moved to the nearest point
+    of its domain (``train.weight_decay = 0`` becomes the space's lowest L2)."""
+    settings = setup.config().to_json()
+    point = {}
+    for param in setup.space:
+        value = param.nearest(settings[param.section].get(param.name))
+        if value is not None:
+            point[param.key] = value
+    return point
 
 
 def seconds_spent(study, but: int | None = None) -> float:
@@ -264,4 +280,4 @@ def best_config_toml(config: RunConfig) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TuneSetup", "run_search", "best_config", "retrain_best", "seconds_spent", "validation_score", "best_config_toml", "summarise"]
+__all__ = ["TuneSetup", "run_search", "base_point", "best_config", "retrain_best", "seconds_spent", "validation_score", "best_config_toml", "summarise"]
