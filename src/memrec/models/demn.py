@@ -39,6 +39,10 @@ Deviations from the spec (reasons in docs/models/demn.md):
   is one table for all users and full ranking stays a product. The fast table does not leave u
   out of V_j: only items u already consumed in training hold u, and ranking excludes those.
 - No CMN mode, no covariance regulariser, no MLP head, no category index (left to the ablations).
+- Sessions (not in the spec's equations): every request with users < 0 reads a learned anonymous
+  user, row n_users of p, wherever p_u is read (M⁰ = K + 1·p_uᵀ, the resting value, p_u·p_v, the
+  score); it is never a visitor or a neighbour. ``anonymous_rate`` trains it (1 on session data).
+  Buffers go by identity: an anonymised training prefix still leaves its user's own visits out.
 
 L3 ablations (B.6): ``write`` = erase_add / gated / fifo, ``learn_timescales``; ``drift_slice``
 picks the users B.6 reports them on. Speed: the write runs as the fused ``time_gated_scan``.
@@ -153,6 +157,7 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     data_buffers = LOG_BUFFERS
     state_type = DEMNState
     max_history = None                    # the slots are written by the whole history
+    reads_known_users = True              # p_u; users < 0 read the anonymous user's row
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 4,
                  visitors: int = 20, recent_items: int = 2, history: int = 50, top_r: int = 10,
