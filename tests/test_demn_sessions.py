@@ -57,11 +57,17 @@ def test_anonymous_requests_read_the_anonymous_row_hand_computed():
     assert torch.allclose(scores, expected, atol=1e-12)
 
 
+#: BASE with user 0 back on item 1 last: its earlier visit is in V_1 before the repeat's cutoff
+REPEAT = BASE + [(0, 1, 15)]
+
+
 def _own_row_gradient(rate: float, **params) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training forward + backward of user 0's whole sequence → the gradient of p's rows
-    [n_users + 1, d] and the one of the anonymous row alone."""
-    data = interactions(BASE)
+    """One training forward + backward of user 0's whole sequence (REPEAT) → the gradient of p's
+    rows [n_users + 1, d] and the one of the anonymous row alone."""
+    data = interactions(REPEAT)
     model = demn(data, anonymous_rate=rate, **params).train()
+    with torch.no_grad():          # not its initial zero, which would hide p_u·p_v's gradient to p_v
+        model.user_embedding.weight[-1] = torch.linspace(-1, 1, model.dim)
     user_zero_prefix_scores(model, data).sum().backward()
     grad = model.user_embedding.weight.grad
     return grad, grad[model.n_users]
@@ -77,9 +83,11 @@ def test_anonymous_rate_one_reads_no_real_user_row_as_p_u():
 
 def test_an_anonymised_prefix_still_leaves_its_users_own_visits_out():
     # with every part on, user 0's row reaches its scores only through its own visits (as a
-    # visitor of its items, a neighbour of itself): the leakage rule keeps them out by identity
-    grad, anonymous = _own_row_gradient(1.0)
-    assert torch.count_nonzero(grad[0]) == 0 and torch.count_nonzero(anonymous) > 0
+    # visitor of the item it repeats, of its candidates, a neighbour of itself): the leakage rule
+    # keeps them out by identity, each part alone too
+    for params in ({}, {"neighbours": False}, {"neighbours": False, "history_read": False}):
+        grad, anonymous = _own_row_gradient(1.0, **params)
+        assert torch.count_nonzero(grad[0]) == 0 and torch.count_nonzero(anonymous) > 0, params
     assert torch.count_nonzero(grad[1:-1]) > 0            # other users are read, as visitors
 
 
