@@ -24,7 +24,8 @@ without a candidate (b_v ∝ exp(p_u·p_v)).
 Buffers (the event log's, not learned). V_j is the item's last L visitors *strictly before* the
 event being scored (a sorted item → (rank, user) log and one ``searchsorted``); N_u is the
 union of V_j over the user's last c items, the user left out; H_u is the user's last H items;
-m̄_v is user v's mean memory slot from a detached memory bank [U, d].
+m̄_v is user v's mean memory slot from a detached memory bank [U, d]. The log and its
+leakage rules live in ``models/demn_log.py``.
 
 Deviations from the spec (reasons in docs/models/demn.md):
 - Δ = 1 step everywhere: queries, ``update`` and the event store carry no timestamps, so the
