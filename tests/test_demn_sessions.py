@@ -142,6 +142,20 @@ def test_anonymous_states_replay_as_they_encode_and_batch_beside_known_users():
     assert not torch.allclose(scores, known)                                # p_4 is not the anonymous row
 
 
+@torch.no_grad()
+def test_a_checkpoint_from_before_the_anonymous_user_loads_with_the_row_at_zero():
+    data = interactions(BASE)
+    old = demn(data).eval()
+    state = old.state_dict()
+    state["user_embedding.weight"] = state["user_embedding.weight"][:data.n_users]     # as 9c68492 saved it
+    with torch.no_grad():
+        old.user_embedding.weight[-1] = 5.0                                  # not what a load should keep
+    fresh = build("demn", data.n_users, data.n_items, SMALL)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.user_embedding.weight[-1], torch.zeros(SMALL["dim"]))
+    assert torch.equal(fresh.user_embedding.weight[:-1], old.user_embedding.weight[:-1])
+
+
 # -- the default is unchanged -----------------------------------------------------------------------
 def seeded_training_outputs():
     """Two seeded epochs through the real trainer, then every user's scores and every weight's sum
