@@ -61,7 +61,7 @@ def _inputs(model, users, history):
     """x = ẽ_i (the user left out) and n̄ of each event, as the model writes them (eval)."""
     mask = torch.ones_like(history, dtype=torch.bool)
     cutoff = torch.full_like(history, model.n_events)
-    x, _, _, (_, _, context) = model._history_inputs(users, history, mask, cutoff)
+    x, _, _, (_, _, context) = model._history_inputs(users, users, history, mask, cutoff)
     return x, context
 
 

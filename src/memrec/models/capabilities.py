@@ -8,8 +8,8 @@ capability                 meaning (who dispatches on it)
 =========================  ======================================================================
 :class:`HistoryScorer`     queries carry the user's past items, the latest ``max_history``
                            (evaluation, façade, streaming)
-:class:`AnonymousScorer`   scores do not depend on a user index: anonymous sessions can be served
-                           (session protocol, ``recommend --session``)
+:class:`AnonymousScorer`   anonymous requests (users == -1) are scored from their history:
+                           sessions can be served (session protocol, ``recommend --session``)
 :class:`StatefulScorer`    a per-user state written event by event: ``init_state`` / ``update`` /
                            ``score_state``, serialisable (serving; the streaming == batch tests)
 :class:`ItemStateScorer`   a per-item state written by the events on the item (CMN's
@@ -62,8 +62,14 @@ class HistoryScorer(Model):
 
 
 class AnonymousScorer(Model):
-    """Scores depend on the request's history (or nothing), not on a user index, so anonymous
-    requests (``users == -1``: a live session) can be scored."""
+    """Anonymous requests (``users == -1``: a live session, a test session of a session dataset)
+    can be scored: the scores depend on the request's history (or nothing). Most such models
+    ignore the user index altogether; one with learned user vectors may read a known user's
+    own and a learned anonymous user's for -1 (``reads_known_users``: DEMN)."""
+
+    #: a known user's scores also read its learned vectors, so they differ from the scores of
+    #: the same history sent anonymously (which read the model's anonymous user instead)
+    reads_known_users: ClassVar[bool] = False
 
 
 def make_query(model: Model, users, indptr: np.ndarray, items: np.ndarray, rows=None) -> Query:

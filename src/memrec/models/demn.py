@@ -24,7 +24,8 @@ without a candidate (b_v ∝ exp(p_u·p_v)).
 Buffers (the event log's, not learned). V_j is the item's last L visitors *strictly before* the
 event being scored (a sorted item → (rank, user) log and one ``searchsorted``); N_u is the
 union of V_j over the user's last c items, the user left out; H_u is the user's last H items;
-m̄_v is user v's mean memory slot from a detached memory bank [U, d].
+m̄_v is user v's mean memory slot from a detached memory bank [U, d]. The log and its
+leakage rules live in ``models/demn_log.py``.
 
 Deviations from the spec (reasons in docs/models/demn.md):
 - Δ = 1 step everywhere: queries, ``update`` and the event store carry no timestamps, so the
@@ -39,6 +40,10 @@ Deviations from the spec (reasons in docs/models/demn.md):
   is one table for all users and full ranking stays a product. The fast table does not leave u
   out of V_j: only items u already consumed in training hold u, and ranking excludes those.
 - No CMN mode, no covariance regulariser, no MLP head, no category index (left to the ablations).
+- Sessions (not in the spec's equations): every request with users < 0 reads a learned anonymous
+  user, row n_users of p, wherever p_u is read (M⁰ = K + 1·p_uᵀ, the resting value, p_u·p_v, the
+  score); it is never a visitor or a neighbour. ``anonymous_rate`` trains it (1 on session data).
+  Buffers go by identity: an anonymised training prefix still leaves its user's own visits out.
 
 L3 ablations (B.6): ``write`` = erase_add / gated / fifo, ``learn_timescales``; ``drift_slice``
 picks the users B.6 reports them on. Speed: the write runs as the fused ``time_gated_scan``.
@@ -55,14 +60,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.interactions import Interactions
-from ..data.sorting import stable_argsort
+from ..errors import ConfigError
 from ..memory.read import masked_softmax, top_r_read
 from ..memory.erase_add import erase_add_unroll
 from ..memory.fifo import fifo_states
 from ..memory.state import ItemWindow, MemoryState, TensorState
 from ..memory.time_gated import time_gated_scan
-from .capabilities import HistoryScorer, NextItemPairwise, StatefulScorer
+from .capabilities import AnonymousScorer, HistoryScorer, NextItemPairwise, StatefulScorer
 from .chunks import chunked_items
+from .demn_log import LOG_BUFFERS, EventLog, event_ranks, last_items, recent_windows
 
 #: Δ's log-bucket embedding φ: buckets ⌊log2(1 + Δ)⌋, the last one open-ended
 DELTA_BUCKETS = 16
@@ -97,24 +103,7 @@ class DEMNState(TensorState):
         return super().index(rows).trimmed()
 
 
-def event_ranks(train: Interactions) -> np.ndarray:
-    """Each row's position in the global time order (the clock of ``streaming.py``: timestamps,
-    else each event's relative position in its user's sequence), int64 [N]."""
-    if train.timestamp is not None:
-        order = stable_argsort(train.timestamp)
-    else:
-        by_user = stable_argsort(train.user)
-        counts = np.bincount(train.user, minlength=train.n_users)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        pseudo = np.empty(len(train))
-        pseudo[by_user] = (np.arange(len(train)) - starts[train.user[by_user]] + 1) / counts[train.user[by_user]]
-        order = stable_argsort(pseudo)
-    ranks = np.empty(len(train), np.int64)
-    ranks[order] = np.arange(len(train))
-    return ranks
-
-
-class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
+class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     """DEMN: item visitors, neighbours, a time-gated slot memory and a retrieved history.
 
     Parameters
@@ -147,6 +136,10 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     learn_timescales : bool
         Learn τ_s (default) or keep them at their initial 1, 4, 16, … steps (the fixed-τ
         ablation; only the time-gated write has timescales).
+    anonymous_rate : float in [0, 1]
+        The share of training sequences read as the anonymous user (row n_users of p, what every
+        request with users < 0 reads): 0 (default) trains it never, 1 always (session data,
+        where sessions never recur). Drawn per sequence from the global torch RNG.
     init_std : float
 
     Shapes
@@ -162,25 +155,29 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     >>> model.score_state(model.update(state, items), users)  # [B, n_items]
     """
 
-    data_buffers = ("visit_indptr", "visit_key", "visit_user", "seq_indptr", "seq_rank")
+    data_buffers = LOG_BUFFERS
     state_type = DEMNState
     max_history = None                    # the slots are written by the whole history
+    reads_known_users = True              # p_u; users < 0 read the anonymous user's row
 
     def __init__(self, n_users: int, n_items: int, *, dim: int = 64, slots: int = 4,
                  visitors: int = 20, recent_items: int = 2, history: int = 50, top_r: int = 10,
                  beta: float = 5.0, recency: float = 0.5, item_memory: bool = True,
                  neighbours: bool = True, history_read: bool = True, write: str = "time_gated",
-                 learn_timescales: bool = True, init_std: float = 0.1):
+                 learn_timescales: bool = True, anonymous_rate: float = 0.0, init_std: float = 0.1):
         super().__init__(n_users, n_items)
         if min(slots, visitors, recent_items, history, top_r) < 1:
             raise ValueError("slots, visitors, recent_items, history and top_r must be at least 1")
         if write not in WRITES:
             raise ValueError(f"model.write must be one of {', '.join(WRITES)}, got {write!r}")
+        if not 0.0 <= anonymous_rate <= 1.0:
+            raise ConfigError(f"model.anonymous_rate must be in [0, 1], got {anonymous_rate!r}")
+        self.anonymous_rate = float(anonymous_rate)
         self.write, self.learn_timescales = write, learn_timescales
         self.dim, self.visitors, self.recent_items = dim, visitors, recent_items
         self.history, self.top_r, self.beta = history, top_r, beta
         self.use_item_memory, self.use_neighbours, self.use_history = item_memory, neighbours, history_read
-        self.user_embedding = nn.Embedding(n_users, dim)          # p_u
+        self.user_embedding = nn.Embedding(n_users, dim)          # p_u (+ the anonymous row, below)
         self.visitor_embedding = nn.Embedding(n_users, dim)       # c_v, a user as a visitor
         self.item_embedding = nn.Embedding(n_items, dim)          # q_i
         self.item_bias = nn.Embedding(n_items, 1)                 # b_j
@@ -200,37 +197,41 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         self.read_gates = nn.Linear(4 * dim, 2)                     # W_g → (g_n, g_h)
         self.visitor_recency = nn.Parameter(torch.tensor(float(recency)))   # λ
         self.history_recency = nn.Parameter(torch.tensor(float(recency)))   # λ_h
-        # the event log (``prepare``): item → visits sorted by (item, global rank), keyed
-        # item·(E + 1) + rank; user → the global rank of each training event, in sequence order
-        self.register_buffer("visit_indptr", torch.zeros(n_items + 1, dtype=torch.long))
-        self.register_buffer("visit_key", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("visit_user", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("seq_indptr", torch.zeros(n_users + 1, dtype=torch.long))
-        self.register_buffer("seq_rank", torch.zeros(0, dtype=torch.long))
+        # the event log (``prepare``; models/demn_log.py): visits by item, ranks by user
+        for name, size in zip(LOG_BUFFERS, (n_items + 1, 0, 0, n_users + 1, 0)):
+            self.register_buffer(name, torch.zeros(size, dtype=torch.long))
         self.register_buffer("bank", torch.zeros(n_users, dim))    # m̄_v, detached
         self._table: tuple[tuple, torch.Tensor] | None = None     # see _item_table
         self.timescale_logit.requires_grad_(learn_timescales)      # fixed τ: never updated
         if write == "erase_add":     # built last: the other weights keep the draws of the default
             self.erase_vector = nn.Linear(2 * dim, dim)             # W_e on [x; n̄]
             self.add_vector = nn.Linear(2 * dim, dim)               # W_a on [x; n̄]
+        # the anonymous user, row n_users of p (users < 0 read it): appended last and at zero
+        # (no random draw), so the other weights keep the draws of a DEMN without it
+        with_anonymous = torch.cat([self.user_embedding.weight.detach(), torch.zeros(1, dim)])
+        self.user_embedding = nn.Embedding.from_pretrained(with_anonymous, freeze=False)
 
     # -- the event log ------------------------------------------------------------------------
     def prepare(self, train: Interactions) -> None:
         """Index the training events by item (visitor buffers) and by user (their global ranks,
         the training cutoffs), and start the bank at every user's initial memory."""
-        device = self.visit_key.device
-        ranks = event_ranks(train)
-        n = len(train)
-        key = train.item.astype(np.int64) * (n + 1) + ranks
-        order = np.argsort(key, kind="stable")
-        as_long = lambda a: torch.as_tensor(np.asarray(a, np.int64), device=device)
-        self.visit_key, self.visit_user = as_long(key[order]), as_long(train.user[order])
-        self.visit_indptr = as_long(np.concatenate([[0], np.cumsum(train.item_degree())]))
-        self.seq_indptr = as_long(np.concatenate([[0], np.cumsum(train.user_degree())]))
-        self.seq_rank = as_long(ranks[train.time_order()])
+        for name, tensor in EventLog.arrays(train, self.visit_key.device).items():
+            setattr(self, name, tensor)
         with torch.no_grad():
-            self.bank.copy_(self.slot_keys.mean(0) + self.user_embedding.weight)
+            self.bank.copy_(self.slot_keys.mean(0) + self.user_embedding.weight[:self.n_users])
         self._table = None
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """A checkpoint from before the anonymous user (p with n_users rows) gets its row at
+        its initial zero: such a model was never trained with it."""
+        table = state_dict.get("user_embedding.weight")
+        if table is not None and len(table) == self.n_users:
+            state_dict = {**state_dict, "user_embedding.weight": F.pad(table, (0, 0, 0, 1))}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @property
+    def log(self) -> EventLog:
+        return EventLog(*(getattr(self, name) for name in LOG_BUFFERS))
 
     @property
     def n_events(self) -> int:
@@ -238,15 +239,27 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         return len(self.visit_user)
 
     def _visitors(self, items: torch.Tensor, cutoff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """V_j: the last L visitors of items long [...] with global rank < cutoff long [...],
-        oldest first → (users long [..., L], valid bool [..., L])."""
-        start = self.visit_indptr[items]
-        end = torch.searchsorted(self.visit_key, items * (self.n_events + 1) + cutoff)
-        position = end[..., None] - self.visitors + torch.arange(self.visitors, device=items.device)
-        valid = position >= start[..., None]
-        users = self.visit_user[position.clamp(0, max(self.n_events - 1, 0))] if self.n_events \
-            else torch.zeros_like(position)
-        return users, valid
+        """V_j: the last L visitors of items [...] before cutoff [...] (``EventLog.visitors``)."""
+        return self.log.visitors(items, cutoff, self.visitors)
+
+    # -- the querying user: its own row of p, or the anonymous one -------------------------------
+    def _own_rows(self, users: torch.Tensor) -> torch.Tensor:
+        """The row of p each querying user reads [...]: its own, n_users (the anonymous user) for
+        users < 0 — a live session, a test session of a session dataset."""
+        return torch.where(users < 0, self.n_users, users)
+
+    def _training_rows(self, users: torch.Tensor) -> torch.Tensor:
+        """``_own_rows`` with each training sequence's user replaced by the anonymous one with
+        probability ``anonymous_rate``: per sequence, not per prefix, since an anonymous request
+        is anonymous from its first event (and the prefixes share one unrolled memory). No RNG
+        draw when the outcome is certain, so the default rate 0 trains exactly as before."""
+        rows = self._own_rows(users)
+        if not self.training or self.anonymous_rate == 0.0:
+            return rows
+        if self.anonymous_rate == 1.0:
+            return torch.full_like(rows, self.n_users)
+        hidden = torch.rand(rows.shape, device=rows.device) < self.anonymous_rate
+        return torch.where(hidden, self.n_users, rows)
 
     def _ages(self, valid: torch.Tensor) -> torch.Tensor:
         """Steps back from each row's newest entry of a right-aligned buffer [..., L]: L−1 … 0."""
@@ -285,33 +298,30 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     # -- neighbours (L2) -----------------------------------------------------------------------
     def _neighbours(self, users: torch.Tensor, recent: torch.Tensor, recent_mask: torch.Tensor,
                     cutoff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """N_u: the visitors of the user's recent items long [..., c] before cutoff [...], the
-        user itself left out → (ids long [..., c·L], valid bool [..., c·L]); users broadcast
-        against [...]. Repeated co-visitors count once per shared item (no de-duplication)."""
-        ids, valid = self._visitors(recent, cutoff[..., None].expand_as(recent))     # [..., c, L]
-        valid = valid & recent_mask[..., None] & (ids != users[..., None, None])
-        return ids.flatten(-2), valid.flatten(-2)
+        """N_u: the visitors of recent items [..., c] before cutoff [...], user u (its identity,
+        never the anonymous row) left out → ids, valid [..., c·L] (``EventLog.neighbours``)."""
+        return self.log.neighbours(users, recent, recent_mask, cutoff, self.visitors)
 
-    def _neighbour_context(self, users: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor
+    def _neighbour_context(self, rows: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(m̄_v [..., N, d], p_u·p_v [..., N], n̄ [..., d]: the candidate-free read, b_v ∝
-        exp(p_u·p_v), that enters the write)."""
+        exp(p_u·p_v), that enters the write); rows: the querying user's row of p (``_own_rows``)."""
         bank = self.bank[ids]                                                        # detached
-        affinity = _row_products(self.user_embedding(ids), self.user_embedding(users))
+        affinity = _row_products(self.user_embedding(ids), self.user_embedding(rows))
         if not self.use_neighbours:
             return bank, affinity, bank.new_zeros(*ids.shape[:-1], self.dim)
         mean = (masked_softmax(affinity, valid)[..., None, :] @ bank)[..., 0, :]
         return bank, affinity, mean
 
     # -- write (L3) ----------------------------------------------------------------------------
-    def _initial(self, users: torch.Tensor) -> torch.Tensor:
+    def _initial(self, rows: torch.Tensor) -> torch.Tensor:
         """M_u before any event and the resting value of its slots: k_s + p_u, [B, S, d]."""
-        return self.slot_keys + self.user_embedding(users)[:, None, :]
+        return self.slot_keys + self.user_embedding(rows)[:, None, :]
 
     def _timescales(self) -> torch.Tensor:
         return F.softplus(self.timescale_logit)                                     # τ_s
 
-    def _write_all(self, users: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
+    def _write_all(self, rows: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
                    context: torch.Tensor, mask: torch.Tensor, return_all: bool) -> torch.Tensor:
         """The slot memory after every event [B, T, S, d] (or after the last, [B, S, d]) from
         values [B, S, d]: x, n̄ [B, T, d], mask [B, T], by ``model.write``. Everything that does
@@ -319,12 +329,12 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         if x.shape[1] == 0:
             return values[:, None][:, :0] if return_all else values
         if self.write in ("time_gated", "gated"):
-            return self._time_gated_states(users, values, x, context, mask, return_all)
+            return self._time_gated_states(rows, values, x, context, mask, return_all)
         states = {"erase_add": self._erase_add_states, "fifo": self._fifo_states}[self.write](
-            users, values, x, context, mask)
+            values, x, context, mask)
         return states if return_all else states[:, -1]
 
-    def _time_gated_states(self, users, values, x, context, mask, return_all: bool = True) -> torch.Tensor:
+    def _time_gated_states(self, rows, values, x, context, mask, return_all: bool = True) -> torch.Tensor:
         """B.3 (and, for ``write = "gated"``, the same write with neither decay nor φ(Δ)): the
         x, n̄ and φ(Δ) projections and the decay γ for all events, then the fused scan."""
         B, T, _ = x.shape
@@ -337,10 +347,10 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         cand_in = self.candidate_in(torch.cat([x, context], -1))                    # [B, T, d]
         gate_in = self.gate_in(torch.cat([x, context, phi], -1))[..., 0]
         weight = torch.cat([self.candidate_slot.weight, self.gate_slot.weight])     # [W_c; w_z]
-        return time_gated_scan(values, self.slot_keys, x, self._initial(users), gamma, cand_in,
+        return time_gated_scan(values, self.slot_keys, x, self._initial(rows), gamma, cand_in,
                                gate_in, weight, mask, self.beta, return_all=return_all)
 
-    def _erase_add_states(self, users, values, x, context, mask) -> torch.Tensor:
+    def _erase_add_states(self, values, x, context, mask) -> torch.Tensor:
         """RUM-F's write on DEMN's slots: addressed by the keys alone (so the write is affine in
         the memory and the shared log-depth scan gives every state), erase and add from [x; n̄]."""
         address = F.cosine_similarity(self.slot_keys, x[..., None, :], dim=-1, eps=1e-8)
@@ -350,7 +360,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         state = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=x.device))
         return erase_add_unroll(state, weights, erase, add, mask).values
 
-    def _fifo_states(self, users, values, x, context, mask) -> torch.Tensor:
+    def _fifo_states(self, values, x, context, mask) -> torch.Tensor:
         """RUM-I's write: the last S inputs. The current slots are pushed first (a full queue
         reproduces itself), so the memory never has empty slots and starts at K + 1·p_uᵀ."""
         S = values.shape[1]
@@ -358,19 +368,14 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         filled = torch.cat([mask.new_ones(mask.shape[0], S), mask], 1)
         return fifo_states(queue, filled, S).values[:, S:]
 
-    def _recent(self, items: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The last c items up to each position of a padded history [B, T] → [B, T, c] each."""
-        c = self.recent_items
-        padded, padded_mask = F.pad(items, (c - 1, 0)), F.pad(mask, (c - 1, 0))
-        return padded.unfold(1, c, 1), padded_mask.unfold(1, c, 1)
-
-    def _history_inputs(self, users, history, mask, cutoff):
+    def _history_inputs(self, users, rows, history, mask, cutoff):
         """What every position of a padded history writes: (x [B, T, d], neighbours ids and
-        valid [B, T, N], their context (m̄, p_u·p_v, n̄)). u never counts as its own visitor."""
+        valid [B, T, N], their context (m̄, p_u·p_v, n̄)). u never counts as its own visitor,
+        read as itself or as the anonymous user (rows [B]): the leakage rule goes by identity."""
         x = self._item_memory(history, cutoff, users[:, None].expand_as(history))
-        recent, recent_mask = self._recent(history, mask)
+        recent, recent_mask = recent_windows(history, mask, self.recent_items)
         ids, valid = self._neighbours(users[:, None], recent, recent_mask, cutoff)
-        return x, ids, valid, self._neighbour_context(users[:, None], ids, valid)
+        return x, ids, valid, self._neighbour_context(rows[:, None], ids, valid)
 
     #: elements of the per-event buffers (visitors and neighbours, [rows, T, L + N, d] twice)
     #: one chunk of rows may gather when encoding outside autograd: about 1 GB
@@ -384,7 +389,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         per_row = max(1, 2 * T * (self.visitors + self.recent_items * self.visitors) * self.dim)
         rows = max(1, self.ENCODE_CHUNK_ELEMENTS // per_row)
         if torch.is_grad_enabled() or rows >= B:
-            x, _, _, (_, _, context) = self._history_inputs(users, items, mask, cutoff)
+            x, _, _, (_, _, context) = self._history_inputs(users, self._own_rows(users), items, mask, cutoff)
             return x, context
         parts = [self._write_inputs(users[i:i + rows], items[i:i + rows], mask[i:i + rows], cutoff[i:i + rows])
                  for i in range(0, B, rows)]
@@ -393,7 +398,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
     # -- the StatefulScorer contract -----------------------------------------------------------
     def init_state(self, users: torch.Tensor) -> DEMNState:
         window = ItemWindow.empty(len(users), device=self.device)
-        return DEMNState(users, self._initial(users), window.items, window.mask)
+        return DEMNState(users, self._initial(self._own_rows(users)), window.items, window.mask)
 
     def update(self, state: DEMNState, items: torch.Tensor) -> DEMNState:
         return self.encode_more(state, items[:, None], torch.ones_like(items[:, None], dtype=torch.bool))
@@ -406,21 +411,22 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         query's is); the neighbours of the first new events include the state's own last items,
         as a replay's would."""
         users, old = state.user, state.window
-        tail, tail_mask = _last_items(old, self.recent_items - 1)     # context the new events need
+        tail, tail_mask = last_items(old, self.recent_items - 1)      # context the new events need
         items, full = torch.cat([tail, history], 1), torch.cat([tail_mask, mask], 1)
         cutoff = torch.full_like(items, self.n_events)                # inference: all training events
         x, context = self._write_inputs(users, items, full, cutoff)
         width = tail.shape[1]
-        memory = self._write_all(users, state.values, x[:, width:], context[:, width:], mask, return_all=False)
+        memory = self._write_all(self._own_rows(users), state.values, x[:, width:], context[:, width:], mask,
+                                 return_all=False)
         window = ItemWindow.from_history(torch.cat([old.items, history], 1), torch.cat([old.mask, mask], 1),
                                          self.history)
         return DEMNState(users, memory, window.items, window.mask)
 
     # -- read and score ------------------------------------------------------------------------
-    def _score(self, users, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
+    def _score(self, rows, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
                cand_q, cand_e, cand_b) -> torch.Tensor:
         """ŷ for candidates of one or many states. Leading dims ``...`` ([B] or [B, T]):
-        users [...], memory [..., S, d], hist_q [..., H, d] (training: each prefix's window of
+        rows [...] (the user's row of p, ``_own_rows``), memory [..., S, d], hist_q [..., H, d] (training: each prefix's window of
         its last H items, ``_history_windows``), hist_mask / hist_age [..., H],
         bank [..., N, d], affinity / nb_valid [..., N], cand_q / cand_e [..., C, d],
         cand_b [..., C] → [..., C].  # eq. B.2.2–B.2.5"""
@@ -436,7 +442,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         if self.use_history:
             bias = -self.history_recency * torch.log1p(hist_age)
             h = top_r_read(cand_q, hist_q, hist_q, hist_mask, self.top_r, bias)[0]
-        p = self.user_embedding(users)[..., None, :].expand_as(r)
+        p = self.user_embedding(rows)[..., None, :].expand_as(r)
         g = torch.sigmoid(self.read_gates(torch.cat([p, r, n, h], -1)))                   # g_n, g_h
         user = p + r + g[..., :1] * n + g[..., 1:] * h
         return (user * cand_e).sum(-1) + cand_b
@@ -445,11 +451,12 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         window, B = state.window, len(users)
         length = window.mask.sum(1)
         hist_age = (length[:, None] - 1 - torch.arange(window.items.shape[1], device=users.device)).float().clamp_min(0)
-        recent, recent_mask = _last_items(window, self.recent_items)
+        recent, recent_mask = last_items(window, self.recent_items)
         ids, valid = self._neighbours(users, recent, recent_mask, torch.full_like(users, self.n_events))
-        bank, affinity, _ = self._neighbour_context(users, ids, valid)
+        rows = self._own_rows(users)
+        bank, affinity, _ = self._neighbour_context(rows, ids, valid)
         table = self._item_table()
-        args = (users, state.values, self.item_embedding(window.items), window.mask, hist_age, bank, affinity, valid)
+        args = (rows, state.values, self.item_embedding(window.items), window.mask, hist_age, bank, affinity, valid)
         if items is not None:
             return self._score(*args, self.item_embedding(items), table[items], self.item_bias(items)[..., 0])
         out = state.values.new_empty(B, self.n_items)
@@ -461,22 +468,14 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
         return out
 
     # -- training ------------------------------------------------------------------------------
-    def _cutoffs(self, users: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Global rank of each position's event [B, T]: in training the history is the user's
-        training sequence (NextItemTask), so buffers keep only events before it; in eval mode
-        (and past a user's training events) E, the buffers frozen after training."""
-        T = mask.shape[1]
-        if not self.training or self.n_events == 0:
-            return torch.full(mask.shape, self.n_events, dtype=torch.long, device=mask.device)
-        start, end = self.seq_indptr[users], self.seq_indptr[users + 1]
-        index = start[:, None] + torch.arange(T, device=mask.device)
-        inside = index < end[:, None]
-        return torch.where(inside, self.seq_rank[index.clamp(max=max(self.n_events - 1, 0))], self.n_events)
-
     def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
-        cutoff = self._cutoffs(users, mask)
-        x, ids, valid, (bank, affinity, context) = self._history_inputs(users, history, mask, cutoff)
-        states = self._write_all(users, self._initial(users), x, context, mask, return_all=True)
+        """Training reads a share ``anonymous_rate`` of the sequences as the anonymous user
+        (``_training_rows``); their leakage rules still go by the user's identity: u's own
+        visits stay out of every buffer, as a request the event log never saw has none there."""
+        cutoff = self.log.cutoffs(users, mask, self.training)
+        rows = self._training_rows(users)
+        x, ids, valid, (bank, affinity, context) = self._history_inputs(users, rows, history, mask, cutoff)
+        states = self._write_all(rows, self._initial(rows), x, context, mask, return_all=True)
         B, T = history.shape
         hist_q, visible, hist_age = self._history_windows(history, mask)
         if self.training:       # leave u out of its candidates' visitors, and the future
@@ -484,7 +483,7 @@ class DEMN(StatefulScorer, HistoryScorer, NextItemPairwise):
                                        users[:, None, None].expand_as(candidates))
         else:
             cand_e = self._item_table()[candidates]
-        scores = self._score(users[:, None].expand(B, T), states, hist_q, visible, hist_age,
+        scores = self._score(rows[:, None].expand(B, T), states, hist_q, visible, hist_age,
                              bank, affinity, valid, self.item_embedding(candidates), cand_e,
                              self.item_bias(candidates)[..., 0])
         if self.training:
@@ -580,18 +579,6 @@ def _weighted_rows(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  
     if torch.is_grad_enabled():
         return (weights[..., None] * rows).sum(-2)
     return (weights[..., None, :] @ rows)[..., 0, :]
-
-
-def _last_items(window: ItemWindow, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The last k items of a left-aligned window, right-aligned (oldest first, padding on the
-    left, as in a prefix of the sequence) → (items long [B, k], mask bool [B, k])."""
-    length = window.mask.sum(1)
-    position = length[:, None] - k + torch.arange(k, device=length.device)
-    valid = position >= 0
-    if window.items.shape[1] == 0:
-        return torch.zeros_like(position), valid & False
-    items = window.items.gather(1, position.clamp(0, window.items.shape[1] - 1))
-    return items * valid, valid
 
 
 __all__ = ["DEMN", "DEMNState", "WRITES", "event_ranks", "genre_profiles", "popularity_profiles",
