@@ -39,7 +39,7 @@ OUT = ROOT / "benchmarks" / "results" / "leaderboard"
 USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec", "demn",
                "rumi", "rumf", "mars", "nmrn", "cmn"]
 SESSION_MODELS = ["recency", "sknn", "vsknn", "stan", "stamp", "stamp+copy", "gru4rec", "sasrec", "pop",
-                  "itemknn", "rp3beta", "stmp", "stmp+copy"]
+                  "itemknn", "rp3beta", "stmp", "stmp+copy", "demn"]
 #: rows that are a registered model with settings fixed (not searched): its row label → (model, --set)
 VARIANTS = {"stamp+copy": ("stamp", ["model.repeat=true"]), "stmp+copy": ("stmp", ["model.repeat=true"])}
 DATASETS = {
