@@ -210,3 +210,15 @@ def test_nearest_point_of_a_domain():
     assert Param("train", "lr", "float", 1e-4, 1e-2, log=True).nearest(0.5) == 1e-2
     assert Param("model", "act", "categorical", choices=("relu", "tanh")).nearest("gelu") is None
     assert Param("model", "k", "int", 5, 50).nearest(None) is None
+
+
+def test_a_seed_run_killed_before_its_first_checkpoint_starts_again(data, tmp_path):
+    out = tmp_path / "tune"
+    assert _tune("bprmf", "--data", data, "--trials", 1, "--seeds", "0", "--set", "train.epochs=1",
+                 "--out", out).exit_code == 0
+    for name in ("checkpoint.pt", "results.json", "model.pt"):      # as if killed in epoch 1
+        (out / "seed_0" / name).unlink()
+    result = _tune("bprmf", "--data", data, "--trials", 1, "--seeds", "0", "--set", "train.epochs=1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "seed 0: retraining the best settings" in result.output
+    assert (out / "seed_0" / "results.json").is_file()

@@ -22,6 +22,7 @@ budget holds for every model in a comparison.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -220,9 +221,11 @@ def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo) -> dict:
             echo(f"seed {seed}: reusing the finished run {folder}")
             runs[seed] = _read_json(folder / "results.json")
             continue
-        echo(f"seed {seed}: retraining the best settings into {folder}")
-        runs[seed] = train_run(seeded, setup.data_path, folder, resume=(folder / "run.json").is_file(),
-                               progress=False, echo=_quiet)
+        resume = (folder / "checkpoint.pt").is_file()
+        if folder.exists() and not resume:
+            shutil.rmtree(folder)         # stopped before its first epoch ended: nothing to keep
+        echo(f"seed {seed}: {'resuming' if resume else 'retraining'} the best settings in {folder}")
+        runs[seed] = train_run(seeded, setup.data_path, folder, resume=resume, progress=False, echo=_quiet)
     return {"seeds": list(setup.seeds), "metrics": summarise([r["metrics"] for r in runs.values()]),
             "train_seconds": summarise_values([r["train_seconds"] for r in runs.values()])}
 
