@@ -246,3 +246,24 @@ def test_max_seconds_counts_the_time_before_a_resume(split, tmp_path):
     torch.save(blob, tmp_path / "checkpoint.pt")
     _, result = train_bprmf(split, tmp_path, 5, resume=True, max_seconds=1e6)
     assert result.stopped_by_time and result.epochs_run == 3
+
+
+class _SlowValidator:
+    """Validation that sleeps: wall seconds pass, this process's CPU seconds hardly do."""
+
+    protocols = ("full",)
+
+    def evaluate(self, model):
+        import time
+        time.sleep(0.4)
+        return {"full": {"NDCG@10": 0.5}}
+
+
+@pytest.mark.parametrize("clock, epochs_run", [("wall", 1), ("cpu", 3)])
+def test_the_clock_a_budget_counts(split, clock, epochs_run):
+    config = TrainConfig(epochs=3, batch_size=256, patience=0, max_seconds=0.3, clock=clock)
+    model = build("bprmf", split.train.n_users, split.train.n_items, {"dim": 8})
+    result = Trainer(config, progress=False, echo=lambda _: None).fit(model, split, validator=_SlowValidator())
+    assert result.epochs_run == epochs_run
+    with pytest.raises(ConfigError, match="train.clock"):
+        TrainConfig(clock="gpu")

@@ -153,12 +153,14 @@ def test_bad_tune_options_fail_before_any_trial(data, tmp_path, args, phrase):
     assert not (tmp_path / "tune" / "study.db").exists()
 
 
-def test_the_time_budget_is_hard_kept_across_resumes_and_the_seeds_train_what_ran(data, tmp_path):
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_the_time_budget_is_hard_kept_across_resumes_and_the_seeds_train_what_ran(data, tmp_path, clock):
     # a budget spent inside the first epoch: that trial stops after epoch 1 (its best epoch so far
     # counts), no other trial starts, and the seeds retrain 1 epoch without the clock
     out = tmp_path / "tune"
     args = ("bprmf", "--data", data, "--trials", 3, "--timeout", 0.001, "--seeds", "0",
-            "--set", "train.epochs=4", "--set", "train.patience=0", "--set", "model.dim=8", "--out", out)
+            "--set", "train.epochs=4", "--set", "train.patience=0", "--set", "model.dim=8",
+            "--set", f'train.clock="{clock}"', "--out", out)
     result = _tune(*args)
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="bprmf-data", storage=f"sqlite:///{out / 'study.db'}")

@@ -28,6 +28,7 @@ TOML lives here and in the CLI only; models and the trainer see plain dataclasse
 from __future__ import annotations
 
 import math
+import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -35,6 +36,10 @@ from pathlib import Path
 from ..devices import DEVICE_PATTERN, PRECISIONS
 from ..models import check_params, effective_params, spec
 from ..errors import ConfigError
+
+
+#: ``train.clock``: the seconds a time budget counts
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class TrainConfig:
     patience: int = 5                  # epochs without improvement before stopping; 0 = never stop
     max_seconds: float = 0.0           # 0 = no limit; else stop after the epoch (training + validation)
                                        # that passes this many seconds, keeping the best epoch so far
+    clock: str = "wall"                # what max_seconds (and tune budgets) count: wall seconds, or
+                                       # cpu: this process's CPU seconds, all threads (not slowed by
+                                       # other jobs on a shared machine; not GPU time)
     valid_metric: str = "NDCG@10"
     valid_protocol: str = "auto"       # auto: session on a session split, else full; or one of them
     eval_every: int = 1
@@ -92,7 +100,7 @@ class TrainConfig:
                    "sampler": ("uniform", "popularity", "adversarial"),
                    "stream_mode": ("micro_batch", "exact"),
                    "valid_protocol": ("auto", "full", "sampled", "session"),
-                   "precision": PRECISIONS}
+                   "precision": PRECISIONS, "clock": tuple(CLOCKS)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} = {getattr(self, name)!r}; choose from {', '.join(allowed)}")

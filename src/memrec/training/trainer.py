@@ -44,7 +44,7 @@ from ..models.base import Model
 from ..models.capabilities import StreamLearner
 from ..progress import echo_stderr
 from .callbacks import STAGES, Callback, CallbackList, FitStart, run_folder_callbacks
-from .config import TrainConfig
+from .config import CLOCKS, TrainConfig
 from .optim import TFRMSprop
 from .tasks import make_task
 
@@ -248,8 +248,9 @@ class Trainer:
         self.callbacks.on_fit_start(FitStart(self.stage, first_epoch=state["epoch"] + 1, epochs=cfg.epochs))
         label = self._label(model)
         stopped = out_of_time = False
+        clock = CLOCKS[cfg.clock]
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            epoch_start = time.perf_counter()
+            epoch_start = clock()
             record = self._train_epoch(model, task, optimizer, generator, epoch, label, step)
             state["seconds"] += record["seconds"]
             if evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
@@ -267,7 +268,7 @@ class Trainer:
             state["epoch"] = epoch
             self.echo(self._epoch_text(record, cfg.epochs, label))
             stopped = bool(self.world.agree(cfg.patience > 0 and state["bad_epochs"] >= cfg.patience))
-            state["elapsed"] += time.perf_counter() - epoch_start
+            state["elapsed"] += clock() - epoch_start
             # rank 0's clock decides, so every rank leaves after the same epoch
             out_of_time = epoch < cfg.epochs and bool(self.world.agree(
                 0 < cfg.max_seconds <= state["elapsed"]))

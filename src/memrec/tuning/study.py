@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ..errors import ConfigError
 from ..recommender import Recommender
 from ..runs import train_run
 from ..training.callbacks import Callback
-from ..training.config import RunConfig, load_config, toml_literal
+from ..training.config import CLOCKS, RunConfig, load_config, toml_literal
 from .space import Param
 
 #: the trial states that count towards ``--trials``
@@ -112,11 +111,12 @@ class Objective:
         if self.setup.timeout is not None:      # what is left of the study's budget bounds this trial
             left = max(self.setup.timeout - seconds_spent(trial.study, but=trial.number), 1e-9)
             config = replace(config, train=replace(config.train, max_seconds=left))
-        start = time.perf_counter()
+        clock = CLOCKS[config.train.clock]           # the budget's seconds: wall, or CPU
+        start = clock()
         try:
             return validation_score(config, self.split, [Pruning(trial, config.train.valid_metric)], trial=trial)
         finally:                                     # pruned trials too
-            trial.set_user_attr("seconds", time.perf_counter() - start)
+            trial.set_user_attr("seconds", clock() - start)
 
 
 def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> "optuna.Study":
@@ -137,20 +137,27 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> 
         study.enqueue_trial(base_point(setup), skip_if_exists=True)
     if done >= setup.trials:
         return study
-    timeout = None
-    if setup.timeout is not None:
-        timeout = setup.timeout - seconds_spent(study)
-        if timeout <= 0 and done:
-            echo(f"study {study_name!r}: its {setup.timeout:g} s budget is spent")
-            return study
+    if setup.timeout is not None and done and seconds_spent(study) >= setup.timeout:
+        echo(f"study {study_name!r}: its {setup.timeout:g} s budget is spent")
+        return study
     metric = setup.config().train.valid_metric
     limit = optuna.study.MaxTrialsCallback(setup.trials, states=tuple(
         getattr(optuna.trial.TrialState, s) for s in _DONE))
-    study.optimize(Objective(setup, split, echo), n_trials=setup.trials - done,
-                   timeout=None if timeout is None else max(timeout, 1e-9),
-                   callbacks=[limit, _progress_line(setup.trials, metric, echo)],
+    callbacks = [limit, _progress_line(setup.trials, metric, echo)]
+    if setup.timeout is not None:
+        callbacks.append(_budget_stop(setup.timeout))
+    study.optimize(Objective(setup, split, echo), n_trials=setup.trials - done, callbacks=callbacks,
                    catch=(FloatingPointError,))
     return study
+
+
+def _budget_stop(budget: float):
+    """Stops the study once its trials' seconds (on ``train.clock``, kept in the storage) reach
+    ``budget``; Optuna's own timeout counts wall time of this process only."""
+    def callback(study, trial) -> None:
+        if seconds_spent(study) >= budget:
+            study.stop()
+    return callback
 
 
 def base_point(setup: TuneSetup) -> dict[str, object]:
