@@ -424,15 +424,16 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
 
     # -- read and score ------------------------------------------------------------------------
     def _score(self, rows, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
-               cand_q, cand_e, cand_b) -> torch.Tensor:
+               cand_q, cand_hop, cand_e, cand_b) -> torch.Tensor:
         """ŷ for candidates of one or many states. Leading dims ``...`` ([B] or [B, T]):
         rows [...] (the user's row of p, ``_own_rows``), memory [..., S, d], hist_q [..., H, d] (training: each prefix's window of
         its last H items, ``_history_windows``), hist_mask / hist_age [..., H],
         bank [..., N, d], affinity / nb_valid [..., N], cand_q / cand_e [..., C, d],
-        cand_b [..., C] → [..., C].  # eq. B.2.2–B.2.5"""
+        cand_hop [..., C, d] (W_h q_j, given so that full ranking projects each item once, not once
+        per state), cand_b [..., C] → [..., C].  # eq. B.2.2–B.2.5"""
         scale = 1 / math.sqrt(self.dim)
         r = torch.softmax(cand_q @ memory.transpose(-1, -2) * scale, -1) @ memory          # hop 1
-        z = torch.relu(self.hop(cand_q) + r)
+        z = torch.relu(cand_hop + r)
         r = torch.softmax(z @ memory.transpose(-1, -2) * scale, -1) @ memory               # hop 2
         n = torch.zeros_like(r)
         if self.use_neighbours:
@@ -442,10 +443,17 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         if self.use_history:
             bias = -self.history_recency * torch.log1p(hist_age)
             h = top_r_read(cand_q, hist_q, hist_q, hist_mask, self.top_r, bias)[0]
-        p = self.user_embedding(rows)[..., None, :].expand_as(r)
-        g = torch.sigmoid(self.read_gates(torch.cat([p, r, n, h], -1)))                   # g_n, g_h
+        p = self.user_embedding(rows)[..., None, :]                                        # [..., 1, d]
+        g = torch.sigmoid(self._gate_logits(p, r, n, h))                                   # g_n, g_h
         user = p + r + g[..., :1] * n + g[..., 1:] * h
         return (user * cand_e).sum(-1) + cand_b
+
+    def _gate_logits(self, p, r, n, h) -> torch.Tensor:
+        """W_g[p_u; r; n; h] + b as four products, one per part: p_u [..., 1, d] is the state's
+        and enters once, not once per candidate, and no [..., C, 4d] concatenation is built
+        (it was a fifth of a full-ranking pass)."""
+        W_p, W_r, W_n, W_h = self.read_gates.weight.split(self.dim, dim=1)
+        return F.linear(p, W_p, self.read_gates.bias) + r @ W_r.T + n @ W_n.T + h @ W_h.T
 
     def score_state(self, state: DEMNState, users, items=None) -> torch.Tensor:
         window, B = state.window, len(users)
@@ -458,12 +466,14 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         table = self._item_table()
         args = (rows, state.values, self.item_embedding(window.items), window.mask, hist_age, bank, affinity, valid)
         if items is not None:
-            return self._score(*args, self.item_embedding(items), table[items], self.item_bias(items)[..., 0])
+            q = self.item_embedding(items)
+            return self._score(*args, q, self.hop(q), table[items], self.item_bias(items)[..., 0])
         out = state.values.new_empty(B, self.n_items)
         per_item = 4 * self.dim + window.items.shape[1] + ids.shape[1] + 2 * state.values.shape[1]
         for chunk in chunked_items(self.n_items, B, per_item):
-            q = self.item_embedding.weight[chunk].expand(B, -1, -1)
-            out[:, chunk] = self._score(*args, q, table[chunk].expand(B, -1, -1),
+            q = self.item_embedding.weight[chunk]
+            out[:, chunk] = self._score(*args, q.expand(B, -1, -1), self.hop(q).expand(B, -1, -1),
+                                        table[chunk].expand(B, -1, -1),
                                         self.item_bias.weight[chunk, 0].expand(B, -1))
         return out
 
@@ -483,8 +493,9 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
                                        users[:, None, None].expand_as(candidates))
         else:
             cand_e = self._item_table()[candidates]
+        cand_q = self.item_embedding(candidates)
         scores = self._score(rows[:, None].expand(B, T), states, hist_q, visible, hist_age,
-                             bank, affinity, valid, self.item_embedding(candidates), cand_e,
+                             bank, affinity, valid, cand_q, self.hop(cand_q), cand_e,
                              self.item_bias(candidates)[..., 0])
         if self.training:
             self._refresh_bank(users, states, mask)
