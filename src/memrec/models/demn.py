@@ -45,6 +45,15 @@ Deviations from the spec (reasons in docs/models/demn.md):
   score); it is never a visitor or a neighbour. ``anonymous_rate`` trains it (1 on session data).
   Buffers go by identity: an anonymised training prefix still leaves its user's own visits out.
 
+Copy read (``repeat = True``, issue 22; off by default, so the shipped results do not change): the
+history store H_u holds items, so one candidate-free read over it, w_m ∝ exp(h·q_m/√d − λ_h
+log(1+age_m)) with h = p_u + mean_s M_u,s, becomes a distribution c over the items it holds
+(summed over repeats), mixed in by a gate g = σ(w_c·h + b_c) (RepeatNet's repeat/explore).
+DEMN trains with BPR, never a catalogue softmax, so the mixture is of the unnormalised scores,
+ŷ' = log((1 − g)·exp(ŷ) + g·c) (``memory/read.copy_scores``, as RUM-I's): ranking by ŷ' ranks
+by the repeat/explore mixture, and full ranking stays ŷ plus one sparse write on H_u's items.
+The top-r history read (L4) attends per candidate and so forms no one distribution to copy.
+
 L3 ablations (B.6): ``write`` = erase_add / gated / fifo, ``learn_timescales``; ``drift_slice``
 picks the users B.6 reports them on. Speed: the write runs as the fused ``time_gated_scan``.
 """
@@ -61,7 +70,7 @@ from torch.nn import functional as F
 
 from ..data.interactions import Interactions
 from ..errors import ConfigError
-from ..memory.read import masked_softmax, top_r_read
+from ..memory.read import CopyRead, copy_candidate_scores, copy_scores, masked_softmax, top_r_read
 from ..memory.erase_add import erase_add_unroll
 from ..memory.fifo import fifo_states
 from ..memory.state import ItemWindow, MemoryState, TensorState
@@ -136,6 +145,9 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     learn_timescales : bool
         Learn τ_s (default) or keep them at their initial 1, 4, 16, … steps (the fixed-τ
         ablation; only the time-gated write has timescales).
+    repeat : bool
+        Add the copy read over the history store (see "Copy read" above): a remembered item can
+        be recommended as a repeat, with a learned repeat/explore gate.
     anonymous_rate : float in [0, 1]
         The share of training sequences read as the anonymous user (row n_users of p, what every
         request with users < 0 reads): 0 (default) trains it never, 1 always (session data,
@@ -164,7 +176,8 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
                  visitors: int = 20, recent_items: int = 2, history: int = 50, top_r: int = 10,
                  beta: float = 5.0, recency: float = 0.5, item_memory: bool = True,
                  neighbours: bool = True, history_read: bool = True, write: str = "time_gated",
-                 learn_timescales: bool = True, anonymous_rate: float = 0.0, init_std: float = 0.1):
+                 learn_timescales: bool = True, anonymous_rate: float = 0.0, init_std: float = 0.1,
+                 repeat: bool = False):
         super().__init__(n_users, n_items)
         if min(slots, visitors, recent_items, history, top_r) < 1:
             raise ValueError("slots, visitors, recent_items, history and top_r must be at least 1")
@@ -210,6 +223,11 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         # (no random draw), so the other weights keep the draws of a DEMN without it
         with_anonymous = torch.cat([self.user_embedding.weight.detach(), torch.zeros(1, dim)])
         self.user_embedding = nn.Embedding.from_pretrained(with_anonymous, freeze=False)
+        self.repeat = repeat
+        if repeat:      # built last: the random draws of the other weights stay those of repeat=False
+            self.copy = CopyRead(dim)                               # g = σ(w_c·h + b_c)
+            nn.init.normal_(self.copy.gate.weight, std=init_std)
+            nn.init.zeros_(self.copy.gate.bias)
 
     # -- the event log ------------------------------------------------------------------------
     def prepare(self, train: Interactions) -> None:
@@ -467,7 +485,8 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         args = (rows, state.values, self.item_embedding(window.items), window.mask, hist_age, bank, affinity, valid)
         if items is not None:
             q = self.item_embedding(items)
-            return self._score(*args, q, self.hop(q), table[items], self.item_bias(items)[..., 0])
+            scores = self._score(*args, q, self.hop(q), table[items], self.item_bias(items)[..., 0])
+            return self._with_copy(scores, args, window.items, items)
         out = state.values.new_empty(B, self.n_items)
         per_item = 4 * self.dim + window.items.shape[1] + ids.shape[1] + 2 * state.values.shape[1]
         for chunk in chunked_items(self.n_items, B, per_item):
@@ -475,7 +494,28 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
             out[:, chunk] = self._score(*args, q.expand(B, -1, -1), self.hop(q).expand(B, -1, -1),
                                         table[chunk].expand(B, -1, -1),
                                         self.item_bias.weight[chunk, 0].expand(B, -1))
-        return out
+        return self._with_copy(out, args, window.items)
+
+    # -- the copy read (``repeat``) ----------------------------------------------------------------
+    def _copy_read(self, rows, memory, hist_q, hist_mask, hist_age) -> tuple[torch.Tensor, torch.Tensor]:
+        """The copy's weights over the history store and its gate logit, both from h = p_u +
+        mean_s M_u,s: w ∝ exp(h·q_m/√d − λ_h log(1 + age_m)) over the valid entries (the
+        history read's recency penalty, shared). rows [...], memory [..., S, d], hist_q
+        [..., W, d], hist_mask / hist_age [..., W] → (w [..., W], gate logit [...])."""
+        h = self.user_embedding(rows) + memory.mean(-2)
+        logits = _row_products(hist_q, h) / math.sqrt(self.dim) - self.history_recency * torch.log1p(hist_age)
+        return masked_softmax(logits, hist_mask), self.copy.gate_logit(h)
+
+    def _with_copy(self, scores, args, hist_items, candidates=None) -> torch.Tensor:
+        """ŷ' = log((1 − g)·exp(ŷ) + g·c) of every item (candidates None) or of candidates
+        [..., C], with ``args`` the leading arguments of ``_score``; ŷ itself without ``repeat``."""
+        if not self.repeat:
+            return scores
+        rows, memory, hist_q, hist_mask, hist_age = args[:5]
+        weights, gate = self._copy_read(rows, memory, hist_q, hist_mask, hist_age)
+        if candidates is None:
+            return copy_scores(scores, weights, hist_items, hist_mask, gate)
+        return copy_candidate_scores(scores, candidates, weights, hist_items, hist_mask, gate)
 
     # -- training ------------------------------------------------------------------------------
     def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
@@ -487,30 +527,32 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         x, ids, valid, (bank, affinity, context) = self._history_inputs(users, rows, history, mask, cutoff)
         states = self._write_all(rows, self._initial(rows), x, context, mask, return_all=True)
         B, T = history.shape
-        hist_q, visible, hist_age = self._history_windows(history, mask)
+        hist_q, hist_items, visible, hist_age = self._history_windows(history, mask)
         if self.training:       # leave u out of its candidates' visitors, and the future
             cand_e = self._item_memory(candidates, cutoff[..., None].expand_as(candidates),
                                        users[:, None, None].expand_as(candidates))
         else:
             cand_e = self._item_table()[candidates]
         cand_q = self.item_embedding(candidates)
-        scores = self._score(rows[:, None].expand(B, T), states, hist_q, visible, hist_age,
-                             bank, affinity, valid, cand_q, self.hop(cand_q), cand_e,
-                             self.item_bias(candidates)[..., 0])
+        args = (rows[:, None].expand(B, T), states, hist_q, visible, hist_age, bank, affinity, valid)
+        scores = self._score(*args, cand_q, self.hop(cand_q), cand_e, self.item_bias(candidates)[..., 0])
+        scores = self._with_copy(scores, args, hist_items, candidates)
         if self.training:
             self._refresh_bank(users, states, mask)
         return scores
 
     def _history_windows(self, history: torch.Tensor, mask: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """H_u of every prefix: its last W = min(H, T) items (q [B, T, W, d], valid [B, T, W],
-        age in steps [B, T, W]), oldest first. Only those can be read (the store holds H), so
-        the retrieval sorts W entries per candidate, not the whole sequence (O(T·H), not T²)."""
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """H_u of every prefix: its last W = min(H, T) items (q [B, T, W, d], a view of the
+        history's embeddings, and the items long [B, T, W]; valid [B, T, W], age in steps
+        [B, T, W]), oldest first. Only those can be read (the store holds H), so the retrieval
+        sorts W entries per candidate, not the whole sequence (O(T·H), not T²)."""
         W = min(self.history, history.shape[1])
         q = F.pad(self.item_embedding(history), (0, 0, W - 1, 0)).unfold(1, W, 1).transpose(-1, -2)
+        items = F.pad(history, (W - 1, 0)).unfold(1, W, 1)
         visible = F.pad(mask, (W - 1, 0)).unfold(1, W, 1)
         age = torch.arange(W - 1, -1, -1, device=history.device, dtype=torch.float32).expand(visible.shape)
-        return q, visible, age
+        return q, items, visible, age
 
     @torch.no_grad()
     def _refresh_bank(self, users: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> None:
