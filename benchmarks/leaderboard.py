@@ -53,7 +53,7 @@ DATASETS = {
                     "models": USER_MODELS, "rank_by": ("full", "NDCG@10"), "budget_s": 600},
     "lastfm-kg": {"path": "lastfm-kg", "split": ['data.split="random"', "data.test_frac=0.2", "data.valid_frac=0.1",
                                                   "data.linked_only=true"],
-                  "models": ["pop", "itemknn", "rp3beta", "ease", "bprmf", "gru4rec", "ksr"],
+                  "models": ["pop", "itemknn", "rp3beta", "ease", "bprmf", "gru4rec", "demn", "ksr"],
                   "rank_by": ("full", "NDCG@10"), "budget_s": 600},
     "yoochoose1_64": {"path": "yoochoose1_64", "split": ['data.split="given"', "data.valid_from_train=true"],
                       "models": SESSION_MODELS, "rank_by": ("session", "MRR@20"), "budget_s": 600},
