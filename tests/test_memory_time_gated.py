@@ -185,6 +185,25 @@ def test_top_r_read_equals_brute_force(seed, r, M):
 
 
 @PROPS
+@given(seed=st.integers(0, 10_000), r=st.integers(1, 8), M=st.integers(2, 9))
+def test_top_r_selection_with_many_ties_equals_brute_force(seed, r, M):
+    # a session's store repeats items: keys drawn from 3 vectors, so the r-th score is often tied
+    g = torch.Generator().manual_seed(seed)
+    B, C, D = 2, 3, 4
+    pool = torch.randn(3, D, generator=g)
+    keys = pool[torch.randint(0, 3, (B, M), generator=g)]
+    q = torch.randn(B, C, D, generator=g)
+    mask = torch.rand(B, M, generator=g) > 0.2
+    _, weights = top_r_read(q, keys, keys, mask, r)
+    scores = q @ keys.transpose(-1, -2)                                         # the same products
+    for b in range(B):
+        for c in range(C):
+            valid = [m for m in range(M) if mask[b, m]]
+            chosen = sorted(valid, key=lambda m: (-float(scores[b, c, m]), -m))[:r]
+            assert sorted(torch.nonzero(weights[b, c]).flatten().tolist()) == sorted(chosen), (b, c)
+
+
+@PROPS
 @given(seed=st.integers(0, 10_000), r=st.integers(1, 6))
 def test_top_r_read_of_one_shared_store_equals_the_store_copied_per_prefix(seed, r):
     # every prefix reading one store [B, 1, M, D] (its own causal part by the mask) is a single

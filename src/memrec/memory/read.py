@@ -573,16 +573,26 @@ def top_r_read(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, 
     valid = mask.unsqueeze(-2).expand_as(scores)
     kept = valid
     if r < scores.shape[-1]:                                                   # else: every valid entry
-        # ties (a repeated item) go to the later entry, the more recent in an oldest-first
-        # store: a stable descending sort of the reversed entries, so what is retrieved does
-        # not depend on the store's padding or width
-        flipped = scores.masked_fill(~valid, float("-inf")).flip(-1)
-        order = flipped.sort(dim=-1, descending=True, stable=True).indices[..., :r]
-        top = scores.shape[-1] - 1 - order
-        kept = torch.zeros_like(valid).scatter(-1, top, True) & valid
+        kept = _top_r_mask(scores.masked_fill(~valid, float("-inf")), valid, r)
     logits = scores if bias is None else scores + bias.unsqueeze(-2)
     weights = masked_softmax(logits, kept)
     return _shared_store_product(weights, values), weights
+
+
+def _top_r_mask(scores: torch.Tensor, valid: torch.Tensor, r: int) -> torch.Tensor:
+    """The r valid entries with the highest scores [..., M] (invalid ones at −inf), ties (a
+    repeated item) to the later entry, the more recent in an oldest-first store, so what is
+    retrieved does not depend on the store's padding or width. Selection by the r-th largest
+    score (one ``topk``, no sort of all M entries: the sort was a third of a full-ranking pass):
+    every entry above it, then the latest of those equal to it until r are kept."""
+    kth = scores.topk(r, dim=-1).values[..., -1:]                              # −inf: fewer than r valid
+    above = scores > kth
+    tied = (scores == kth) & valid
+    room = r - above.sum(-1, keepdim=True)
+    if bool((tied.sum(-1, keepdim=True) <= room).all()):                        # no tie to break
+        return above | tied
+    latest_first = tied.flip(-1).cumsum(-1).flip(-1)                           # 1 for the latest tie
+    return above | (tied & (latest_first <= room))
 
 
 def _shared_store_product(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
