@@ -47,6 +47,10 @@ VARIANTS = {
     "write=gated": ["model.write=gated"],
     "write=fifo": ["model.write=fifo"],
     "fixed_tau": ["model.learn_timescales=false"],
+    # slot capacity (B.6, fifth row; the recipe has S = 4)
+    "slots=1": ["model.slots=1"],
+    "slots=2": ["model.slots=2"],
+    "slots=8": ["model.slots=8"],
     # −L1, −L2, −L4 and the erase-add write: "user memory with erase-add only ≈ RUM-F /
     # MIMN-lite" (B.6); the slot read stays, so it is not exactly BPR-MF
     "all_off": ["model.item_memory=false", "model.neighbours=false", "model.history_read=false",
