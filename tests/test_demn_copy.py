@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from memrec.models import build
@@ -98,3 +99,30 @@ def test_training_reaches_the_gate_and_the_prefix_reads_only_its_past():
             store = set(range(t + 1))
             assert set(scores[t].topk(t + 1).indices.tolist()) == store
             assert scores[t, t + 1] < scores[t, list(store)].min()
+
+
+def test_explanations_name_the_retrieved_entries_and_the_copy_mode():
+    copy, _ = pair(60.0)                                                      # the copy decides
+    users = torch.tensor([1])
+    with torch.no_grad():
+        state = copy.encode(users, HISTORY, MASK)
+        explained = copy.explain_state(state, users, torch.tensor([3, 0]))
+        # item 3: a repeat of the store's latest entry holding it (slot 2), then the entries its
+        # top-r read (r = 2) retrieved: by ⟨q_3, q_m⟩ the two copies of item 3 tie above item 5,
+        # read with softmax(⟨q_3, q_m⟩ − λ_h log(1 + age)) over ages 2 and 0
+        mode, *entries = explained[0]
+        assert (mode.kind, mode.id) == ("repeat", 2) and mode.weight > 0.99
+        q = copy.item_embedding.weight
+        s = float(q[3] @ q[3])
+        assert s > float(q[3] @ q[5])                                        # the premise
+        w = torch.softmax(torch.tensor([s, s]) - copy.history_recency * torch.log1p(torch.tensor([2.0, 0.0])), 0)
+        assert [e.id for e in entries] == [3, 3]
+        assert sorted(e.weight for e in entries) == pytest.approx(sorted(w.tolist()), abs=1e-6)
+        # item 0 is not in the store: an exploration
+        assert explained[1][0].kind == "explore" and explained[1][0].id == -1
+        # distinct items (5, then 3), both within r: each entry's weight by the same softmax
+        two = copy.encode(users, torch.tensor([[5, 3]]), torch.ones(1, 2, dtype=torch.bool))
+        _, *entries = copy.explain_state(two, users, torch.tensor([0]))[0]
+        logits = torch.stack([q[0] @ q[5], q[0] @ q[3]]) - copy.history_recency * torch.log1p(torch.tensor([1.0, 0.0]))
+        w = torch.softmax(logits, 0)
+        assert {e.id: e.weight for e in entries} == pytest.approx({5: float(w[0]), 3: float(w[1])}, abs=1e-6)

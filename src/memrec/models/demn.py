@@ -70,12 +70,14 @@ from torch.nn import functional as F
 
 from ..data.interactions import Interactions
 from ..errors import ConfigError
-from ..memory.read import CopyRead, copy_candidate_scores, copy_scores, masked_softmax, top_r_read
+from ..memory.read import (CopyRead, copy_candidate_scores, copy_scores, masked_softmax, repeat_share,
+                           top_r_read)
 from ..memory.erase_add import erase_add_unroll
 from ..memory.fifo import fifo_states
 from ..memory.state import ItemWindow, MemoryState, TensorState
 from ..memory.time_gated import time_gated_scan
-from .capabilities import AnonymousScorer, HistoryScorer, NextItemPairwise, StatefulScorer
+from .capabilities import (AnonymousScorer, HistoryScorer, MemoryEntry, NextItemPairwise, StateExplainer,
+                           mode_entries, ranked_entries)
 from .chunks import chunked_items
 from .demn_log import LOG_BUFFERS, EventLog, event_ranks, last_items, recent_windows
 
@@ -112,7 +114,7 @@ class DEMNState(TensorState):
         return super().index(rows).trimmed()
 
 
-class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
+class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     """DEMN: item visitors, neighbours, a time-gated slot memory and a retrieved history.
 
     Parameters
@@ -168,6 +170,7 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     """
 
     data_buffers = LOG_BUFFERS
+    explains = "item"                     # the history store's entries the top-r read retrieved
     state_type = DEMNState
     max_history = None                    # the slots are written by the whole history
     reads_known_users = True              # p_u; users < 0 read the anonymous user's row
@@ -473,10 +476,16 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         W_p, W_r, W_n, W_h = self.read_gates.weight.split(self.dim, dim=1)
         return F.linear(p, W_p, self.read_gates.bias) + r @ W_r.T + n @ W_n.T + h @ W_h.T
 
+    @staticmethod
+    def _window_ages(window: ItemWindow) -> torch.Tensor:
+        """Steps back from the newest entry of each store [B, W] (its entries come first)."""
+        length = window.mask.sum(1)
+        steps = torch.arange(window.items.shape[1], device=window.items.device)
+        return (length[:, None] - 1 - steps).float().clamp_min(0)
+
     def score_state(self, state: DEMNState, users, items=None) -> torch.Tensor:
         window, B = state.window, len(users)
-        length = window.mask.sum(1)
-        hist_age = (length[:, None] - 1 - torch.arange(window.items.shape[1], device=users.device)).float().clamp_min(0)
+        hist_age = self._window_ages(window)
         recent, recent_mask = last_items(window, self.recent_items)
         ids, valid = self._neighbours(users, recent, recent_mask, torch.full_like(users, self.n_events))
         rows = self._own_rows(users)
@@ -495,6 +504,31 @@ class DEMN(StatefulScorer, HistoryScorer, AnonymousScorer, NextItemPairwise):
                                         table[chunk].expand(B, -1, -1),
                                         self.item_bias.weight[chunk, 0].expand(B, -1))
         return self._with_copy(out, args, window.items)
+
+    # -- explanations --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def explain_state(self, state: DEMNState, users: torch.Tensor,
+                      items: torch.Tensor) -> list[list[MemoryEntry]]:
+        """Per item, the history entries its top-r read (L4) retrieved, by the attention each
+        got (the items they hold; none when the history read is off). With the copy read, each
+        item's entries start with how it was recommended: "repeat" (id: the store slot of the
+        item's latest entry, weight: the copy's share of its mixture) when the copy gave at least
+        half, else "explore" (id -1, weight: the catalogue's share)."""
+        window = state.window
+        stored, valid = window.items[0], window.mask[0]
+        ranked = [[] for _ in range(len(items))]
+        if self.use_history:
+            q, keys = self.item_embedding(items)[None], self.item_embedding(window.items)
+            bias = -self.history_recency * torch.log1p(self._window_ages(window))
+            weights = top_r_read(q, keys, keys, window.mask, self.top_r, bias)[1][0]         # [C, W]
+            ranked = [ranked_entries("item", stored[row > 0], row[row > 0]) for row in weights]
+        if not self.repeat:
+            return ranked
+        rows = self._own_rows(users)
+        copy, gate = self._copy_read(rows, state.values, self.item_embedding(window.items), window.mask,
+                                     self._window_ages(window))
+        share = repeat_share(self.score_state(state, users), copy, window.items, window.mask, gate)[0, items]
+        return [[mode, *entries] for mode, entries in zip(mode_entries(share, stored, valid, items), ranked)]
 
     # -- the copy read (``repeat``) ----------------------------------------------------------------
     def _copy_read(self, rows, memory, hist_q, hist_mask, hist_age) -> tuple[torch.Tensor, torch.Tensor]:
