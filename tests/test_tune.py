@@ -128,6 +128,43 @@ def test_a_second_tune_continues_the_stored_study(data, tmp_path):
         assert len(list(csv.DictReader(f))) == 3
 
 
+def test_a_killed_trial_is_retried_with_its_settings_and_its_seconds_still_count(data, tmp_path, monkeypatch):
+    import time
+
+    from memrec.tuning import study as tuning
+    monkeypatch.setattr(tuning, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(tuning, "GRACE_S", 1)
+    out = tmp_path / "tune"
+    args = ("bprmf", "--data", data, "--seeds", "0", "--set", "train.epochs=2", "--set", "model.dim=8",
+            "--out", out)
+    assert _tune(*args, "--trials", 1).exit_code == 0
+    # a second trial whose process was killed after 5 s: drawn, running, one heartbeat, then silence
+    storage = tuning._with_heartbeat(f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(study_name="bprmf-data", storage=storage)
+    killed = study.ask()
+    drawn = {p.key: p.suggest(killed) for p in search_space("bprmf", None)}
+    killed.set_user_attr("seconds", 5.0)
+    storage.record_heartbeat(killed._trial_id)
+    time.sleep(2.5)                                             # > GRACE_S: its process is dead
+    result = _tune(*args, "--trials", 2)
+    assert result.exit_code == 0, result.output
+    trials = optuna.load_study(study_name="bprmf-data", storage=f"sqlite:///{out / 'study.db'}").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].params == pytest.approx(drawn)                        # its settings, retried
+    assert trials[2].user_attrs["seconds"] < 5.0                           # its own seconds, not the copy's
+    assert tuning.seconds_spent(optuna.load_study(study_name="bprmf-data", storage=storage)) == pytest.approx(
+        trials[0].user_attrs["seconds"] + 5.0 + trials[2].user_attrs["seconds"])  # the killed 5 s count
+
+
+def test_a_retry_waiting_to_run_does_not_count_its_originals_seconds_twice():
+    from memrec.tuning.study import seconds_spent
+    study = optuna.create_study()
+    study.add_trial(optuna.create_trial(value=0.1, user_attrs={"seconds": 2.0}))
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"seconds": 5.0}))
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs={"seconds": 5.0}))
+    assert seconds_spent(study) == 7.0
+
+
 def test_epochs_report_to_the_pruner(data, tmp_path):
     # a gradient model's trials report every validated epoch (what the median pruner reads)
     out = tmp_path / "tune"

@@ -17,12 +17,19 @@ once it is spent; and a trial still training when it runs out stops after its cu
 (``train.max_seconds``), keeping its best epoch. The seeds then retrain such a trial for the
 epochs it ran, without the clock, so a slow model is tested as the search saw it and the same
 budget holds for every model in a comparison.
+
+A killed search loses at most an epoch: each trial records its seconds after every epoch, and
+an SQL storage keeps a heartbeat per running trial, so the next search on the storage marks a
+trial whose heartbeat stopped (its process was killed) as failed, still counts its seconds
+against the budget, and retries its settings (Optuna's ``RetryHeartbeatStaleTrialCallback``): the base
+configuration is not lost to a kill during the first trial.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +44,12 @@ from .space import Param
 
 #: the trial states that count towards ``--trials``
 _DONE = ("COMPLETE", "PRUNED")
+#: seconds between a running trial's heartbeats, and the silence after which another search
+#: on the storage takes the trial's process for dead (an epoch reports nothing: the heartbeat
+#: is a thread of its own, so long epochs are fine)
+HEARTBEAT_S, GRACE_S = 30, 120
+#: how often a killed trial's settings are retried
+MAX_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -112,11 +125,26 @@ class Objective:
             left = max(self.setup.timeout - seconds_spent(trial.study, but=trial.number), 1e-9)
             config = replace(config, train=replace(config.train, max_seconds=left))
         clock = CLOCKS[config.train.clock]           # the budget's seconds: wall, or CPU
-        start = clock()
+        seconds = TrialSeconds(trial, clock)
         try:
-            return validation_score(config, self.split, [Pruning(trial, config.train.valid_metric)], trial=trial)
+            return validation_score(config, self.split, [seconds, Pruning(trial, config.train.valid_metric)],
+                                    trial=trial)
         finally:                                     # pruned trials too
-            trial.set_user_attr("seconds", clock() - start)
+            seconds.record()
+
+
+class TrialSeconds(Callback):
+    """Records the trial's seconds so far (on the budget's clock) after every epoch and at its
+    end, so a trial whose process is killed still counts against the budget."""
+
+    def __init__(self, trial, clock):
+        self.trial, self.clock, self.start = trial, clock, clock()
+
+    def record(self) -> None:
+        self.trial.set_user_attr("seconds", self.clock() - self.start)
+
+    def on_epoch_end(self, record: dict) -> None:
+        self.record()
 
 
 def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> "optuna.Study":
@@ -125,7 +153,7 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> 
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
+        study_name=study_name, storage=_with_heartbeat(storage), direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=setup.config().train.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2))
     done = _finished(study)
@@ -151,6 +179,23 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> 
     return study
 
 
+def _with_heartbeat(url: str):
+    """An SQL storage URL as Optuna's RDB storage with trial heartbeats and the retry of
+    trials killed while running (other URLs, e.g. a journal file, as they are)."""
+    import optuna
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        make_url(url)
+    except ArgumentError:
+        return url
+    with warnings.catch_warnings():                 # the heartbeat is "experimental" in Optuna 4-5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES))
+
+
 def _budget_stop(budget: float):
     """Stops the study once its trials' seconds (on ``train.clock``, kept in the storage) reach
     ``budget``; Optuna's own timeout counts wall time of this process only."""
@@ -174,9 +219,10 @@ def base_point(setup: TuneSetup) -> dict[str, object]:
 
 def seconds_spent(study, but: int | None = None) -> float:
     """The training seconds the study's trials took (kept in the storage, so a resumed or
-    parallel search counts them), leaving out trial number ``but``."""
+    parallel search counts them), leaving out trial number ``but``. A retry waiting to run
+    carries its killed original's attributes, seconds included: it counts once it runs."""
     return sum(t.user_attrs.get("seconds", 0.0) for t in study.get_trials(deepcopy=False)
-               if t.number != but)
+               if t.number != but and t.state.name != "WAITING")
 
 
 def _finished(study) -> int:
