@@ -5,7 +5,7 @@ without the copy read, every metric split into repeat cases and new-item cases.
     PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py baselines diginetica
     PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py stamp yoochoose1_64 --seeds 0,1,2
     PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py stamp yoochoose1_64 --repeat --seeds 0,1,2
-    PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py leaderboard yoochoose1_64
+    PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py leaderboard yoochoose1_64 [--rows stamp,stan]
     PYTHONPATH=src .venv/bin/python benchmarks/session_repeat.py report
 
 Data: the SR-GNN files in ``../shared/data/<dataset>`` (session protocol: each test prefix ranks
@@ -134,10 +134,11 @@ def run_stamp(dataset: str, repeat: bool, seeds: list[int], overrides: list[str]
               f"MRR@20 {metrics['all']['MRR@20']:.2f} in {seconds:.0f} s", flush=True)
 
 
-def run_leaderboard(dataset: str) -> None:
+def run_leaderboard(dataset: str, only: set[str] | None = None) -> None:
     """Split the test metrics of every finished leaderboard row of ``dataset`` (each row tuned
     with the same budget by ``benchmarks/leaderboard.py``; its seeds' saved models) by repeat
-    and new-item cases; recorded as ``ROW (leaderboard)``, replacing earlier records of it."""
+    and new-item cases; recorded as ``ROW (leaderboard)``, replacing earlier records of it.
+    ``only``: just these rows (the others keep their records)."""
     import torch
 
     from memrec.data.readers import load
@@ -145,9 +146,12 @@ def run_leaderboard(dataset: str) -> None:
     cases = load(DATA / dataset).given_split.test_cases
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for row in sorted((ROOT / "benchmarks" / "results" / "leaderboard" / dataset).glob("*/results.json")):
+        if only and row.parent.name not in only:
+            continue
         label = f"{row.parent.name} (leaderboard)"
         runs = []
-        for folder in sorted(row.parent.glob("seed_*")):
+        seeds = [f for f in row.parent.glob("seed_*") if f.name[5:].isdigit()]     # not seed_S.superseded1
+        for folder in sorted(seeds):
             run = json.loads((folder / "results.json").read_text())
             rec = Recommender.load(folder)
             runs.append({"metrics": split_metrics(rec.model_, cases), "seed": int(folder.name[5:]),
@@ -230,6 +234,7 @@ def main() -> None:
     s.add_argument("--label", default=None, help="the row's name (default stamp / stamp+copy)")
     lb = sub.add_parser("leaderboard", help="split the finished leaderboard rows of DATASET")
     lb.add_argument("dataset", choices=DATASETS)
+    lb.add_argument("--rows", default="", help="only these rows (comma list; default: every finished one)")
     sub.add_parser("report")
     args = parser.parse_args()
     if args.command == "baselines":
@@ -237,7 +242,7 @@ def main() -> None:
     elif args.command == "stamp":
         run_stamp(args.dataset, args.repeat, [int(s) for s in args.seeds.split(",")], args.overrides, args.label)
     elif args.command == "leaderboard":
-        run_leaderboard(args.dataset)
+        run_leaderboard(args.dataset, set(filter(None, args.rows.split(","))) or None)
     else:
         report()
 
