@@ -242,6 +242,26 @@ def test_the_first_trial_is_the_base_configuration_moved_into_the_space(data, tm
     assert first.params["train.weight_decay"] == pytest.approx(space["train.weight_decay"].low)
 
 
+def test_a_base_trial_that_failed_is_queued_again(data, tmp_path):
+    # a first run whose base trial failed (as KSR's did on a configuration error since fixed)
+    out = tmp_path / "tune"
+    args = ("bprmf", "--data", data, "--seeds", "0", "--set", "train.epochs=1", "--set", "model.dim=8",
+            "--out", out)
+    assert _tune(*args, "--trials", 1).exit_code == 0
+    storage = f"sqlite:///{out / 'study.db'}"
+    base = optuna.load_study(study_name="bprmf-data", storage=storage).trials[0].params
+    # the same study as if its base trial had failed
+    optuna.delete_study(study_name="bprmf-data", storage=storage)
+    fresh = optuna.create_study(study_name="bprmf-data", storage=storage, direction="maximize")
+    fresh.enqueue_trial(base)
+    fresh.tell(fresh.ask(), state=optuna.trial.TrialState.FAIL)
+    result = _tune(*args, "--trials", 1)
+    assert result.exit_code == 0, result.output
+    trials = optuna.load_study(study_name="bprmf-data", storage=storage).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].params == pytest.approx(base)                           # the base, queued again
+
+
 def test_nearest_point_of_a_domain():
     from memrec.tuning.space import Param
     assert Param("model", "k", "int", 5, 50).nearest(3) == 5

@@ -159,10 +159,12 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> 
     done = _finished(study)
     if done:
         echo(f"study {study_name!r}: {done} trial(s) already finished; continuing")
-    elif not study.get_trials(deepcopy=False):
+    base = base_point(setup)
+    if not _holds(study, base, ("COMPLETE", "PRUNED", "RUNNING", "WAITING")):
         # the first trial is the base configuration (the shipped recipe, the registry defaults):
-        # a model whose budget allows one trial is judged at its recipe, not at a random draw
-        study.enqueue_trial(base_point(setup), skip_if_exists=True)
+        # a model whose budget allows one trial is judged at its recipe, not at a random draw;
+        # a base trial that failed (a configuration error fixed since) is queued again
+        study.enqueue_trial(base)
     if done >= setup.trials:
         return study
     if setup.timeout is not None and done and seconds_spent(study) >= setup.timeout:
@@ -223,6 +225,21 @@ def seconds_spent(study, but: int | None = None) -> float:
     carries its killed original's attributes, seconds included: it counts once it runs."""
     return sum(t.user_attrs.get("seconds", 0.0) for t in study.get_trials(deepcopy=False)
                if t.number != but and t.state.name != "WAITING")
+
+
+def _holds(study, point: dict, states: tuple[str, ...]) -> bool:
+    """Whether a trial in one of ``states`` has the settings ``point`` (queued ones included)."""
+    for trial in study.get_trials(deepcopy=False):
+        params = trial.system_attrs.get("fixed_params", trial.params)
+        if trial.state.name in states and params.keys() == point.keys() and all(
+                _same(params[k], v) for k, v in point.items()):
+            return True
+    return False
+
+
+def _same(a, b) -> bool:
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return bool(np.isclose(float(a), float(b))) if numbers else a == b
 
 
 def _finished(study) -> int:
