@@ -152,6 +152,17 @@ def save(results: dict) -> None:
     (RESULTS / "demn_ablations.md").write_text(markdown(results))
 
 
+def _group_title(extra: tuple[str, ...]) -> str:
+    """A table's heading from the overrides its runs share: the recipe, a time budget (every
+    variant the same training seconds, as a leaderboard row), or a smoke."""
+    if not extra:
+        return "shipped recipe"
+    budget = any(o.startswith("train.max_seconds=") for o in extra) and not any(
+        o.startswith("train.epochs=") for o in extra)
+    return f"with {' '.join(extra)}" + (" (the same training budget for every variant)" if budget
+                                        else " (a smoke, not a result)")
+
+
 def markdown(results: dict) -> str:
     lines = ["# DEMN ablations on ml-100k (spec B.6, the rows buildable now)", "",
              "Leave-one-out, split seed 0, `configs/demn_ml-100k.toml` plus each row's overrides; "
@@ -168,7 +179,7 @@ def markdown(results: dict) -> str:
     head = ["variant", "seeds"] + [f"{p} {m}" for p in PROTOCOLS for m in METRICS] + [
         "drift slice full NDCG@10 (users)", "best epoch", "train ex/s", "load (1 min)"]
     for extra, runs in groups.items():
-        lines += [f"## {'shipped recipe' if not extra else 'with ' + ' '.join(extra) + ' (a smoke, not a result)'}",
+        lines += [f"## {_group_title(extra)}",
                   "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for variant in VARIANTS:
             mine = [r for r in runs if r["variant"] == variant]
