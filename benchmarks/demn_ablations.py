@@ -8,7 +8,7 @@ Every run is exactly ``memrec train demn --config configs/demn_ml-100k.toml`` (l
 split seed 0, the variant's ``--set model.*`` overrides, ``train.seed``) in a child process, one
 thread; then the trained model is scored on the test set's **drift slice**: the 20 % of users
 (with ≥ 10 training events) whose genre distribution shifts most between the first and second
-half of their training history (``memrec.models.demn.drift_slice``; genres from ml-100k's
+half of their training history (``memrec.models.demn_drift.drift_slice``; genres from ml-100k's
 ``u.item``; datasets without item genres fall back to popularity-bucket profiles). The slice
 is evaluated by restricting the split's test part to its users (the ``Evaluator`` has no
 per-user output), full ranking, NDCG@10.
@@ -67,7 +67,7 @@ def item_profiles(train, dataset_dir: Path):
     popularity buckets (``drift_scores`` explains both)."""
     import numpy as np
     from memrec.data.readers.movielens import _U_ITEM_FIELDS, read_item_file
-    from memrec.models.demn import genre_profiles, popularity_profiles
+    from memrec.models.demn_drift import genre_profiles, popularity_profiles
 
     frame = read_item_file(dataset_dir / "raw") if (dataset_dir / "raw").is_dir() else None
     if frame is None:
@@ -84,7 +84,7 @@ def slice_metrics(out: Path, dataset_dir: Path) -> dict:
     import numpy as np
     from memrec.checkpoint import load_model
     from memrec.data.split_io import load_split
-    from memrec.models.demn import drift_slice
+    from memrec.models.demn_drift import drift_slice
     from memrec.runs import evaluate_split
 
     saved = load_model(out, "cpu")
@@ -168,7 +168,7 @@ def markdown(results: dict) -> str:
              "Leave-one-out, split seed 0, `configs/demn_ml-100k.toml` plus each row's overrides; "
              "mean ± std over seeds. Drift slice: the 20 % of users (≥ 10 training events) whose "
              "genre distribution shifts most between the halves of their training history "
-             "(`memrec.models.demn.drift_slice`), full ranking.", "",
+             "(`memrec.models.demn_drift.drift_slice`), full ranking.", "",
              "The full table (hours on one CPU thread):", "",
              "    PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/demn_ablations.py run "
              f"--variants {','.join(VARIANTS)} --seeds 0,1,2", ""]

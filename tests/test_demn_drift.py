@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from memrec.models.demn import drift_scores, drift_slice, genre_profiles, popularity_profiles
+from memrec.models.demn_drift import drift_scores, drift_slice, genre_profiles, popularity_profiles
 
 #: items 0, 1: genre A; items 2, 3: genre B; item 4: both
 FLAGS = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1]])

@@ -1,5 +1,5 @@
 """The time-gated write (memrec.memory.time_gated, DEMN's L3) and the top-r retrieval read
-(memrec.memory.read.top_r_read, DEMN's L4).
+(memrec.memory.retrieval.top_r_read, DEMN's L4).
 
 Hand-computed oracles (arithmetic in comments) and hypothesis properties: the write keeps the
 memory in the hull of its inputs (bounded), decays monotonically with elapsed time, is the
@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memrec.memory.read import top_r_read
+from memrec.memory.retrieval import top_r_read
 from memrec.memory.state import MemoryState
 from memrec.memory.time_gated import idle_decay, time_gated_unroll, time_gated_write
 

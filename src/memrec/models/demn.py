@@ -55,7 +55,7 @@ by the repeat/explore mixture, and full ranking stays ŷ plus one sparse write o
 The top-r history read (L4) attends per candidate and so forms no one distribution to copy.
 
 L3 ablations (B.6): ``write`` = erase_add / gated / fifo, ``learn_timescales``; ``drift_slice``
-picks the users B.6 reports them on. Speed: the write runs as the fused ``time_gated_scan``.
+(models/demn_drift.py) picks the users B.6 reports them on. Speed: the write runs as the fused ``time_gated_scan``.
 """
 
 from __future__ import annotations
@@ -63,21 +63,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..data.interactions import Interactions
 from ..errors import ConfigError
-from ..memory.read import (CopyRead, copy_candidate_scores, copy_scores, masked_softmax, repeat_share,
-                           top_r_read)
+from ..memory.read import CopyRead, copy_candidate_scores, copy_scores, masked_softmax, repeat_share
+from ..memory.retrieval import top_r_read
 from ..memory.erase_add import erase_add_unroll
 from ..memory.fifo import fifo_states
 from ..memory.state import ItemWindow, MemoryState, TensorState
 from ..memory.time_gated import time_gated_scan
 from .capabilities import (AnonymousScorer, HistoryScorer, MemoryEntry, NextItemPairwise, StateExplainer,
                            mode_entries, ranked_entries)
+from ..nn.rows import row_products, weighted_rows
 from .chunks import chunked_items
 from .demn_log import LOG_BUFFERS, EventLog, event_ranks, last_items, recent_windows
 
@@ -297,9 +297,9 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         users, valid = self._visitors(items, cutoff)
         if exclude is not None:
             valid = valid & (users != exclude[..., None])
-        logits = _row_products(self.user_embedding(users), q) - self.visitor_recency * torch.log1p(self._ages(valid))
+        logits = row_products(self.user_embedding(users), q) - self.visitor_recency * torch.log1p(self._ages(valid))
         a = masked_softmax(logits, valid)
-        return q + _weighted_rows(a, self.visitor_embedding(users))
+        return q + weighted_rows(a, self.visitor_embedding(users))
 
     def _item_table(self) -> torch.Tensor:
         """ẽ of every item with the buffers frozen after training [n_items, d]; outside autograd
@@ -328,7 +328,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         """(m̄_v [..., N, d], p_u·p_v [..., N], n̄ [..., d]: the candidate-free read, b_v ∝
         exp(p_u·p_v), that enters the write); rows: the querying user's row of p (``_own_rows``)."""
         bank = self.bank[ids]                                                        # detached
-        affinity = _row_products(self.user_embedding(ids), self.user_embedding(rows))
+        affinity = row_products(self.user_embedding(ids), self.user_embedding(rows))
         if not self.use_neighbours:
             return bank, affinity, bank.new_zeros(*ids.shape[:-1], self.dim)
         mean = (masked_softmax(affinity, valid)[..., None, :] @ bank)[..., 0, :]
@@ -537,7 +537,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         history read's recency penalty, shared). rows [...], memory [..., S, d], hist_q
         [..., W, d], hist_mask / hist_age [..., W] → (w [..., W], gate logit [...])."""
         h = self.user_embedding(rows) + memory.mean(-2)
-        logits = _row_products(hist_q, h) / math.sqrt(self.dim) - self.history_recency * torch.log1p(hist_age)
+        logits = row_products(hist_q, h) / math.sqrt(self.dim) - self.history_recency * torch.log1p(hist_age)
         return masked_softmax(logits, hist_mask), self.copy.gate_logit(h)
 
     def _with_copy(self, scores, args, hist_items, candidates=None) -> torch.Tensor:
@@ -597,76 +597,4 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         self.bank[users] = final.mean(1).to(self.bank.dtype)
 
 
-# -- the drift slice (spec B.6: where the L3 ablations should differ) ---------------------------------
-def genre_profiles(flags: np.ndarray) -> np.ndarray:
-    """Item → genre distribution from 0/1 genre flags [n_items, G]: each item's flags sum to 1
-    (a three-genre film counts a third to each), an item with none is all zero. → float [n_items, G]."""
-    flags = np.asarray(flags, dtype=np.float64)
-    total = flags.sum(1, keepdims=True)
-    return np.divide(flags, total, out=np.zeros_like(flags), where=total > 0)
-
-
-def popularity_profiles(item_counts: np.ndarray, buckets: int = 10) -> np.ndarray:
-    """The generic profile where items carry no categories: a one-hot of each item's training
-    popularity bucket (equal-count buckets of the items sorted by count) → [n_items, buckets].
-    It sees only a shift between mainstream and niche items, a coarser drift than genres."""
-    counts = np.asarray(item_counts)
-    rank = np.empty(len(counts), np.int64)
-    rank[np.argsort(counts, kind="stable")] = np.arange(len(counts))
-    bucket = rank * buckets // max(len(counts), 1)
-    return np.eye(buckets)[bucket]
-
-
-def drift_scores(indptr: np.ndarray, items: np.ndarray, profiles: np.ndarray,
-                 min_events: int = 10) -> np.ndarray:
-    """How much each user's interests shift between the first and the second half of its
-    (chronological) history: 1 − cos(P₁, P₂), P_h the sum of the item profiles of half h.
-
-    indptr [U + 1], items [N]: CSR sequences, oldest first (``Interactions.sequences()``);
-    profiles [n_items, K] non-negative (``genre_profiles`` or ``popularity_profiles``) →
-    float [U] in [0, 1], NaN for users with fewer than ``min_events`` events (too few to split).
-    Why 1 − cosine: it compares the *shape* of the two distributions whatever their sizes (the
-    halves differ by one event at most, but a user's profile mass varies with multi-genre items),
-    and equals 0 for unchanged tastes and 1 for disjoint ones. One pass over the events, no loop
-    over users.
-    """
-    lengths = np.diff(indptr)
-    users = np.repeat(np.arange(len(lengths)), lengths)
-    second = (np.arange(len(items)) - indptr[users]) >= lengths[users] // 2      # in the later half
-    sums = np.zeros((2 * len(lengths), profiles.shape[1]))
-    np.add.at(sums, 2 * users + second, profiles[items])
-    first, later = sums[0::2], sums[1::2]
-    norms = np.linalg.norm(first, axis=1) * np.linalg.norm(later, axis=1)
-    cosine = np.divide((first * later).sum(1), norms, out=np.zeros(len(lengths)), where=norms > 0)
-    return np.where(lengths >= min_events, 1 - cosine, np.nan)
-
-
-def drift_slice(indptr: np.ndarray, items: np.ndarray, profiles: np.ndarray,
-                fraction: float = 0.2, min_events: int = 10) -> np.ndarray:
-    """The users whose interests shift most: the top ``fraction`` of the users with at least
-    ``min_events`` events by :func:`drift_scores` (ties by user id) → user indices, ascending."""
-    scores = drift_scores(indptr, items, profiles, min_events)
-    eligible = np.flatnonzero(~np.isnan(scores))
-    keep = int(round(fraction * len(eligible)))
-    order = eligible[np.lexsort((eligible, -scores[eligible]))]
-    return np.sort(order[:keep])
-
-
-# Products of many rows with one vector each. In training, as broadcast-and-sum: the backward of
-# the batched matmul is an [n, L, 1] @ [n, 1, d] outer product that runs as n tiny GEMMs (it was
-# the slowest op of a training step). Outside autograd, as the matmul: broadcasting would make an
-# [n, L, d] temporary, gigabytes when a full-ranking batch encodes 943 users × 737 events.
-def _row_products(rows: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:     # [..., L, d]·[..., d]
-    if torch.is_grad_enabled():
-        return (rows * vector[..., None, :]).sum(-1)
-    return (rows @ vector[..., None])[..., 0]
-
-
-def _weighted_rows(weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:   # Σ_l w_l rows_l
-    if torch.is_grad_enabled():
-        return (weights[..., None] * rows).sum(-2)
-    return (weights[..., None, :] @ rows)[..., 0, :]
-
-
-__all__ = ["DEMN", "DEMNState", "WRITES", "event_ranks", "genre_profiles", "popularity_profiles",
-           "drift_scores", "drift_slice"]
+__all__ = ["DEMN", "DEMNState", "WRITES", "event_ranks"]
