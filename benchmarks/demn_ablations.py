@@ -47,6 +47,9 @@ VARIANTS = {
     "write=gated": ["model.write=gated"],
     "write=fifo": ["model.write=fifo"],
     "fixed_tau": ["model.learn_timescales=false"],
+    # Δ from ml-100k's timestamps (the default clock) against Δ = 1 step (issue 19's L3 test;
+    # every run before the clock existed counted steps, recorded with model.clock="steps")
+    "clock=steps": ['model.clock="steps"'],
     # slot capacity (B.6, fifth row; the recipe has S = 4)
     "slots=1": ["model.slots=1"],
     "slots=2": ["model.slots=2"],
@@ -155,6 +158,9 @@ def save(results: dict) -> None:
 def _group_title(extra: tuple[str, ...]) -> str:
     """A table's heading from the overrides its runs share: the recipe, a time budget (every
     variant the same training seconds, as a leaderboard row), or a smoke."""
+    if 'model.clock="steps"' in extra:        # the runs from before DEMN read timestamps
+        rest = tuple(o for o in extra if o != 'model.clock="steps"')
+        return f"{_group_title(rest)}, Δ = 1 step (before the clock read timestamps)"
     if not extra:
         return "shipped recipe"
     budget = any(o.startswith("train.max_seconds=") for o in extra) and not any(

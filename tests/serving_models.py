@@ -40,5 +40,5 @@ def write_run(name: str, folder: Path, params: dict | None = None, seed: int = 0
             model.memory.normal_()
     indptr, items = data.sequences()
     save_model(folder, name=name, params=params, model=model.eval(), users=data.users,
-               items=data.items, seen_indptr=indptr, seen_items=items)
+               items=data.items, seen_indptr=indptr, seen_items=items, seen_times=data.sequence_times())
     return folder

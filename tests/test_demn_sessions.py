@@ -159,15 +159,17 @@ def test_a_checkpoint_from_before_the_anonymous_user_loads_with_the_row_at_zero(
 # -- the default is unchanged -----------------------------------------------------------------------
 def seeded_training_outputs():
     """Two seeded epochs through the real trainer, then every user's scores and every weight's sum
-    (p: its known users' rows)."""
+    (p: its known users' rows). The step clock, as every DEMN counted then (the time clock, a
+    later change, is tested in tests/test_demn_clock.py); its unit is 0 and not in the record."""
     data = generate(SynthConfig(n_users=12, n_items=15, mean_length=6, seed=1))
     rec = Recommender("demn", train={"epochs": 2, "batch_size": 16, "lr": 0.01, "patience": 0, "seed": 0},
-                      dim=8, slots=3, visitors=4, history=5, top_r=3).fit(data)
+                      dim=8, slots=3, visitors=4, history=5, top_r=3, clock="steps").fit(data)
     model = rec.model_.eval()
     with torch.no_grad():
         scores = model.score_all(rec.query(np.arange(data.n_users)))
     state = model.state_dict()
     state["user_embedding.weight"] = state["user_embedding.weight"][:data.n_users]
+    assert float(state.pop("time_unit")) == 0.0
     return scores, {n: float(p.double().sum()) for n, p in state.items() if p.is_floating_point()}
 
 

@@ -68,7 +68,8 @@ def test_live_state_after_events_scores_like_the_whole_history(runs, name):
     model = saved.model
     start, end = saved.seen_indptr[1], saved.seen_indptr[2]
     history = np.concatenate([saved.seen_items[start:end], [2, 9, 4]])
-    query = make_query(model, [1], np.array([0, len(history)]), history, rows=[0])
+    times = np.concatenate([saved.seen_times[start:end], [np.nan] * 3])      # served without timestamps
+    query = make_query(model, [1], np.array([0, len(history)]), history, rows=[0], times=times)
     with torch.no_grad():
         expected = model.score_all(query)[0]
     np.testing.assert_allclose(served.scores, expected[[int(i) for i in served.items]].numpy(),

@@ -84,7 +84,7 @@ def _assert_states_equal(a, b, atol=1e-5):
         assert (x is None) == (y is None), name
         if x is not None:
             assert x.shape == y.shape, name
-            assert torch.allclose(x.float(), y.float(), atol=atol), name
+            assert torch.allclose(x.float(), y.float(), atol=atol, equal_nan=True), name
 
 
 @pytest.mark.parametrize("name, params", VARIANTS)

@@ -4,10 +4,11 @@ A saved model is a folder with three files:
 
 * ``model.json`` — format version, model name, hyper-parameters, sizes, library versions
   (written last: its presence means the folder is complete);
-* ``model.pt``   — ``{"state": state_dict, "seen_indptr", "seen_items"}``: tensors only, loaded
+* ``model.pt``   — ``{"state": state_dict, "seen_indptr", "seen_items"[, "seen_times"]}``: tensors only, loaded
   with ``torch.load(weights_only=True)`` onto the CPU (a model saved from a GPU loads on a machine
   without one), the model then moved to the device asked for; ``seen_*`` is the chronological
-  training history of every user (CSR), needed to exclude seen items and to query history-based models;
+  training history of every user (CSR), needed to exclude seen items and to query history-based models
+  (``seen_times``, its timestamps, when the data had them: for models that read the clock);
 * ``ids.json``   — raw user and item ids, so the CLI speaks the dataset's own ids.
 
 A knowledge-graph embedding (TransE; :func:`save_graph_model`) is saved the same way without the
@@ -55,15 +56,18 @@ class SavedModel:
     items: IdMap
     seen_indptr: np.ndarray
     seen_items: np.ndarray
+    seen_times: np.ndarray | None = None          # float64, aligned with seen_items; None: no clock
 
 
 def save_model(folder: str | Path, *, name: str, params: dict, model: Model,
-               users: IdMap, items: IdMap, seen_indptr: np.ndarray, seen_items: np.ndarray) -> None:
+               users: IdMap, items: IdMap, seen_indptr: np.ndarray, seen_items: np.ndarray,
+               seen_times: np.ndarray | None = None) -> None:
     folder = Path(folder)
     atomic_write_json(folder / "ids.json", {"users": users.to_json(), "items": items.to_json()})
+    times = {} if seen_times is None else {"seen_times": torch.as_tensor(seen_times, dtype=torch.float64)}
     atomic_torch_save({"state": model.state_dict(),
                        "seen_indptr": torch.as_tensor(seen_indptr, dtype=torch.long),
-                       "seen_items": torch.as_tensor(seen_items, dtype=torch.long)},
+                       "seen_items": torch.as_tensor(seen_items, dtype=torch.long), **times},
                       folder / "model.pt")
     atomic_write_json(folder / "model.json", {
         "format_version": FORMAT_VERSION, "model": name, "params": params,
@@ -106,7 +110,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> SavedM
     model = _restored(folder, blob, lambda: build(meta["model"], meta["n_users"], meta["n_items"], meta["params"]))
     return SavedModel(meta["model"], meta["params"], model.to(device), IdMap.from_json(ids["users"]),
                       IdMap.from_json(ids["items"]), blob["seen_indptr"].numpy(),
-                      blob["seen_items"].numpy())
+                      blob["seen_items"].numpy(), blob["seen_times"].numpy() if "seen_times" in blob else None)
 
 
 # -- knowledge-graph embeddings ---------------------------------------------------------------------

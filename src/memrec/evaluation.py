@@ -207,6 +207,7 @@ class Evaluator:
             self.targets = _targets(heldout)
             self.seen = known.user_items()
             self.history_indptr, self.history_items = known.sequences()
+            self.history_times = known.sequence_times()          # None: the events carry no time
 
     @staticmethod
     def supported(split: Split, part: str) -> tuple[str, ...]:
@@ -284,7 +285,7 @@ class Evaluator:
         for rows in self._batches(len(t.users), "full", self._history_lengths()):
             users = t.users[rows]
             relevant, mask = _padded(t.indptr, t.items, rows)
-            query = make_query(model, users, self.history_indptr, self.history_items)
+            query = make_query(model, users, self.history_indptr, self.history_items, times=self.history_times)
             scores = _writable(model.score_all(query).detach().float().cpu(), model)
             n_candidates = mask_known_items(scores, self.seen, users, relevant, mask)
             counts = rank_counts(scores, relevant, mask, n_candidates=n_candidates)
@@ -312,7 +313,7 @@ class Evaluator:
             known = torch.as_tensor(self._is_known(users, neg.negatives[neg_rows]))
             excluded = torch.cat([~mask, known], dim=1)
             relevant = torch.arange(width).expand(len(rows), width)
-            query = make_query(model, users, self.history_indptr, self.history_items)
+            query = make_query(model, users, self.history_indptr, self.history_items, times=self.history_times)
             scores = model.score_items(query, candidates.to(model.device)).detach().float().cpu()
             acc.add(metric_values(rank_counts(scores, relevant, mask, excluded), self.ks))
         return self._mean(acc)

@@ -98,7 +98,7 @@ class Recommender:
         indptr, items = known.sequences()
         params = effective_params(self.config.model, self.config.model_params)
         self.saved_ = SavedModel(self.config.model, params, model,
-                                 split.train.users, split.train.items, indptr, items)
+                                 split.train.users, split.train.items, indptr, items, known.sequence_times())
         return self
 
     def _train(self, split: Split, cfg: TrainConfig, *, run_dir=None, resume: bool = False,
@@ -126,7 +126,8 @@ class Recommender:
 
     def query(self, users: np.ndarray) -> base.Query:
         """Queries for user indices, with their known histories when the model reads them."""
-        return make_query(self.model_, users, self.saved_.seen_indptr, self.saved_.seen_items)
+        return make_query(self.model_, users, self.saved_.seen_indptr, self.saved_.seen_items,
+                          times=self.saved_.seen_times)
 
     @property
     def live_(self) -> LiveModel:
@@ -255,7 +256,7 @@ class Recommender:
     def save(self, folder: str | Path) -> None:
         s = self.saved_
         save_model(folder, name=s.name, params=s.params, model=s.model, users=s.users,
-                   items=s.items, seen_indptr=s.seen_indptr, seen_items=s.seen_items)
+                   items=s.items, seen_indptr=s.seen_indptr, seen_items=s.seen_items, seen_times=s.seen_times)
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> "Recommender":

@@ -120,6 +120,7 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
     model.eval()
     seen = known.user_items()
     indptr, history = known.sequences()
+    times = known.sequence_times()
     users, inverse = np.unique(events.user.astype(np.int64), return_inverse=True)
     by_user = np.argsort(inverse, kind="stable")
     event_user_row = inverse[by_user]
@@ -129,7 +130,7 @@ def evaluate_events(model: Model, events: Interactions, known: Interactions, *,
     try:
         for lo in range(0, len(users), batch_size):
             block = users[lo:lo + batch_size]
-            query = make_query(model, block, indptr, history)
+            query = make_query(model, block, indptr, history, times=times)
             block_scores = model.score_all(query).float().cpu()     # ranked beside CPU bookkeeping
             first, last = np.searchsorted(event_user_row, [lo, lo + len(block)])
             for start in range(first, last, batch_size):

@@ -190,6 +190,11 @@ class Interactions:
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return indptr, self.item[order].astype(np.int64)
 
+    def sequence_times(self) -> np.ndarray | None:
+        """The timestamps of :meth:`sequences`'s items, in the same order (float64 [N]); None
+        when the events carry no time."""
+        return None if self.timestamp is None else self.timestamp[self.time_order()]
+
     def user_degree(self) -> np.ndarray:
         return np.bincount(self.user, minlength=self.n_users)
 

@@ -25,19 +25,25 @@ class Query:
     mask : bool [B, L]
         True where ``history`` holds a real item.
 
+    times : float64 [B, L] or None
+        When each history event happened (the data's unit; NaN: unknown), only for models that
+        read the clock (``reads_times``: DEMN on timestamped data); None otherwise.
+
     Models that do not read histories (not a ``HistoryScorer``) get ``L == 0``.
     """
 
     users: torch.Tensor
     history: torch.Tensor
     mask: torch.Tensor
+    times: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.users)
 
     def to(self, device) -> "Query":
         """The same requests on ``device``."""
-        return Query(self.users.to(device), self.history.to(device), self.mask.to(device))
+        return Query(self.users.to(device), self.history.to(device), self.mask.to(device),
+                     None if self.times is None else self.times.to(device))
 
     @classmethod
     def for_users(cls, users, device=None) -> "Query":
@@ -50,10 +56,11 @@ class Query:
 
     @classmethod
     def from_csr(cls, users, rows, indptr: np.ndarray, items: np.ndarray,
-                 max_len: int | None = None, device=None) -> "Query":
+                 max_len: int | None = None, device=None, times: np.ndarray | None = None) -> "Query":
         """Histories ``items[indptr[r]:indptr[r+1]]`` for each ``r`` in ``rows``, keeping the most
-        recent ``max_len`` items, on ``device`` (None: the default one). Vectorised: no Python
-        loop over requests."""
+        recent ``max_len`` items, on ``device`` (None: the default one), with their ``times``
+        (float [N] aligned with ``items``; padding NaN) when given. Vectorised: no Python loop
+        over requests."""
         rows = np.asarray(rows, dtype=np.int64)
         starts, ends = indptr[rows], indptr[rows + 1]
         lengths = ends - starts
@@ -65,9 +72,11 @@ class Query:
         mask = offsets[None, :] < lengths[:, None]
         positions = np.where(mask, starts[:, None] + offsets[None, :], 0)
         history = np.where(mask, items[positions] if len(items) else 0, 0)
+        when = None if times is None else torch.as_tensor(
+            np.where(mask, times[positions] if len(times) else np.nan, np.nan), dtype=torch.float64, device=device)
         return cls(torch.as_tensor(np.asarray(users), dtype=torch.long, device=device),
                    torch.as_tensor(history, dtype=torch.long, device=device),
-                   torch.as_tensor(mask, device=device))
+                   torch.as_tensor(mask, device=device), when)
 
 
 __all__ = ["Query"]

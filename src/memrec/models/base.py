@@ -34,9 +34,18 @@ class Model(nn.Module, metaclass=ABCMeta):
     #: whether the model has parameters learned by gradient descent
     trainable: ClassVar[bool] = True
 
+    #: the fitted model does not depend on ``train.seed`` (a closed form with no sampling): a
+    #: tuning study trains its best settings once, and that run stands for every seed
+    seed_free: ClassVar[bool] = False
+
     #: buffers whose size depends on the data (e.g. CMN's neighbourhood lists); loading a
     #: checkpoint resizes them before copying
     data_buffers: ClassVar[tuple[str, ...]] = ()
+
+    #: whether this instance reads event times: its queries then carry ``Query.times`` and its
+    #: ``prefix_scores`` / ``encode`` / ``update`` take ``times=`` (DEMN on timestamped data:
+    #: the training data decide, so a model overrides this per instance)
+    reads_times: bool = False
 
     def __init__(self, n_users: int, n_items: int):
         super().__init__()

@@ -72,14 +72,16 @@ class AnonymousScorer(Model):
     reads_known_users: ClassVar[bool] = False
 
 
-def make_query(model: Model, users, indptr: np.ndarray, items: np.ndarray, rows=None) -> Query:
+def make_query(model: Model, users, indptr: np.ndarray, items: np.ndarray, rows=None,
+               times: np.ndarray | None = None) -> Query:
     """The query ``model`` needs for ``users``: with their histories (CSR rows ``rows``, default
     ``users``) capped at the model's ``max_history`` when it is a :class:`HistoryScorer`, else
-    the users alone; built on the model's device (a tensor of users is moved there)."""
+    the users alone; built on the model's device (a tensor of users is moved there). ``times``
+    (aligned with ``items``) go with the histories to a model that ``reads_times``."""
     device = model.device
     if isinstance(model, HistoryScorer):
         query = Query.from_csr(users, users if rows is None else rows, indptr, items, model.max_history,
-                               device=device)
+                               device=device, times=times if model.reads_times else None)
     else:
         query = Query.for_users(users, device=device)
     return query.to(device)
@@ -139,11 +141,17 @@ class StatefulScorer(Model):
         """A state :meth:`TensorState.to_bytes` wrote, on this model's device."""
         return self.state_type.from_bytes(data, device=self.device)
 
+    def encode_query(self, query: Query) -> TensorState:
+        """:meth:`encode` of the query's histories, with their times for a model that
+        ``reads_times`` (its ``encode`` takes ``times=``)."""
+        clock = {"times": query.times} if self.reads_times else {}
+        return self.encode(query.users, query.history, query.mask, **clock)
+
     def score_all(self, query: Query) -> torch.Tensor:
-        return self.score_state(self.encode(query.users, query.history, query.mask), query.users)
+        return self.score_state(self.encode_query(query), query.users)
 
     def score_items(self, query: Query, items: torch.Tensor) -> torch.Tensor:
-        return self.score_state(self.encode(query.users, query.history, query.mask), query.users, items)
+        return self.score_state(self.encode_query(query), query.users, items)
 
 
 class ItemStateScorer(Model):
@@ -209,7 +217,7 @@ class StateExplainer(StatefulScorer, Explainer):
 
     @torch.no_grad()
     def explain(self, query: Query, items: torch.Tensor) -> list[list[MemoryEntry]]:
-        return self.explain_state(self.encode(query.users, query.history, query.mask), query.users, items)
+        return self.explain_state(self.encode_query(query), query.users, items)
 
 
 class AttentionTracer(Model):

@@ -28,8 +28,9 @@ m̄_v is user v's mean memory slot from a detached memory bank [U, d]. The log a
 leakage rules live in ``models/demn_log.py``.
 
 Deviations from the spec (reasons in docs/models/demn.md):
-- Δ = 1 step everywhere: queries, ``update`` and the event store carry no timestamps, so the
-  decay counts events (the spec's rule for datasets without a clock). The primitive takes any Δ.
+- Δ in units of the training data's mean gap between a user's events (``clock``; data without
+  timestamps: 1 step, the spec's rule), so τ_s keep their meaning under either clock. The read
+  does not decay the memory to the request's time: the state is the one after the last event.
 - Visitor and history recency use the age in steps within V_j / H_u, not the clock.
 - The neighbour read uses each neighbour's mean slot m̄_v, not a slot read of M̄_v.
 - The memory bank is refreshed as each user's sequence passes through training (so at most one
@@ -45,17 +46,14 @@ Deviations from the spec (reasons in docs/models/demn.md):
   score); it is never a visitor or a neighbour. ``anonymous_rate`` trains it (1 on session data).
   Buffers go by identity: an anonymised training prefix still leaves its user's own visits out.
 
-Copy read (``repeat = True``, issue 22; off by default, so the shipped results do not change): the
-history store H_u holds items, so one candidate-free read over it, w_m ∝ exp(h·q_m/√d − λ_h
-log(1+age_m)) with h = p_u + mean_s M_u,s, becomes a distribution c over the items it holds
-(summed over repeats), mixed in by a gate g = σ(w_c·h + b_c) (RepeatNet's repeat/explore).
-DEMN trains with BPR, never a catalogue softmax, so the mixture is of the unnormalised scores,
-ŷ' = log((1 − g)·exp(ŷ) + g·c) (``memory/read.copy_scores``, as RUM-I's): ranking by ŷ' ranks
-by the repeat/explore mixture, and full ranking stays ŷ plus one sparse write on H_u's items.
-The top-r history read (L4) attends per candidate and so forms no one distribution to copy.
+Copy read (``repeat = True``, issue 22; off by default): one candidate-free read over H_u,
+w_m ∝ exp(h·q_m/√d − λ_h log(1+age_m)) with h = p_u + mean_s M_u,s, is a distribution c over the
+items it holds, mixed in by a gate g = σ(w_c·h + b_c) (RepeatNet's repeat/explore). DEMN trains
+with BPR, so the mixture is of the unnormalised scores, ŷ' = log((1 − g)·exp(ŷ) + g·c)
+(``memory/read.copy_scores``, as RUM-I's); full ranking stays ŷ plus one sparse write.
 
-L3 ablations (B.6): ``write`` = erase_add / gated / fifo, ``learn_timescales``; ``drift_slice``
-(models/demn_drift.py) picks the users B.6 reports them on. Speed: the write runs as the fused ``time_gated_scan``.
+L3 ablations (B.6): ``write`` = erase_add / gated / fifo (models/demn_writes.py),
+``learn_timescales``; ``drift_slice`` (models/demn_drift.py) picks the users B.6 reports them on.
 """
 
 from __future__ import annotations
@@ -71,32 +69,36 @@ from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..memory.read import CopyRead, copy_candidate_scores, copy_scores, masked_softmax, repeat_share
 from ..memory.retrieval import top_r_read
-from ..memory.erase_add import erase_add_unroll
-from ..memory.fifo import fifo_states
-from ..memory.state import ItemWindow, MemoryState, TensorState
+from ..memory.state import ItemWindow, TensorState
 from ..memory.time_gated import time_gated_scan
 from .capabilities import (AnonymousScorer, HistoryScorer, MemoryEntry, NextItemPairwise, StateExplainer,
                            mode_entries, ranked_entries)
 from ..nn.rows import row_products, weighted_rows
 from .chunks import chunked_items
-from .demn_log import LOG_BUFFERS, EventLog, event_ranks, last_items, recent_windows
+from .demn_log import (LOG_BUFFERS, EventLog, elapsed_units, event_ranks, history_windows, last_items, last_times,
+                       mean_gap, recent_windows, window_ages)
+from .demn_writes import erase_add_states, fifo_slot_states
 
 #: Δ's log-bucket embedding φ: buckets ⌊log2(1 + Δ)⌋, the last one open-ended
 DELTA_BUCKETS = 16
 #: the slot writes (``model.write``): B.3's, then the L3 ablations of spec B.6
 WRITES = ("time_gated", "erase_add", "gated", "fifo")
+#: what Δ counts (``model.clock``): timestamps when the training data have them, else steps
+CLOCKS = ("auto", "time", "steps")
 
 
 @dataclass(frozen=True)
 class DEMNState(TensorState):
     """One user's serving state: the user (user long [B]), the slot memory M_u (values
-    [B, S, d]) and the history store H_u, its last H items oldest first (items long [B, W],
-    mask bool [B, W])."""
+    [B, S, d]), the history store H_u, its last H items oldest first (items long [B, W],
+    mask bool [B, W]), and t_last(u), its last event's time (last_time float64 [B]; NaN: none,
+    or unknown)."""
 
     user: torch.Tensor
     values: torch.Tensor
     items: torch.Tensor
     mask: torch.Tensor
+    last_time: torch.Tensor
     ragged = ("items", "mask")
     memory_field = "values"
 
@@ -147,6 +149,10 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     learn_timescales : bool
         Learn τ_s (default) or keep them at their initial 1, 4, 16, … steps (the fixed-τ
         ablation; only the time-gated write has timescales).
+    clock : "auto" | "time" | "steps"
+        What Δ counts: time in units of the training data's mean gap between a user's
+        consecutive events ("time"; "auto" when the data carry timestamps), or events ("steps",
+        Δ = 1). With the clock, queries, ``update`` and training read the events' ``times``.
     repeat : bool
         Add the copy read over the history store (see "Copy read" above): a remembered item can
         be recommended as a repeat, with a learned repeat/explore gate.
@@ -158,8 +164,8 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
 
     Shapes
     ------
-    state: DEMNState (user [B], values [B, S, d], items / mask [B, W ≤ H])
-    prefix_scores: users [B], history [B, L], candidates [B, L, C] → [B, L, C]
+    state: DEMNState (user [B], values [B, S, d], items / mask [B, W ≤ H], last_time [B])
+    prefix_scores: users [B], history [B, L], candidates [B, L, C] (times [B, L]) → [B, L, C]
 
     Example
     -------
@@ -180,8 +186,11 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
                  beta: float = 5.0, recency: float = 0.5, item_memory: bool = True,
                  neighbours: bool = True, history_read: bool = True, write: str = "time_gated",
                  learn_timescales: bool = True, anonymous_rate: float = 0.0, init_std: float = 0.1,
-                 repeat: bool = False):
+                 repeat: bool = False, clock: str = "auto"):
         super().__init__(n_users, n_items)
+        if clock not in CLOCKS:
+            raise ConfigError(f"model.clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+        self.clock = clock
         if min(slots, visitors, recent_items, history, top_r) < 1:
             raise ValueError("slots, visitors, recent_items, history and top_r must be at least 1")
         if write not in WRITES:
@@ -217,6 +226,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         for name, size in zip(LOG_BUFFERS, (n_items + 1, 0, 0, n_users + 1, 0)):
             self.register_buffer(name, torch.zeros(size, dtype=torch.long))
         self.register_buffer("bank", torch.zeros(n_users, dim))    # m̄_v, detached
+        self.register_buffer("time_unit", torch.zeros((), dtype=torch.float64))    # Δ's unit; 0: steps
         self._table: tuple[tuple, torch.Tensor] | None = None     # see _item_table
         self.timescale_logit.requires_grad_(learn_timescales)      # fixed τ: never updated
         if write == "erase_add":     # built last: the other weights keep the draws of the default
@@ -238,17 +248,36 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         the training cutoffs), and start the bank at every user's initial memory."""
         for name, tensor in EventLog.arrays(train, self.visit_key.device).items():
             setattr(self, name, tensor)
+        unit = 0.0 if self.clock == "steps" else mean_gap(train)
+        if self.clock == "time" and unit == 0.0:
+            raise ConfigError('model.clock = "time" needs training events with timestamps (apart in time); '
+                              'these have none: use "auto" or "steps"')
+        self.time_unit.fill_(unit)
         with torch.no_grad():
             self.bank.copy_(self.slot_keys.mean(0) + self.user_embedding.weight[:self.n_users])
         self._table = None
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """A checkpoint from before the anonymous user (p with n_users rows) gets its row at
-        its initial zero: such a model was never trained with it."""
+        its initial zero: such a model was never trained with it; one from before the clock
+        counted steps (time unit 0)."""
         table = state_dict.get("user_embedding.weight")
         if table is not None and len(table) == self.n_users:
             state_dict = {**state_dict, "user_embedding.weight": F.pad(table, (0, 0, 0, 1))}
+        state_dict = {"time_unit": torch.zeros((), dtype=torch.float64), **state_dict}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @property
+    def reads_times(self) -> bool:
+        """Δ counts time: the training data had timestamps (``prepare``) and ``clock`` allows."""
+        return bool(self.time_unit > 0)
+
+    def _elapsed(self, mask: torch.Tensor, times: torch.Tensor | None, last_time: torch.Tensor) -> torch.Tensor:
+        """Δ of each event [B, T] (mask's shape): since the event before it in ``time_unit``
+        (``elapsed_units``), or 1 step without the clock or its times."""
+        if times is None or not self.reads_times:
+            return torch.ones(mask.shape, device=mask.device)
+        return elapsed_units(times, last_time, float(self.time_unit))
 
     @property
     def log(self) -> EventLog:
@@ -342,24 +371,23 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     def _timescales(self) -> torch.Tensor:
         return F.softplus(self.timescale_logit)                                     # τ_s
 
-    def _write_all(self, rows: torch.Tensor, values: torch.Tensor, x: torch.Tensor,
-                   context: torch.Tensor, mask: torch.Tensor, return_all: bool) -> torch.Tensor:
+    def _write_all(self, rows: torch.Tensor, values: torch.Tensor, x: torch.Tensor, context: torch.Tensor,
+                   mask: torch.Tensor, elapsed: torch.Tensor, return_all: bool) -> torch.Tensor:
         """The slot memory after every event [B, T, S, d] (or after the last, [B, S, d]) from
-        values [B, S, d]: x, n̄ [B, T, d], mask [B, T], by ``model.write``. Everything that does
-        not depend on the memory is computed for all events at once, outside any loop over time."""
+        values [B, S, d]: x, n̄ [B, T, d], mask and Δ [B, T], by ``model.write``. Everything that
+        does not depend on the memory is computed for all events at once, outside any loop over time."""
         if x.shape[1] == 0:
             return values[:, None][:, :0] if return_all else values
         if self.write in ("time_gated", "gated"):
-            return self._time_gated_states(rows, values, x, context, mask, return_all)
-        states = {"erase_add": self._erase_add_states, "fifo": self._fifo_states}[self.write](
-            values, x, context, mask)
+            return self._time_gated_states(rows, values, x, context, mask, elapsed, return_all)
+        states = fifo_slot_states(values, x, mask) if self.write == "fifo" else erase_add_states(
+            self.slot_keys, self.beta, self.erase_vector, self.add_vector, values, x, context, mask)
         return states if return_all else states[:, -1]
 
-    def _time_gated_states(self, rows, values, x, context, mask, return_all: bool = True) -> torch.Tensor:
+    def _time_gated_states(self, rows, values, x, context, mask, elapsed, return_all: bool = True) -> torch.Tensor:
         """B.3 (and, for ``write = "gated"``, the same write with neither decay nor φ(Δ)): the
-        x, n̄ and φ(Δ) projections and the decay γ for all events, then the fused scan."""
-        B, T, _ = x.shape
-        elapsed = torch.ones(B, T, device=x.device)                                 # Δ = 1 step
+        x, n̄ and φ(Δ) projections and the decay γ for all events (Δ: elapsed [B, T]), then the
+        fused scan."""
         bucket = torch.log2(1 + elapsed).floor().long().clamp(max=DELTA_BUCKETS - 1)
         phi = self.delta_embedding(bucket)
         gamma = torch.exp(-elapsed[..., None] / self._timescales())                 # γ_s, [B, T, S]
@@ -370,24 +398,6 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         weight = torch.cat([self.candidate_slot.weight, self.gate_slot.weight])     # [W_c; w_z]
         return time_gated_scan(values, self.slot_keys, x, self._initial(rows), gamma, cand_in,
                                gate_in, weight, mask, self.beta, return_all=return_all)
-
-    def _erase_add_states(self, values, x, context, mask) -> torch.Tensor:
-        """RUM-F's write on DEMN's slots: addressed by the keys alone (so the write is affine in
-        the memory and the shared log-depth scan gives every state), erase and add from [x; n̄]."""
-        address = F.cosine_similarity(self.slot_keys, x[..., None, :], dim=-1, eps=1e-8)
-        weights = torch.softmax(self.beta * address, -1)                            # [B, T, S]
-        inputs = torch.cat([x, context], -1)
-        erase, add = torch.sigmoid(self.erase_vector(inputs)), torch.tanh(self.add_vector(inputs))
-        state = MemoryState(values, torch.ones(values.shape[:2], dtype=torch.bool, device=x.device))
-        return erase_add_unroll(state, weights, erase, add, mask).values
-
-    def _fifo_states(self, values, x, context, mask) -> torch.Tensor:
-        """RUM-I's write: the last S inputs. The current slots are pushed first (a full queue
-        reproduces itself), so the memory never has empty slots and starts at K + 1·p_uᵀ."""
-        S = values.shape[1]
-        queue = torch.cat([values, x], 1)
-        filled = torch.cat([mask.new_ones(mask.shape[0], S), mask], 1)
-        return fifo_states(queue, filled, S).values[:, S:]
 
     def _history_inputs(self, users, rows, history, mask, cutoff):
         """What every position of a padded history writes: (x [B, T, d], neighbours ids and
@@ -419,29 +429,35 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     # -- the StatefulScorer contract -----------------------------------------------------------
     def init_state(self, users: torch.Tensor) -> DEMNState:
         window = ItemWindow.empty(len(users), device=self.device)
-        return DEMNState(users, self._initial(self._own_rows(users)), window.items, window.mask)
+        never = torch.full((len(users),), float("nan"), dtype=torch.float64, device=self.device)
+        return DEMNState(users, self._initial(self._own_rows(users)), window.items, window.mask, never)
 
-    def update(self, state: DEMNState, items: torch.Tensor) -> DEMNState:
-        return self.encode_more(state, items[:, None], torch.ones_like(items[:, None], dtype=torch.bool))
+    def update(self, state: DEMNState, items: torch.Tensor, times: torch.Tensor | None = None) -> DEMNState:
+        """One event per row (items long [B]) at times float64 [B] (NaN or None: unknown)."""
+        return self.encode_more(state, items[:, None], torch.ones_like(items[:, None], dtype=torch.bool),
+                                None if times is None else times[:, None])
 
-    def encode(self, users, history, mask) -> DEMNState:
-        return self.encode_more(self.init_state(users), history, mask)
+    def encode(self, users, history, mask, times: torch.Tensor | None = None) -> DEMNState:
+        return self.encode_more(self.init_state(users), history, mask, times)
 
-    def encode_more(self, state: DEMNState, history: torch.Tensor, mask: torch.Tensor) -> DEMNState:
+    def encode_more(self, state: DEMNState, history: torch.Tensor, mask: torch.Tensor,
+                    times: torch.Tensor | None = None) -> DEMNState:
         """The state after more events (history [B, T], mask [B, T], right-padded as every
-        query's is); the neighbours of the first new events include the state's own last items,
-        as a replay's would."""
+        query's is, at times float64 [B, T] when the clock runs); the neighbours of the first
+        new events include the state's own last items, as a replay's would."""
         users, old = state.user, state.window
         tail, tail_mask = last_items(old, self.recent_items - 1)      # context the new events need
         items, full = torch.cat([tail, history], 1), torch.cat([tail_mask, mask], 1)
         cutoff = torch.full_like(items, self.n_events)                # inference: all training events
         x, context = self._write_inputs(users, items, full, cutoff)
         width = tail.shape[1]
+        elapsed = self._elapsed(mask, times, state.last_time)
         memory = self._write_all(self._own_rows(users), state.values, x[:, width:], context[:, width:], mask,
-                                 return_all=False)
+                                 elapsed, return_all=False)
         window = ItemWindow.from_history(torch.cat([old.items, history], 1), torch.cat([old.mask, mask], 1),
                                          self.history)
-        return DEMNState(users, memory, window.items, window.mask)
+        last = state.last_time if times is None or not self.reads_times else last_times(times, mask, state.last_time)
+        return DEMNState(users, memory, window.items, window.mask, last)
 
     # -- read and score ------------------------------------------------------------------------
     def _score(self, rows, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
@@ -476,16 +492,9 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         W_p, W_r, W_n, W_h = self.read_gates.weight.split(self.dim, dim=1)
         return F.linear(p, W_p, self.read_gates.bias) + r @ W_r.T + n @ W_n.T + h @ W_h.T
 
-    @staticmethod
-    def _window_ages(window: ItemWindow) -> torch.Tensor:
-        """Steps back from the newest entry of each store [B, W] (its entries come first)."""
-        length = window.mask.sum(1)
-        steps = torch.arange(window.items.shape[1], device=window.items.device)
-        return (length[:, None] - 1 - steps).float().clamp_min(0)
-
     def score_state(self, state: DEMNState, users, items=None) -> torch.Tensor:
         window, B = state.window, len(users)
-        hist_age = self._window_ages(window)
+        hist_age = window_ages(window)
         recent, recent_mask = last_items(window, self.recent_items)
         ids, valid = self._neighbours(users, recent, recent_mask, torch.full_like(users, self.n_events))
         rows = self._own_rows(users)
@@ -519,14 +528,14 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         ranked = [[] for _ in range(len(items))]
         if self.use_history:
             q, keys = self.item_embedding(items)[None], self.item_embedding(window.items)
-            bias = -self.history_recency * torch.log1p(self._window_ages(window))
+            bias = -self.history_recency * torch.log1p(window_ages(window))
             weights = top_r_read(q, keys, keys, window.mask, self.top_r, bias)[1][0]         # [C, W]
             ranked = [ranked_entries("item", stored[row > 0], row[row > 0]) for row in weights]
         if not self.repeat:
             return ranked
         rows = self._own_rows(users)
         copy, gate = self._copy_read(rows, state.values, self.item_embedding(window.items), window.mask,
-                                     self._window_ages(window))
+                                     window_ages(window))
         share = repeat_share(self.score_state(state, users), copy, window.items, window.mask, gate)[0, items]
         return [[mode, *entries] for mode, entries in zip(mode_entries(share, stored, valid, items), ranked)]
 
@@ -552,16 +561,20 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         return copy_candidate_scores(scores, candidates, weights, hist_items, hist_mask, gate)
 
     # -- training ------------------------------------------------------------------------------
-    def prefix_scores(self, users, history, mask, candidates) -> torch.Tensor:
+    def prefix_scores(self, users, history, mask, candidates, times: torch.Tensor | None = None) -> torch.Tensor:
         """Training reads a share ``anonymous_rate`` of the sequences as the anonymous user
         (``_training_rows``); their leakage rules still go by the user's identity: u's own
-        visits stay out of every buffer, as a request the event log never saw has none there."""
+        visits stay out of every buffer, as a request the event log never saw has none there.
+        With the clock, the sequences' times [B, L] give each write its Δ."""
         cutoff = self.log.cutoffs(users, mask, self.training)
         rows = self._training_rows(users)
         x, ids, valid, (bank, affinity, context) = self._history_inputs(users, rows, history, mask, cutoff)
-        states = self._write_all(rows, self._initial(rows), x, context, mask, return_all=True)
+        never = torch.full(users.shape, float("nan"), dtype=torch.float64, device=users.device)
+        states = self._write_all(rows, self._initial(rows), x, context, mask, self._elapsed(mask, times, never),
+                                 return_all=True)
         B, T = history.shape
-        hist_q, hist_items, visible, hist_age = self._history_windows(history, mask)
+        hist_q, hist_items, visible, hist_age = history_windows(self.item_embedding(history), history, mask,
+                                                                self.history)
         if self.training:       # leave u out of its candidates' visitors, and the future
             cand_e = self._item_memory(candidates, cutoff[..., None].expand_as(candidates),
                                        users[:, None, None].expand_as(candidates))
@@ -574,19 +587,6 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         if self.training:
             self._refresh_bank(users, states, mask)
         return scores
-
-    def _history_windows(self, history: torch.Tensor, mask: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """H_u of every prefix: its last W = min(H, T) items (q [B, T, W, d], a view of the
-        history's embeddings, and the items long [B, T, W]; valid [B, T, W], age in steps
-        [B, T, W]), oldest first. Only those can be read (the store holds H), so the retrieval
-        sorts W entries per candidate, not the whole sequence (O(T·H), not T²)."""
-        W = min(self.history, history.shape[1])
-        q = F.pad(self.item_embedding(history), (0, 0, W - 1, 0)).unfold(1, W, 1).transpose(-1, -2)
-        items = F.pad(history, (W - 1, 0)).unfold(1, W, 1)
-        visible = F.pad(mask, (W - 1, 0)).unfold(1, W, 1)
-        age = torch.arange(W - 1, -1, -1, device=history.device, dtype=torch.float32).expand(visible.shape)
-        return q, items, visible, age
 
     @torch.no_grad()
     def _refresh_bank(self, users: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> None:

@@ -126,4 +126,60 @@ def last_items(window: ItemWindow, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return items * valid, valid
 
 
-__all__ = ["LOG_BUFFERS", "EventLog", "event_ranks", "recent_windows", "last_items"]
+def history_windows(embedded: torch.Tensor, history: torch.Tensor, mask: torch.Tensor, capacity: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """H_u of every prefix of a padded history [B, T] (embedded [B, T, d]): its last W =
+    min(capacity, T) items (q [B, T, W, d], a view of ``embedded``, and the items long [B, T, W];
+    valid [B, T, W], age in steps [B, T, W]), oldest first. Only those can be read (the store
+    holds H), so a retrieval sorts W entries per candidate, not the whole sequence (O(T·H), not T²)."""
+    W = min(capacity, history.shape[1])
+    q = F.pad(embedded, (0, 0, W - 1, 0)).unfold(1, W, 1).transpose(-1, -2)
+    items = F.pad(history, (W - 1, 0)).unfold(1, W, 1)
+    visible = F.pad(mask, (W - 1, 0)).unfold(1, W, 1)
+    age = torch.arange(W - 1, -1, -1, device=history.device, dtype=torch.float32).expand(visible.shape)
+    return q, items, visible, age
+
+
+def window_ages(window: ItemWindow) -> torch.Tensor:
+    """Steps back from the newest entry of each store [B, W] (its entries come first)."""
+    length = window.mask.sum(1)
+    steps = torch.arange(window.items.shape[1], device=window.items.device)
+    return (length[:, None] - 1 - steps).float().clamp_min(0)
+
+
+# -- the clock (spec B.3: Δ = t − t_last(u)) -----------------------------------------------------------
+def mean_gap(train: Interactions) -> float:
+    """The mean time between a user's consecutive training events, DEMN's unit of Δ (0: the
+    events carry no time, or no user's events are apart in time). In this unit a user's history
+    spans as many units on average as it has steps, so the timescales τ_s mean the same under
+    either clock; time only moves the decay from bursts of events to the gaps between them."""
+    times = train.sequence_times()
+    if times is None or len(times) < 2:
+        return 0.0
+    starts = np.concatenate([[0], np.cumsum(train.user_degree())])
+    same_user = np.ones(len(times) - 1, dtype=bool)
+    same_user[starts[1:-1][(starts[1:-1] > 0) & (starts[1:-1] < len(times))] - 1] = False
+    gaps = np.diff(times)[same_user]
+    return float(gaps.mean()) if len(gaps) and gaps.mean() > 0 else 0.0
+
+
+def elapsed_units(times: torch.Tensor, last_time: torch.Tensor, unit: float) -> torch.Tensor:
+    """Δ of each event of times float64 [B, T] since the event before it (the first: since
+    last_time [B]), in ``unit`` (``mean_gap``) → float32 [B, T]. Where either time is unknown
+    (NaN: no timestamp, no earlier event) Δ is 1, one average gap, what the step clock counts;
+    an event stamped before its predecessor has Δ = 0 (no decay, never growth)."""
+    before = torch.cat([last_time[:, None], times[:, :-1]], 1)
+    delta = (times - before) / unit
+    return torch.where(torch.isnan(delta), 1.0, delta.clamp_min(0)).float()
+
+
+def last_times(times: torch.Tensor, mask: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """The time of each row's last event of right-padded times [B, T] (mask [B, T]), ``old`` [B]
+    for a row with none (t_last(u) after the events)."""
+    length = mask.sum(1)
+    newest = times.gather(1, (length - 1).clamp_min(0)[:, None])[:, 0] if times.shape[1] else old
+    return torch.where(length > 0, newest, old)
+
+
+__all__ = ["LOG_BUFFERS", "EventLog", "event_ranks", "recent_windows", "last_items", "history_windows",
+           "window_ages", "mean_gap", "elapsed_units", "last_times"]

@@ -167,25 +167,30 @@ class LiveModel:
         model = self.model
         if self.shared:
             return model.init_state(torch.zeros(1, dtype=torch.long, device=self.device))
-        query = make_query(model, users, self._indptr, self.saved.seen_items, rows=self._rows(users))
+        query = make_query(model, users, self._indptr, self.saved.seen_items, rows=self._rows(users),
+                           times=self.saved.seen_times)
         if self.stateful:
-            return model.encode(query.users, query.history, query.mask)
+            return model.encode_query(query)
         if self.keeps_history:
             return ItemWindow.from_history(query.history, query.mask, model.max_history)
         return None
 
-    def _write(self, state: TensorState, items: torch.Tensor) -> TensorState:
-        """One event per row (items on the state's device)."""
+    def _write(self, state: TensorState, items: torch.Tensor, times: torch.Tensor) -> TensorState:
+        """One event per row (items, and times float64 with NaN for none, on the state's device);
+        the times reach only a model that reads the clock."""
         if self.stateful:
-            return self.model.update(state, items)
+            return self.model.update(state, items, **({"times": times} if self.model.reads_times else {}))
         return state.append(items, self.model.max_history)
 
-    def replay(self, state: TensorState, items: torch.Tensor, mask: torch.Tensor) -> TensorState:
-        """The states after events items long [B, L] (mask [B, L]; padding anywhere): one
-        vectorised write per position, on the model's device."""
+    def replay(self, state: TensorState, items: torch.Tensor, mask: torch.Tensor,
+               times: torch.Tensor | None = None) -> TensorState:
+        """The states after events items long [B, L] (mask [B, L]; padding anywhere; their times
+        float64 [B, L], None or NaN: unknown): one vectorised write per position, on the
+        model's device."""
         items, mask = items.to(self.device), mask.to(self.device)
+        times = (torch.full(items.shape, float("nan"), dtype=torch.float64) if times is None else times).to(self.device)
         for t in range(items.shape[1]):
-            state = self._write(state, items[:, t]).where(mask[:, t], state)
+            state = self._write(state, items[:, t], times[:, t]).where(mask[:, t], state)
         return state
 
     def _decode(self, record: Record, index: int) -> TensorState | None:
@@ -242,6 +247,8 @@ class LiveModel:
             return {}
         users, groups = _group_by_user([e.user for e in events])
         indices = self.user_indices(users)
+        times = torch.tensor([float("nan") if e.timestamp is None else float(e.timestamp) for e in events],
+                             dtype=torch.float64)
         warm = indices >= 0 if not self.anonymous else np.ones(len(users), dtype=bool)
         new: dict[str, bytes | None] = {}
         for chunk in np.array_split(np.flatnonzero(warm), max(1, -(-int(warm.sum()) // REPLAY_USERS))):
@@ -252,7 +259,8 @@ class LiveModel:
             batch = pad_sequence(rows, batch_first=True)
             lengths = torch.tensor([len(r) for r in rows], device=CPU)
             mask = torch.arange(batch.shape[1], device=CPU)[None, :] < lengths[:, None]
-            state = self.replay(state, batch, mask)
+            when = pad_sequence([times[groups[b]] for b in chunk], batch_first=True, padding_value=float("nan"))
+            state = self.replay(state, batch, mask, when)
             # to_bytes copies to the CPU: the store's bytes are the same from any device
             new.update({users[b]: state.index(torch.tensor([n], device=self.device)).trimmed().to_bytes()
                         for n, b in enumerate(chunk)})

@@ -109,13 +109,15 @@ class PairwiseTask(StatelessTask):
 class SequenceBatch:
     """Whole sequences, right-padded: history long [B, L], mask bool [B, L]; targets long [P],
     the next item of every position that has one, in row-major order of ``mask[:, 1:]``;
-    users long [B] (the sequence's user); negatives long [P, N] for pairwise losses, else None."""
+    users long [B] (the sequence's user); negatives long [P, N] for pairwise losses, else None;
+    times float64 [B, L], the events' timestamps when the data have them (padding NaN), else None."""
 
     history: torch.Tensor
     mask: torch.Tensor
     targets: torch.Tensor
     users: torch.Tensor | None = None
     negatives: torch.Tensor | None = None
+    times: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -128,7 +130,8 @@ class SequenceBatch:
         kept = _targets_of_rows(self.row_examples(), rows)
         return SequenceBatch(self.history[rows], self.mask[rows], self.targets[kept],
                              None if self.users is None else self.users[rows],
-                             None if self.negatives is None else self.negatives[kept])
+                             None if self.negatives is None else self.negatives[kept],
+                             None if self.times is None else self.times[rows])
 
 
 def _batch_starts(targets: np.ndarray, window_of: np.ndarray, batch_size: int) -> np.ndarray:
@@ -173,6 +176,7 @@ class NextItemTask(StatelessTask):
             raise ConfigError("next-item training needs sequences of at least 2 events; "
                               "the training data has none")
         self.indptr, self.items = indptr, items
+        self.times = train.sequence_times()                 # for a model that reads the clock
         self.n_targets = lengths[self.rows] - 1
         self.n_examples = int(self.n_targets.sum())
         self.batch_size = config.batch_size
@@ -195,13 +199,13 @@ class NextItemTask(StatelessTask):
 
     def batches(self, generator: torch.Generator) -> Iterator[SequenceBatch]:
         for rows in self._batch_rows(generator):
-            q = Query.from_csr(rows, rows, self.indptr, self.items)           # row r = user r
+            q = Query.from_csr(rows, rows, self.indptr, self.items, times=self.times)   # row r = user r
             targets = q.history[:, 1:][q.mask[:, 1:]]
             negatives = None
             if not self.softmax:
                 owners = q.users.repeat_interleave(q.mask[:, 1:].sum(1))       # each target's user
                 negatives = self.sampler.sample(owners, self.n_negatives, generator)
-            yield SequenceBatch(q.history, q.mask, targets, q.users, negatives)
+            yield SequenceBatch(q.history, q.mask, targets, q.users, negatives, q.times)
 
     def loss(self, model: Model, batch: SequenceBatch) -> torch.Tensor:
         predicts = batch.mask[:, 1:]                                           # position t has a next item
@@ -214,7 +218,8 @@ class NextItemTask(StatelessTask):
         P = len(batch.targets)
         candidates = batch.history.new_zeros(*batch.history.shape, 1 + self.n_negatives)
         candidates[:, :-1][predicts] = torch.cat([batch.targets[:, None], batch.negatives], dim=1)
-        scores = model.prefix_scores(batch.users, batch.history, batch.mask, candidates)
+        clock = {"times": batch.times} if model.reads_times else {}
+        scores = model.prefix_scores(batch.users, batch.history, batch.mask, candidates, **clock)
         scores = scores[:, :-1][predicts].reshape(P, -1)
         return self.loss_fn(scores, candidates[:, :-1][predicts])
 
