@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..models import REGISTRY
 from ..recommender import Recommender
 from ..runs import train_run
 from ..training.callbacks import Callback
@@ -277,9 +278,15 @@ def best_config(setup: TuneSetup, best) -> RunConfig:
 def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo) -> dict:
     """Retrain ``config`` (the best settings) with every seed of ``setup`` (one tested run folder
     each, under ``out/seed_S``; finished seeds are reused) and summarise the test metrics as mean
-    ± std."""
+    ± std. A ``seed_free`` model (a closed form) is trained once, with the first seed: every
+    other seed would fit the same model, so that run stands for all of them (std 0)."""
     runs = {}
     for seed in setup.seeds:
+        if runs and REGISTRY[config.model].cls.seed_free:
+            echo(f"seed {seed}: {config.model} is a closed form, the same for every seed; "
+                 f"seed {setup.seeds[0]}'s run stands for it")
+            runs[seed] = runs[setup.seeds[0]]
+            continue
         folder = out / f"seed_{seed}"
         seeded = replace(config, train=replace(config.train, seed=seed))
         if (folder / "run.json").is_file() and _recorded_config(folder) != _as_json(seeded):

@@ -78,6 +78,8 @@ class EASE(HistoryScorer, AnonymousScorer):
     """
 
     trainable = False
+
+    seed_free = True                  # a closed form: no random draw
     #: largest item count accepted (the dense n_items² buffers)
     max_items: ClassVar[int] = 30_000
 

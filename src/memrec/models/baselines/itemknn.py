@@ -85,6 +85,8 @@ class ItemKNN(HistoryScorer, AnonymousScorer):
 
     trainable = False
 
+    seed_free = True                  # a closed form: no random draw
+
     def __init__(self, n_users: int, n_items: int, *, neighbours: int = 100, shrink: float = 10.0):
         super().__init__(n_users, n_items)
         if neighbours < 1:

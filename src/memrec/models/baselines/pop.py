@@ -39,6 +39,8 @@ class Popularity(AnonymousScorer):
 
     trainable = False
 
+    seed_free = True                  # a closed form: no random draw
+
     def __init__(self, n_users: int, n_items: int, *, distinct_users: bool = False):
         super().__init__(n_users, n_items)
         self.distinct_users = distinct_users

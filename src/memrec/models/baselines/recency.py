@@ -48,6 +48,8 @@ class SessionRecency(SessionWindow):
 
     trainable = False
 
+    seed_free = True                  # a closed form: no random draw
+
     def __init__(self, n_users: int, n_items: int):
         super().__init__(n_users, n_items)
         self.register_buffer("counts", torch.zeros(n_items))

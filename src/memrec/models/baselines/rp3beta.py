@@ -109,6 +109,8 @@ class RP3Beta(HistoryScorer, AnonymousScorer):
 
     trainable = False
 
+    seed_free = True                  # a closed form: no random draw
+
     def __init__(self, n_users: int, n_items: int, *, alpha: float = 1.0, beta: float = 0.5,
                  neighbours: int = 100, normalize_similarity: bool = False):
         super().__init__(n_users, n_items)

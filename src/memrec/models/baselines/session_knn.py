@@ -128,6 +128,8 @@ class SessionNeighbourhood(SessionWindow):
     """
 
     trainable = False
+
+    seed_free = True                  # a closed form: no random draw
     data_buffers = ("session_indptr", "session_items", "session_positions", "session_time")
 
     def __init__(self, n_users: int, n_items: int, *, neighbours: int = 100, sample_size: int = 500):
