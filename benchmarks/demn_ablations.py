@@ -42,6 +42,8 @@ VARIANTS = {
     "full": [],
     "no_item_memory": ["model.item_memory=false"],
     "no_neighbours": ["model.neighbours=false"],
+    # L2's control: CMN's static neighbourhood (the whole training log) instead of recent visits
+    "static_neighbours": ["model.static_neighbours=true"],
     "no_history_read": ["model.history_read=false"],
     "write=erase_add": ["model.write=erase_add"],
     "write=gated": ["model.write=gated"],

@@ -79,6 +79,26 @@ def test_leakage_training_buffers_hold_only_events_before_the_prefix():
         assert not torch.allclose(a, b)
 
 
+def test_static_neighbours_read_the_whole_training_log_as_cmn_does():
+    # B.6's L2 control: CMN's static neighbourhood sees other users' later visits in training;
+    # the item memory keeps its cutoff (only the neighbour read changes), and u stays out
+    with torch.no_grad():
+        base = demn(interactions(BASE), neighbours=True, static_neighbours=True, item_memory=False).train()
+        future = demn(interactions(BASE + FUTURE), neighbours=True, static_neighbours=True,
+                      item_memory=False).train()
+        a = user_zero_prefix_scores(base, interactions(BASE))
+        b = user_zero_prefix_scores(future, interactions(BASE + FUTURE))
+        assert not torch.allclose(a, b)
+        data = interactions(BASE + FUTURE)
+        static = demn(data, static_neighbours=True)
+        early = torch.tensor([1])                                             # before every visit
+        ids, valid = static._neighbours(torch.tensor([0]), torch.tensor([[2, 3]]), torch.ones(1, 2, dtype=torch.bool),
+                                        early)
+        assert {2, 3} <= set(ids[valid].tolist()) and 0 not in ids[valid]
+        assert not demn(data)._neighbours(torch.tensor([0]), torch.tensor([[2, 3]]),
+                                          torch.ones(1, 2, dtype=torch.bool), early)[1].any()
+
+
 def test_leakage_the_user_is_never_its_own_neighbour():
     data = interactions(BASE + FUTURE)
     model = demn(data).eval()

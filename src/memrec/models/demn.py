@@ -140,6 +140,9 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         Initial λ and λ_h of the visitor and history recency penalties (then learned).
     item_memory, neighbours, history_read : bool
         The parts for L1, L2 and L4 (off: the ablations of spec B.6).
+    static_neighbours : bool
+        B.6's control for L2: in training, N_u from the whole training log (CMN's static
+        neighbourhood, which sees co-visitors' later events) instead of visits before the event.
     write : "time_gated" | "erase_add" | "gated" | "fifo"
         The slot write (L3 and its B.6 ablations; every one starts from M⁰ = K + 1·p_uᵀ and
         writes x = ẽ_i): the time-gated write (B.3); RUM-F/MIMN-lite erase-add, addressed by
@@ -157,9 +160,8 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         Add the copy read over the history store (see "Copy read" above): a remembered item can
         be recommended as a repeat, with a learned repeat/explore gate.
     anonymous_rate : float in [0, 1]
-        The share of training sequences read as the anonymous user (row n_users of p, what every
-        request with users < 0 reads): 0 (default) trains it never, 1 always (session data,
-        where sessions never recur). Drawn per sequence from the global torch RNG.
+        The share of training sequences read as the anonymous user (row n_users of p, read by
+        users < 0): 0 (default) never, 1 always (session data). Drawn per sequence.
     init_std : float
 
     Shapes
@@ -167,12 +169,8 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     state: DEMNState (user [B], values [B, S, d], items / mask [B, W ≤ H], last_time [B])
     prefix_scores: users [B], history [B, L], candidates [B, L, C] (times [B, L]) → [B, L, C]
 
-    Example
-    -------
-    >>> model = DEMN(n_users, n_items, dim=32)
-    >>> model.prepare(train)                                  # the event log: visitors, ranks
-    >>> state = model.encode(users, history, mask)            # = replaying update event by event
-    >>> model.score_state(model.update(state, items), users)  # [B, n_items]
+    Example: ``model.prepare(train)`` (the event log), ``state = model.encode(users, history,
+    mask)`` (= replaying ``update``), ``model.score_state(model.update(state, items), users)``.
     """
 
     data_buffers = LOG_BUFFERS
@@ -186,11 +184,11 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
                  beta: float = 5.0, recency: float = 0.5, item_memory: bool = True,
                  neighbours: bool = True, history_read: bool = True, write: str = "time_gated",
                  learn_timescales: bool = True, anonymous_rate: float = 0.0, init_std: float = 0.1,
-                 repeat: bool = False, clock: str = "auto"):
+                 repeat: bool = False, clock: str = "auto", static_neighbours: bool = False):
         super().__init__(n_users, n_items)
         if clock not in CLOCKS:
             raise ConfigError(f"model.clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
-        self.clock = clock
+        self.clock, self.static_neighbours = clock, static_neighbours
         if min(slots, visitors, recent_items, history, top_r) < 1:
             raise ValueError("slots, visitors, recent_items, history and top_r must be at least 1")
         if write not in WRITES:
@@ -349,7 +347,9 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     def _neighbours(self, users: torch.Tensor, recent: torch.Tensor, recent_mask: torch.Tensor,
                     cutoff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """N_u: the visitors of recent items [..., c] before cutoff [...], user u (its identity,
-        never the anonymous row) left out → ids, valid [..., c·L] (``EventLog.neighbours``)."""
+        never the anonymous row) left out → ids, valid [..., c·L] (``EventLog.neighbours``); with
+        ``static_neighbours`` before the end of the training log whatever the cutoff."""
+        cutoff = torch.full_like(cutoff, self.n_events) if self.static_neighbours else cutoff
         return self.log.neighbours(users, recent, recent_mask, cutoff, self.visitors)
 
     def _neighbour_context(self, rows: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor
