@@ -188,7 +188,9 @@ class LiveModel:
         float64 [B, L], None or NaN: unknown): one vectorised write per position, on the
         model's device."""
         items, mask = items.to(self.device), mask.to(self.device)
-        times = (torch.full(items.shape, float("nan"), dtype=torch.float64) if times is None else times).to(self.device)
+        if times is None:
+            times = torch.full(items.shape, float("nan"), dtype=torch.float64, device=CPU)
+        times = times.to(self.device)
         for t in range(items.shape[1]):
             state = self._write(state, items[:, t], times[:, t]).where(mask[:, t], state)
         return state
@@ -248,7 +250,7 @@ class LiveModel:
         users, groups = _group_by_user([e.user for e in events])
         indices = self.user_indices(users)
         times = torch.tensor([float("nan") if e.timestamp is None else float(e.timestamp) for e in events],
-                             dtype=torch.float64)
+                             dtype=torch.float64, device=CPU)
         warm = indices >= 0 if not self.anonymous else np.ones(len(users), dtype=bool)
         new: dict[str, bytes | None] = {}
         for chunk in np.array_split(np.flatnonzero(warm), max(1, -(-int(warm.sum()) // REPLAY_USERS))):
