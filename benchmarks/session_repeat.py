@@ -63,7 +63,8 @@ def split_metrics(model, cases, batch_size: int = 512) -> dict:
     with torch.no_grad():
         for start in range(0, len(cases), batch_size):
             rows = np.arange(start, min(start + batch_size, len(cases)))
-            scores = model.score_all(make_query(model, cases.users[rows], cases.indptr, cases.items, rows=rows))
+            scores = model.score_all(make_query(model, cases.users[rows], cases.indptr, cases.items, rows=rows,
+                                                times=cases.times))
             relevant = torch.as_tensor(cases.targets[rows], dtype=torch.long)[:, None]
             values = metric_values(rank_counts(scores, relevant, torch.ones_like(relevant, dtype=torch.bool)), (K,))
             for group, keep in (("all", torch.ones(len(rows), dtype=torch.bool)), ("repeat", repeat[rows]),

@@ -205,7 +205,19 @@ def test_session_split_cases_by_hand():
     assert targets == ["C", "A", "A", "B"]
     assert users == ["u1", "u1", "u2", "u2"]
     assert split.test_cases.indptr.tolist() == [0, 1, 3, 4, 6]
+    assert split.test_cases.times.tolist() == [20, 20, 22, 25, 25, 25]   # the histories' times (X's gone)
     assert rows(split.test) == [6, 7, 8, 11, 12, 13]          # X and all of S4 removed
+
+
+def test_session_cases_keep_their_times_through_a_saved_split(tmp_path):
+    from memrec.data.split_io import load_split, save_split
+    data = session_table()
+    split = session_split(data, test_frac=0.6)
+    save_split(tmp_path / "split.npz", split)
+    loaded = load_split(tmp_path / "split.npz", data.users, data.items)
+    np.testing.assert_array_equal(loaded.test_cases.times, split.test_cases.times)
+    untimed = table(["a", "a", "b", "b"], ["x", "y", "x", "y"], session=[1, 1, 2, 2])
+    assert session_split(untimed, test_frac=0.5).test_cases.times is None
 
 
 def test_session_split_valid_sessions():

@@ -331,7 +331,7 @@ class Evaluator:
             raise ConfigError(f"{type(model).__name__} scores known users only; the session "
                               "protocol's requests are anonymous sessions")
         for rows in self._batches(len(c), "session", np.diff(c.indptr)):
-            query = make_query(model, c.users[rows], c.indptr, c.items, rows=rows)
+            query = make_query(model, c.users[rows], c.indptr, c.items, rows=rows, times=c.times)
             scores = model.score_all(query).detach().float().cpu()
             relevant = torch.as_tensor(c.targets[rows], dtype=torch.long)[:, None]
             mask = torch.ones_like(relevant, dtype=torch.bool)

@@ -38,8 +38,9 @@ def save_split(path: str | Path, split: Split) -> None:
             arrays[f"{part}_negatives.negatives"] = neg.negatives
         cases: NextItemCases | None = getattr(split, f"{part}_cases")
         if cases is not None:
-            for name in ("indptr", "items", "targets", "users"):
-                arrays[f"{part}_cases.{name}"] = getattr(cases, name)
+            for name in ("indptr", "items", "targets", "users", "times"):
+                if getattr(cases, name) is not None:
+                    arrays[f"{part}_cases.{name}"] = getattr(cases, name)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -66,5 +67,6 @@ def load_split(path: str | Path, users: IdMap, items: IdMap) -> Split:
                                                     arrays[f"{part}_negatives.negatives"])
         if f"{part}_cases.indptr" in arrays:
             extra[f"{part}_cases"] = NextItemCases(*(arrays[f"{part}_cases.{n}"] for n in
-                                                     ("indptr", "items", "targets", "users")))
+                                                     ("indptr", "items", "targets", "users")),
+                                                   times=arrays.get(f"{part}_cases.times"))
     return Split(kind=str(arrays["kind"]), **parts, **extra)

@@ -44,6 +44,7 @@ class NextItemCases:
     items: np.ndarray    # int64 [sum of history lengths]
     targets: np.ndarray  # int64 [C]
     users: np.ndarray    # int64 [C]
+    times: np.ndarray | None = None   # float64, the histories' timestamps (None: the data have none)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -256,7 +257,8 @@ def session_split(data: Interactions, *, test_frac: float = 0.1, test_days: floa
             raise DataError(f"session {name} part is empty: no held-out session keeps 2 or more "
                             f"items seen in train")
         part = data.take(np.sort(rows))
-        return part, _next_item_cases(sess[rows], data.item[rows], data.user[rows])
+        return part, _next_item_cases(sess[rows], data.item[rows], data.user[rows],
+                                      None if data.timestamp is None else data.timestamp[rows])
 
     test, test_cases = held_out(_TEST, "test")
     valid, valid_cases = held_out(_VALID, "valid") if n_valid else (None, None)
@@ -264,8 +266,10 @@ def session_split(data: Interactions, *, test_frac: float = 0.1, test_days: floa
                  valid_cases=valid_cases, test_cases=test_cases)
 
 
-def _next_item_cases(sess: np.ndarray, item: np.ndarray, user: np.ndarray) -> NextItemCases:
-    """Cases from rows grouped by session (contiguous, each session's events in order)."""
+def _next_item_cases(sess: np.ndarray, item: np.ndarray, user: np.ndarray,
+                     time: np.ndarray | None = None) -> NextItemCases:
+    """Cases from rows grouped by session (contiguous, each session's events in order), with
+    the histories' times when the rows have them."""
     lengths = _run_lengths(sess)
     starts = np.cumsum(lengths) - lengths
     n_cases = lengths - 1
@@ -277,7 +281,8 @@ def _next_item_cases(sess: np.ndarray, item: np.ndarray, user: np.ndarray) -> Ne
     hist_rows = np.repeat(case_start, hist_len) + offset
     return NextItemCases(indptr=indptr, items=item[hist_rows].astype(np.int64),
                          targets=item[target_row].astype(np.int64),
-                         users=user[target_row].astype(np.int64))
+                         users=user[target_row].astype(np.int64),
+                         times=None if time is None else time[hist_rows].astype(np.float64))
 
 
 def _then_by(order: np.ndarray, key: np.ndarray) -> np.ndarray:
