@@ -52,6 +52,8 @@ VARIANTS = {
     # Δ from ml-100k's timestamps (the default clock) against Δ = 1 step (issue 19's L3 test;
     # every run before the clock existed counted steps, recorded with model.clock="steps")
     "clock=steps": ['model.clock="steps"'],
+    # the reads queried by the last item, not each candidate: full ranking as one product
+    "read=user": ['model.read="user"'],
     # slot capacity (B.6, fifth row; the recipe has S = 4)
     "slots=1": ["model.slots=1"],
     "slots=2": ["model.slots=2"],

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from memrec.cli import main
 from memrec.data.interactions import IdMap, Interactions
 from memrec.data.synthetic import SynthConfig, generate, write_csv
+from memrec.errors import ConfigError
 from memrec.models import build
 from memrec.models.demn import event_ranks
 
@@ -97,6 +98,50 @@ def test_static_neighbours_read_the_whole_training_log_as_cmn_does():
         assert {2, 3} <= set(ids[valid].tolist()) and 0 not in ids[valid]
         assert not demn(data)._neighbours(torch.tensor([0]), torch.tensor([[2, 3]]),
                                           torch.ones(1, 2, dtype=torch.bool), early)[1].any()
+
+
+def test_user_read_is_one_user_vector_queried_by_the_last_item():
+    # read = "user", the item memory, neighbours and history read off: u = p_u + r, r the two-hop
+    # slot read queried by the last item's q (B.2.2 with q_j → q_last), and ŷ = u·ẽ_j + b_j
+    data = interactions(BASE)
+    model = demn(data, read="user", item_memory=False, neighbours=False, history_read=False).eval()
+    users, history = torch.tensor([0, 1]), torch.tensor([[0, 1, 2], [3, 4, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    with torch.no_grad():
+        state = model.encode(users, history, mask)
+        scores = model.score_state(state, users)
+        last = model.item_embedding(torch.tensor([2, 4]))[:, None, :]                # [B, 1, d]
+        M = state.values
+
+        def hop(q):
+            return torch.softmax(q @ M.transpose(1, 2) / SMALL["dim"] ** 0.5, -1) @ M
+
+        r = hop(torch.relu(model.hop(last) + hop(last)))
+        p = model.user_embedding(users)[:, None, :]
+        g = torch.sigmoid(model.read_gates(torch.cat([p, r, torch.zeros_like(r), torch.zeros_like(r)], -1)))
+        u = (p + r)[:, 0]
+        assert g.shape[-1] == 2                                   # the gates scale reads that are off
+        expected = u @ model.item_embedding.weight.T + model.item_bias.weight[:, 0]
+        torch.testing.assert_close(scores, expected)
+        torch.testing.assert_close(model.score_state(state, users, torch.tensor([[5, 1], [2, 2]])),
+                                   expected.gather(1, torch.tensor([[5, 1], [2, 2]])))
+
+
+def test_user_read_explains_every_item_by_the_last_items_retrieval():
+    data = interactions(BASE)
+    model = demn(data, read="user").eval()
+    users, history = torch.tensor([0]), torch.tensor([[0, 1, 2, 3, 4]])
+    with torch.no_grad():
+        state = model.encode(users, history, torch.ones_like(history, dtype=torch.bool))
+        first, second = model.explain_state(state, users, torch.tensor([5, 1]))
+        candidate = demn(data).eval().explain_state(state, users, torch.tensor([5, 1]))
+    assert first and first == second                              # one query: the same entries
+    assert candidate[0] != candidate[1]                           # per-candidate reads differ
+
+
+def test_an_unknown_read_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError, match="model.read must be one of candidate, user"):
+        build("demn", 4, 6, {**SMALL, "read": "slot"})
 
 
 def test_leakage_the_user_is_never_its_own_neighbour():

@@ -1,5 +1,6 @@
-"""DEMN's L3 ablations (spec B.6, third row) as options: ``model.write`` = time_gated (B.3) |
-erase_add | gated | fifo, and ``model.learn_timescales``.
+"""DEMN's options: the L3 ablations (spec B.6, third row), ``model.write`` = time_gated (B.3) |
+erase_add | gated | fifo and ``model.learn_timescales``; L2's ``static_neighbours``; and
+``model.read = "user"`` (the reads queried by the last item: full ranking as one product).
 
 Every variant trains a step with finite gradients and keeps the stateful contract (the
 registry-wide tests of tests/test_stateful.py, run here on each variant); the new wiring has
@@ -21,7 +22,10 @@ from .test_demn import BASE, SMALL, demn, interactions, user_zero_prefix_scores
 
 #: (write, learn_timescales) of every variant
 VARIANTS = [pytest.param({"write": w}, id=w) for w in WRITES] + \
-    [pytest.param({"learn_timescales": False}, id="fixed-tau")]
+    [pytest.param({"learn_timescales": False}, id="fixed-tau"),
+     pytest.param({"static_neighbours": True}, id="static-neighbours"),
+     pytest.param({"read": "user"}, id="user-read"),
+     pytest.param({"read": "user", "repeat": True}, id="user-read+repeat")]
 CONTRACT = {"dim": 8, "slots": 3, "visitors": 4, "history": 5, "top_r": 3}
 
 

@@ -67,16 +67,16 @@ from torch.nn import functional as F
 
 from ..data.interactions import Interactions
 from ..errors import ConfigError
-from ..memory.read import CopyRead, copy_candidate_scores, copy_scores, masked_softmax, repeat_share
+from ..memory.read import CopyRead, masked_softmax
 from ..memory.retrieval import top_r_read
 from ..memory.state import ItemWindow, TensorState
 from ..memory.time_gated import time_gated_scan
-from .capabilities import (AnonymousScorer, HistoryScorer, MemoryEntry, NextItemPairwise, StateExplainer,
-                           mode_entries, ranked_entries)
+from .capabilities import AnonymousScorer, HistoryScorer, MemoryEntry, NextItemPairwise, StateExplainer
 from ..nn.rows import row_products, weighted_rows
 from .chunks import chunked_items
 from .demn_log import (LOG_BUFFERS, EventLog, elapsed_units, event_ranks, history_windows, last_items, last_times,
                        mean_gap, recent_windows, window_ages)
+from .demn_copy import explain_demn_state, with_copy
 from .demn_writes import erase_add_states, fifo_slot_states
 
 #: Δ's log-bucket embedding φ: buckets ⌊log2(1 + Δ)⌋, the last one open-ended
@@ -85,6 +85,8 @@ DELTA_BUCKETS = 16
 WRITES = ("time_gated", "erase_add", "gated", "fifo")
 #: what Δ counts (``model.clock``): timestamps when the training data have them, else steps
 CLOCKS = ("auto", "time", "steps")
+#: what queries the user-side reads (``model.read``): each candidate (the spec) or the last item
+READS = ("candidate", "user")
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,10 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         Initial λ and λ_h of the visitor and history recency penalties (then learned).
     item_memory, neighbours, history_read : bool
         The parts for L1, L2 and L4 (off: the ablations of spec B.6).
+    read : "candidate" | "user"
+        What queries the user-side reads (B.2.2–4): every candidate q_j (the spec; full ranking
+        reads per item) or the user's last item (one user vector u, so full ranking is one
+        product u·ẽᵀ; STAMP's last-click query, for session-scale evaluation).
     static_neighbours : bool
         B.6's control for L2: in training, N_u from the whole training log (CMN's static
         neighbourhood, which sees co-visitors' later events) instead of visits before the event.
@@ -184,11 +190,14 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
                  beta: float = 5.0, recency: float = 0.5, item_memory: bool = True,
                  neighbours: bool = True, history_read: bool = True, write: str = "time_gated",
                  learn_timescales: bool = True, anonymous_rate: float = 0.0, init_std: float = 0.1,
-                 repeat: bool = False, clock: str = "auto", static_neighbours: bool = False):
+                 repeat: bool = False, clock: str = "auto", static_neighbours: bool = False,
+                 read: str = "candidate"):
         super().__init__(n_users, n_items)
         if clock not in CLOCKS:
             raise ConfigError(f"model.clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
-        self.clock, self.static_neighbours = clock, static_neighbours
+        if read not in READS:
+            raise ConfigError(f"model.read must be one of {', '.join(READS)}, got {read!r}")
+        self.clock, self.static_neighbours, self.read = clock, static_neighbours, read
         if min(slots, visitors, recent_items, history, top_r) < 1:
             raise ValueError("slots, visitors, recent_items, history and top_r must be at least 1")
         if write not in WRITES:
@@ -460,14 +469,32 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         return DEMNState(users, memory, window.items, window.mask, last)
 
     # -- read and score ------------------------------------------------------------------------
-    def _score(self, rows, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
-               cand_q, cand_hop, cand_e, cand_b) -> torch.Tensor:
-        """ŷ for candidates of one or many states. Leading dims ``...`` ([B] or [B, T]):
-        rows [...] (the user's row of p, ``_own_rows``), memory [..., S, d], hist_q [..., H, d] (training: each prefix's window of
-        its last H items, ``_history_windows``), hist_mask / hist_age [..., H],
-        bank [..., N, d], affinity / nb_valid [..., N], cand_q / cand_e [..., C, d],
-        cand_hop [..., C, d] (W_h q_j, given so that full ranking projects each item once, not once
-        per state), cand_b [..., C] → [..., C].  # eq. B.2.2–B.2.5"""
+    def _score(self, args, cand_q, cand_hop, cand_e, cand_b) -> torch.Tensor:
+        """ŷ = u·ẽ_j + b_j for candidates of one or many states (``args``: ``_user_vectors``'s),
+        cand_e [..., C, d], cand_b [..., C] → [..., C]; read by the candidates themselves
+        (cand_q, cand_hop [..., C, d]) or, with ``read = "user"``, by the last item (one u)."""
+        if self.read == "user":
+            query = self._last_item_queries(args[2], args[3])
+            return (self._user_vectors(*args, query, self.hop(query)) * cand_e).sum(-1) + cand_b
+        return (self._user_vectors(*args, cand_q, cand_hop) * cand_e).sum(-1) + cand_b
+
+    @staticmethod
+    def _last_item_queries(hist_q: torch.Tensor, hist_mask: torch.Tensor) -> torch.Tensor:
+        """q of the newest entry of each history window (its last valid position, whether the
+        window is left-aligned, a state's, or right-aligned, a training prefix's; 0 when empty) as
+        the one query of ``read = "user"``: hist_q [..., H, d], hist_mask [..., H] → [..., 1, d]."""
+        positions = torch.arange(hist_mask.shape[-1], device=hist_mask.device)
+        newest = torch.where(hist_mask, positions, 0).amax(-1, keepdim=True)
+        q = hist_q.gather(-2, newest[..., None].expand(*newest.shape, hist_q.shape[-1]))
+        return q * hist_mask.any(-1)[..., None, None]
+
+    def _user_vectors(self, rows, memory, hist_q, hist_mask, hist_age, bank, affinity, nb_valid,
+                      cand_q, cand_hop) -> torch.Tensor:
+        """u = p_u + r + g_n n + g_h h, each read queried by cand_q [..., C, d] (cand_hop: W_h q,
+        given so that full ranking projects each item once). Leading dims ``...`` ([B] or
+        [B, T]): rows [...] (the user's row of p, ``_own_rows``), memory [..., S, d], hist_q
+        [..., H, d] (training: each prefix's window, ``history_windows``), hist_mask / hist_age
+        [..., H], bank [..., N, d], affinity / nb_valid [..., N] → [..., C, d].  # eq. B.2.2–B.2.5"""
         scale = 1 / math.sqrt(self.dim)
         r = torch.softmax(cand_q @ memory.transpose(-1, -2) * scale, -1) @ memory          # hop 1
         z = torch.relu(cand_hop + r)
@@ -482,8 +509,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
             h = top_r_read(cand_q, hist_q, hist_q, hist_mask, self.top_r, bias)[0]
         p = self.user_embedding(rows)[..., None, :]                                        # [..., 1, d]
         g = torch.sigmoid(self._gate_logits(p, r, n, h))                                   # g_n, g_h
-        user = p + r + g[..., :1] * n + g[..., 1:] * h
-        return (user * cand_e).sum(-1) + cand_b
+        return p + r + g[..., :1] * n + g[..., 1:] * h
 
     def _gate_logits(self, p, r, n, h) -> torch.Tensor:
         """W_g[p_u; r; n; h] + b as four products, one per part: p_u [..., 1, d] is the state's
@@ -503,62 +529,26 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         args = (rows, state.values, self.item_embedding(window.items), window.mask, hist_age, bank, affinity, valid)
         if items is not None:
             q = self.item_embedding(items)
-            scores = self._score(*args, q, self.hop(q), table[items], self.item_bias(items)[..., 0])
-            return self._with_copy(scores, args, window.items, items)
+            scores = self._score(args, q, self.hop(q), table[items], self.item_bias(items)[..., 0])
+            return with_copy(self, scores, args, window.items, items)
+        if self.read == "user":                                  # one user vector: one product
+            query = self._last_item_queries(args[2], args[3])
+            user = self._user_vectors(*args, query, self.hop(query))[:, 0]
+            return with_copy(self, user @ table.T + self.item_bias.weight[:, 0], args, window.items)
         out = state.values.new_empty(B, self.n_items)
         per_item = 4 * self.dim + window.items.shape[1] + ids.shape[1] + 2 * state.values.shape[1]
         for chunk in chunked_items(self.n_items, B, per_item):
             q = self.item_embedding.weight[chunk]
-            out[:, chunk] = self._score(*args, q.expand(B, -1, -1), self.hop(q).expand(B, -1, -1),
+            out[:, chunk] = self._score(args, q.expand(B, -1, -1), self.hop(q).expand(B, -1, -1),
                                         table[chunk].expand(B, -1, -1),
                                         self.item_bias.weight[chunk, 0].expand(B, -1))
-        return self._with_copy(out, args, window.items)
+        return with_copy(self, out, args, window.items)
 
     # -- explanations --------------------------------------------------------------------------------
     @torch.no_grad()
     def explain_state(self, state: DEMNState, users: torch.Tensor,
                       items: torch.Tensor) -> list[list[MemoryEntry]]:
-        """Per item, the history entries its top-r read (L4) retrieved, by the attention each
-        got (the items they hold; none when the history read is off). With the copy read, each
-        item's entries start with how it was recommended: "repeat" (id: the store slot of the
-        item's latest entry, weight: the copy's share of its mixture) when the copy gave at least
-        half, else "explore" (id -1, weight: the catalogue's share)."""
-        window = state.window
-        stored, valid = window.items[0], window.mask[0]
-        ranked = [[] for _ in range(len(items))]
-        if self.use_history:
-            q, keys = self.item_embedding(items)[None], self.item_embedding(window.items)
-            bias = -self.history_recency * torch.log1p(window_ages(window))
-            weights = top_r_read(q, keys, keys, window.mask, self.top_r, bias)[1][0]         # [C, W]
-            ranked = [ranked_entries("item", stored[row > 0], row[row > 0]) for row in weights]
-        if not self.repeat:
-            return ranked
-        rows = self._own_rows(users)
-        copy, gate = self._copy_read(rows, state.values, self.item_embedding(window.items), window.mask,
-                                     window_ages(window))
-        share = repeat_share(self.score_state(state, users), copy, window.items, window.mask, gate)[0, items]
-        return [[mode, *entries] for mode, entries in zip(mode_entries(share, stored, valid, items), ranked)]
-
-    # -- the copy read (``repeat``) ----------------------------------------------------------------
-    def _copy_read(self, rows, memory, hist_q, hist_mask, hist_age) -> tuple[torch.Tensor, torch.Tensor]:
-        """The copy's weights over the history store and its gate logit, both from h = p_u +
-        mean_s M_u,s: w ∝ exp(h·q_m/√d − λ_h log(1 + age_m)) over the valid entries (the
-        history read's recency penalty, shared). rows [...], memory [..., S, d], hist_q
-        [..., W, d], hist_mask / hist_age [..., W] → (w [..., W], gate logit [...])."""
-        h = self.user_embedding(rows) + memory.mean(-2)
-        logits = row_products(hist_q, h) / math.sqrt(self.dim) - self.history_recency * torch.log1p(hist_age)
-        return masked_softmax(logits, hist_mask), self.copy.gate_logit(h)
-
-    def _with_copy(self, scores, args, hist_items, candidates=None) -> torch.Tensor:
-        """ŷ' = log((1 − g)·exp(ŷ) + g·c) of every item (candidates None) or of candidates
-        [..., C], with ``args`` the leading arguments of ``_score``; ŷ itself without ``repeat``."""
-        if not self.repeat:
-            return scores
-        rows, memory, hist_q, hist_mask, hist_age = args[:5]
-        weights, gate = self._copy_read(rows, memory, hist_q, hist_mask, hist_age)
-        if candidates is None:
-            return copy_scores(scores, weights, hist_items, hist_mask, gate)
-        return copy_candidate_scores(scores, candidates, weights, hist_items, hist_mask, gate)
+        return explain_demn_state(self, state, users, items)
 
     # -- training ------------------------------------------------------------------------------
     def prefix_scores(self, users, history, mask, candidates, times: torch.Tensor | None = None) -> torch.Tensor:
@@ -582,8 +572,8 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
             cand_e = self._item_table()[candidates]
         cand_q = self.item_embedding(candidates)
         args = (rows[:, None].expand(B, T), states, hist_q, visible, hist_age, bank, affinity, valid)
-        scores = self._score(*args, cand_q, self.hop(cand_q), cand_e, self.item_bias(candidates)[..., 0])
-        scores = self._with_copy(scores, args, hist_items, candidates)
+        scores = self._score(args, cand_q, self.hop(cand_q), cand_e, self.item_bias(candidates)[..., 0])
+        scores = with_copy(self, scores, args, hist_items, candidates)
         if self.training:
             self._refresh_bank(users, states, mask)
         return scores
