@@ -15,7 +15,8 @@ per-user output), full ranking, NDCG@10.
 
 Each finished run is added to ``benchmarks/results/demn_ablations.json`` at once (same variant,
 seed and overrides: replaced), so an interrupted ``run`` resumes where it stopped (finished
-runs are skipped); ``.md`` is rewritten after every run.
+runs are skipped); ``.md`` is rewritten after every run. Two ``run`` processes may share the
+file (each merges its run into the file as it stands then; atomic writes).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import tempfile
 from pathlib import Path
 
 from common import child_env, fmt, mean_std, peak_rss_mb, split_fingerprint
+
+from memrec.fileio import atomic_write_bytes, atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEMREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -155,8 +158,8 @@ def same_run(a: dict, b: dict) -> bool:
 
 def save(results: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "demn_ablations.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / "demn_ablations.md").write_text(markdown(results))
+    atomic_write_json(RESULTS / "demn_ablations.json", results)
+    atomic_write_bytes(RESULTS / "demn_ablations.md", markdown(results).encode())
 
 
 def _group_title(extra: tuple[str, ...]) -> str:
@@ -239,6 +242,7 @@ def main() -> None:
                     print(f"{variant} seed {seed}: done already, skipped", flush=True)
                     continue
                 record = spawn(variant, seed, args.extra, Path(workdir))
+                results = load_results()               # another run process may have added runs
                 results["runs"] = [r for r in results["runs"] if not same_run(r, record)] + [record]
                 save(results)                          # after every run: an interruption loses one
                 print(f"{variant} seed {seed}: full NDCG@10 {record['test']['full']['NDCG@10']:.4f}, "
