@@ -182,7 +182,8 @@ def test_training_batches_carry_each_sequences_times():
     data = generate(SynthConfig(n_users=10, n_items=20, mean_length=6, seed=3))
     indptr, _ = data.sequences()
     times = data.sequence_times()
-    task = NextItemTask(data, TrainConfig(batch_size=8, loss="bpr"))
+    task = NextItemTask(data, TrainConfig(batch_size=8, loss="bpr"), with_times=True)
+    assert next(NextItemTask(data, TrainConfig(batch_size=8, loss="bpr")).batches(torch.Generator())).times is None
     for batch in task.batches(torch.Generator().manual_seed(0)):
         for row, user in enumerate(batch.users.tolist()):
             n = int(batch.mask[row].sum())
@@ -252,3 +253,25 @@ def test_served_events_write_with_their_timestamps_as_the_batch_encoding_does(tm
     other.observe([Event("1", "0", 260), Event("1", "3", 270)])              # the same, without the pause
     unpaused = other.recommend("1", k=data.n_items, exclude_seen=False)
     assert not np.allclose([got[i] for i in unpaused.items], unpaused.scores, atol=1e-5)
+
+
+def test_mps_refuses_the_time_clock_with_a_clear_error_and_keeps_the_step_clock():
+    from memrec.devices import check_event_times
+    from memrec.models.demn_log import time_dtype
+    data = interactions(EVEN)
+    with pytest.raises(ConfigError, match='MPS does not support: use train.device = "cpu"'):
+        check_event_times(demn(data), torch.device("mps"))
+    check_event_times(demn(data, clock="steps"), torch.device("mps"))          # steps: no float64 needed
+    assert time_dtype(torch.device("mps")) == torch.float32 and time_dtype("cpu") == torch.float64
+    assert demn(data).time_unit.dtype == torch.float32                        # a buffer MPS can hold
+
+
+def test_the_trainer_gives_a_clocked_model_its_times_and_others_none():
+    from memrec.training.tasks import make_task
+    data = generate(SynthConfig(n_users=10, n_items=20, mean_length=6, seed=3))
+    config = TrainConfig(batch_size=8, loss="bpr")
+    assert make_task(demn(data), data, config).times is not None
+    assert make_task(demn(data, clock="steps"), data, config).times is None
+    torch.manual_seed(0)
+    rum = build("rumi", data.n_users, data.n_items, {"dim": 8})
+    assert make_task(rum, data, config).times is None

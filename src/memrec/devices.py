@@ -66,6 +66,14 @@ def module_device(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def check_event_times(model, device: torch.device) -> None:
+    """A model that reads event times (``reads_times``) gets them as float64, which Apple's MPS
+    does not have: say so before any batch is moved there."""
+    if model.reads_times and device.type == "mps":
+        raise ConfigError(f"{type(model).__name__} reads the events' timestamps as float64, which MPS "
+                          "does not support: use train.device = \"cpu\" (or a DEMN with model.clock = \"steps\")")
+
+
 def to_device(batch, device: torch.device):
     """A batch (tensor, dataclass of tensors, list or tuple of them) on ``device``."""
     if isinstance(batch, torch.Tensor):

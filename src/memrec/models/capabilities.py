@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ..memory.state import TensorState
+from ..devices import check_event_times
 from .base import Model, Query
 
 #: the kinds of memory entries an explanation names
@@ -79,6 +80,8 @@ def make_query(model: Model, users, indptr: np.ndarray, items: np.ndarray, rows=
     the users alone; built on the model's device (a tensor of users is moved there). ``times``
     (aligned with ``items``) go with the histories to a model that ``reads_times``."""
     device = model.device
+    if times is not None:
+        check_event_times(model, device)
     if isinstance(model, HistoryScorer):
         query = Query.from_csr(users, users if rows is None else rows, indptr, items, model.max_history,
                                device=device, times=times if model.reads_times else None)

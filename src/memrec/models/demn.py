@@ -75,7 +75,7 @@ from .capabilities import AnonymousScorer, HistoryScorer, MemoryEntry, NextItemP
 from ..nn.rows import row_products, weighted_rows
 from .chunks import chunked_items
 from .demn_log import (LOG_BUFFERS, EventLog, elapsed_units, event_ranks, history_windows, last_items, last_times,
-                       mean_gap, recent_windows, window_ages)
+                       mean_gap, recent_windows, time_dtype, window_ages)
 from .demn_copy import explain_demn_state, with_copy
 from .demn_writes import erase_add_states, fifo_slot_states
 
@@ -233,7 +233,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         for name, size in zip(LOG_BUFFERS, (n_items + 1, 0, 0, n_users + 1, 0)):
             self.register_buffer(name, torch.zeros(size, dtype=torch.long))
         self.register_buffer("bank", torch.zeros(n_users, dim))    # m̄_v, detached
-        self.register_buffer("time_unit", torch.zeros((), dtype=torch.float64))    # Δ's unit; 0: steps
+        self.register_buffer("time_unit", torch.zeros(()))         # Δ's unit (float32: MPS too); 0: steps
         self._table: tuple[tuple, torch.Tensor] | None = None     # see _item_table
         self.timescale_logit.requires_grad_(learn_timescales)      # fixed τ: never updated
         if write == "erase_add":     # built last: the other weights keep the draws of the default
@@ -271,7 +271,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         table = state_dict.get("user_embedding.weight")
         if table is not None and len(table) == self.n_users:
             state_dict = {**state_dict, "user_embedding.weight": F.pad(table, (0, 0, 0, 1))}
-        state_dict = {"time_unit": torch.zeros((), dtype=torch.float64), **state_dict}
+        state_dict = {"time_unit": torch.zeros(()), **state_dict}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
@@ -438,7 +438,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
     # -- the StatefulScorer contract -----------------------------------------------------------
     def init_state(self, users: torch.Tensor) -> DEMNState:
         window = ItemWindow.empty(len(users), device=self.device)
-        never = torch.full((len(users),), float("nan"), dtype=torch.float64, device=self.device)
+        never = torch.full((len(users),), float("nan"), dtype=time_dtype(self.device), device=self.device)
         return DEMNState(users, self._initial(self._own_rows(users)), window.items, window.mask, never)
 
     def update(self, state: DEMNState, items: torch.Tensor, times: torch.Tensor | None = None) -> DEMNState:
@@ -559,7 +559,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         cutoff = self.log.cutoffs(users, mask, self.training)
         rows = self._training_rows(users)
         x, ids, valid, (bank, affinity, context) = self._history_inputs(users, rows, history, mask, cutoff)
-        never = torch.full(users.shape, float("nan"), dtype=torch.float64, device=users.device)
+        never = torch.full(users.shape, float("nan"), dtype=time_dtype(users.device), device=users.device)
         states = self._write_all(rows, self._initial(rows), x, context, mask, self._elapsed(mask, times, never),
                                  return_all=True)
         B, T = history.shape

@@ -163,6 +163,12 @@ def mean_gap(train: Interactions) -> float:
     return float(gaps.mean()) if len(gaps) and gaps.mean() > 0 else 0.0
 
 
+def time_dtype(device: torch.device) -> torch.dtype:
+    """t_last(u)'s dtype: float64 (epoch seconds need it), float32 on MPS, which has no float64
+    (a DEMN there counts steps: ``check_event_times`` refuses its time clock)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 def elapsed_units(times: torch.Tensor, last_time: torch.Tensor, unit: float) -> torch.Tensor:
     """Δ of each event of times float64 [B, T] since the event before it (the first: since
     last_time [B]), in ``unit`` (``mean_gap``) → float32 [B, T]. Where either time is unknown
@@ -182,4 +188,4 @@ def last_times(times: torch.Tensor, mask: torch.Tensor, old: torch.Tensor) -> to
 
 
 __all__ = ["LOG_BUFFERS", "EventLog", "event_ranks", "recent_windows", "last_items", "history_windows",
-           "window_ages", "mean_gap", "elapsed_units", "last_times"]
+           "window_ages", "mean_gap", "time_dtype", "elapsed_units", "last_times"]

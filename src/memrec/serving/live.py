@@ -46,6 +46,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ..checkpoint import SavedModel
+from ..devices import check_event_times
 from ..data.query import Query
 from ..errors import DataError
 from ..memory.state import ItemWindow, TensorState
@@ -175,24 +176,28 @@ class LiveModel:
             return ItemWindow.from_history(query.history, query.mask, model.max_history)
         return None
 
-    def _write(self, state: TensorState, items: torch.Tensor, times: torch.Tensor) -> TensorState:
-        """One event per row (items, and times float64 with NaN for none, on the state's device);
-        the times reach only a model that reads the clock."""
+    def _write(self, state: TensorState, items: torch.Tensor, times: torch.Tensor | None) -> TensorState:
+        """One event per row (items, and times float64 with NaN for none, on the state's device;
+        None for a model that does not read the clock)."""
         if self.stateful:
-            return self.model.update(state, items, **({"times": times} if self.model.reads_times else {}))
+            return self.model.update(state, items, **({} if times is None else {"times": times}))
         return state.append(items, self.model.max_history)
 
     def replay(self, state: TensorState, items: torch.Tensor, mask: torch.Tensor,
                times: torch.Tensor | None = None) -> TensorState:
         """The states after events items long [B, L] (mask [B, L]; padding anywhere; their times
-        float64 [B, L], None or NaN: unknown): one vectorised write per position, on the
-        model's device."""
+        float64 [B, L], None or NaN: unknown, read by a model that reads the clock): one
+        vectorised write per position, on the model's device."""
         items, mask = items.to(self.device), mask.to(self.device)
-        if times is None:
-            times = torch.full(items.shape, float("nan"), dtype=torch.float64, device=CPU)
-        times = times.to(self.device)
+        if self.stateful and self.model.reads_times:
+            check_event_times(self.model, self.device)
+            if times is None:
+                times = torch.full(items.shape, float("nan"), dtype=torch.float64, device=CPU)
+            times = times.to(self.device)
+        else:
+            times = None
         for t in range(items.shape[1]):
-            state = self._write(state, items[:, t], times[:, t]).where(mask[:, t], state)
+            state = self._write(state, items[:, t], None if times is None else times[:, t]).where(mask[:, t], state)
         return state
 
     def _decode(self, record: Record, index: int) -> TensorState | None:

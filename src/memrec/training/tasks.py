@@ -110,7 +110,7 @@ class SequenceBatch:
     """Whole sequences, right-padded: history long [B, L], mask bool [B, L]; targets long [P],
     the next item of every position that has one, in row-major order of ``mask[:, 1:]``;
     users long [B] (the sequence's user); negatives long [P, N] for pairwise losses, else None;
-    times float64 [B, L], the events' timestamps when the data have them (padding NaN), else None."""
+    times float64 [B, L], the events' timestamps for a model that reads them (padding NaN), else None."""
 
     history: torch.Tensor
     mask: torch.Tensor
@@ -168,7 +168,7 @@ class NextItemTask(StatelessTask):
 
     BUCKET_BATCHES = 50
 
-    def __init__(self, train: Interactions, config: TrainConfig):
+    def __init__(self, train: Interactions, config: TrainConfig, with_times: bool = False):
         indptr, items = train.sequences()
         lengths = np.diff(indptr)
         self.rows = np.flatnonzero(lengths >= 2)
@@ -176,7 +176,8 @@ class NextItemTask(StatelessTask):
             raise ConfigError("next-item training needs sequences of at least 2 events; "
                               "the training data has none")
         self.indptr, self.items = indptr, items
-        self.times = train.sequence_times()                 # for a model that reads the clock
+        # the events' times, only for a model that reads them (float64, which not every device has)
+        self.times = train.sequence_times() if with_times else None
         self.n_targets = lengths[self.rows] - 1
         self.n_examples = int(self.n_targets.sum())
         self.batch_size = config.batch_size
@@ -381,7 +382,7 @@ def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
         if config.loss != "softmax" and not isinstance(model, NextItemPairwise):
             raise ConfigError(f"{name} trains on next items with train.loss = \"softmax\", "
                               f"not {config.loss!r}")
-        return NextItemTask(train, config)
+        return NextItemTask(train, config, with_times=model.reads_times)
     if config.loss not in PAIRWISE_LOSSES:
         raise ConfigError(f"train.loss = {config.loss!r} needs a next-item model; "
                           f"{type(model).__name__} trains on pairs ({', '.join(PAIRWISE_LOSSES)})")

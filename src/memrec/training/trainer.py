@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed
-from ..devices import autocast, module_device, resolve_device, to_device
+from ..devices import autocast, check_event_times, module_device, resolve_device, to_device
 from ..fileio import atomic_torch_save, safe_torch_load
 from ..errors import CheckpointError, ConfigError
 from ..data.splits import Split
@@ -232,6 +232,7 @@ class Trainer:
         # the model on its device before the optimizer exists: its state follows the parameters
         device = resolve_device(cfg.device)
         model.to(device)
+        check_event_times(model, device)
         check_data_parallel(model, self.world, device)
         optimizer = make_optimizer(cfg, model.parameter_groups(cfg.weight_decay))
         # the same generator on every rank: all draw the global batch, each computes its shard
