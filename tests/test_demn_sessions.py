@@ -210,7 +210,7 @@ def test_the_yoochoose_recipe_loads_and_builds():
     assert config.model_params["anonymous_rate"] == 1.0 and config.data.split == "given"
     assert config.data.valid_from_train and config.train.valid_protocol == "session"
     model = build("demn", 10, 20, config.model_params)
-    assert model.anonymous_rate == 1.0
+    assert model.anonymous_rate == 1.0 and model.read == "user"          # ranking every item: one product
 
 
 PRE_ANONYMOUS_SUMS = {
