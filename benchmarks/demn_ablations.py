@@ -57,6 +57,7 @@ VARIANTS = {
     "clock=steps": ['model.clock="steps"'],
     # the reads queried by the last item, not each candidate: full ranking as one product
     "read=user": ['model.read="user"'],
+    "read=user+clock=steps": ['model.read="user"', 'model.clock="steps"'],
     # slot capacity (B.6, fifth row; the recipe has S = 4)
     "slots=1": ["model.slots=1"],
     "slots=2": ["model.slots=2"],
