@@ -110,6 +110,8 @@ class KnowledgeGraphEmbedding(nn.Module):
 
     #: trained by gradient descent (the trainer reads this, as for :class:`Model`)
     trainable: ClassVar[bool] = True
+    #: a graph has no event times (the trainer asks every model it fits)
+    reads_times: ClassVar[bool] = False
 
     @property
     def n_entities(self) -> int:
