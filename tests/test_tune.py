@@ -92,10 +92,11 @@ def test_tune_selects_on_validation_writes_its_files_and_never_reads_test_while_
     out = tmp_path / "tune"
     result = _tune("ease", "--data", data, "--trials", 4, "--seeds", "0,1", "--out", out)
     assert result.exit_code == 0, result.output
-    # the 4 trials validate; then the retraining validates and tests once: EASE is a closed
-    # form, so seed 0's run stands for seed 1 (a trainable model retrains per seed, below)
-    assert parts[:4] == ["valid"] * 4 and parts[4:] == ["valid", "test"]
+    # the 4 trials validate; then the best trial's own run is tested once as seed 0's (it trained
+    # those settings with seed 0), and as EASE is a closed form, it stands for seed 1 too
+    assert parts[:4] == ["valid"] * 4 and parts[4:] == ["test"]
     assert "seed 1: ease is a closed form" in result.output and not (out / "seed_1").exists()
+    assert not (out / "trial_runs").exists()                 # cleared once the seeds are trained
 
     with open(out / "trials.csv") as f:
         trials = list(csv.DictReader(f))
@@ -127,6 +128,51 @@ def test_a_trainable_model_retrains_every_seed(data, tmp_path):
     runs = [json.loads((out / f"seed_{s}" / "results.json").read_text()) for s in (0, 1)]
     values = json.loads((out / "results.json").read_text())["test"]["metrics"]["full"]["NDCG@10"]["values"]
     assert values == [r["metrics"]["full"]["NDCG@10"] for r in runs] and values[0] != values[1]
+
+
+def _train_again(run, tmp_path, name):
+    """The seed run's recorded configuration trained afresh by `memrec train`: its results."""
+    config = json.loads((run / "run.json").read_text())["config"]
+    lines = []
+    for section, values in config.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
+    path = tmp_path / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    again = CliRunner().invoke(main, ["train", config["model"]["name"], "--data", str(tmp_path / "data.csv"),
+                                      "--config", str(path), "--out", str(tmp_path / name)])
+    assert again.exit_code == 0, again.output
+    return json.loads((tmp_path / name / "results.json").read_text())
+
+
+@pytest.mark.parametrize("model,sets", [("bprmf", ["model.dim=8", "train.epochs=3"]),
+                                        ("gru4rec", ["train.epochs=2"])])
+def test_the_best_trials_run_is_the_first_seeds_and_equals_its_retraining(data, tmp_path, model, sets):
+    out = tmp_path / "tune"
+    result = _tune(model, "--data", data, "--trials", 3, "--seeds", "0,1",
+                   *sum((["--set", s] for s in sets), []), "--out", out)
+    assert result.exit_code == 0, result.output
+    best = json.loads((out / "results.json").read_text())["best_trial"]
+    assert f"seed 0: trial {best} trained these settings with this seed" in result.output
+    assert "seed 1: retraining the best settings" in result.output
+    kept = json.loads((out / "seed_0" / "results.json").read_text())
+    assert kept["seeds"]["train"] == 0 and kept["train_seconds"] > 0
+    assert (out / "seed_0" / "log.jsonl").is_file() and not (out / "trial_runs").exists()
+    # retraining the recorded settings with seed 0 gives the same model, metric for metric
+    again = _train_again(out / "seed_0", tmp_path, "again")
+    assert again["metrics"] == kept["metrics"] and again["best_epoch"] == kept["best_epoch"]
+
+
+def test_a_trial_with_another_seed_or_a_refit_keeps_no_run(data, tmp_path):
+    out = tmp_path / "tune"
+    result = _tune("bprmf", "--data", data, "--trials", 1, "--seeds", "1,2", "--set", "model.dim=8",
+                   "--set", "train.epochs=1", "--out", out)            # the trial trained seed 0
+    assert result.exit_code == 0, result.output
+    assert "seed 1: retraining the best settings" in result.output and "trained these settings" not in result.output
+    refit = _tune("bprmf", "--data", data, "--trials", 1, "--seeds", "0", "--set", "model.dim=8",
+                  "--set", "train.epochs=1", "--set", "train.refit=true", "--out", tmp_path / "refit")
+    assert refit.exit_code == 0, refit.output
+    assert "seed 0: retraining the best settings" in refit.output
 
 
 def test_a_second_tune_continues_the_stored_study(data, tmp_path):

@@ -51,7 +51,7 @@ from .progress import echo_stderr, timed_step
 from .recommender import Recommender
 from .training.callbacks import require_tensorboard
 from .training.config import DataConfig, RunConfig
-from .training.trainer import Trainer, check_data_parallel, seed_everything
+from .training.trainer import TrainResult, Trainer, check_data_parallel, seed_everything
 from .training.triples import TripleTask
 
 SPLIT_OPTIONS = {"loo": (), "temporal": ("test_frac", "valid_frac"),
@@ -201,27 +201,35 @@ def train_run(config: RunConfig, data_path: str | Path, out: str | Path, *, resu
         data_name, split = prepare_split(data_path, config.data, echo)
         check_transe_source(config, data_path, out)     # KSR: a graph without slots fails before any write
         if world.is_main:
-            _start_run_dir(out, split, data_name, data_path, config)
+            start_run_dir(out, split, data_name, data_path, config)
     model_config = _with_transe_vectors(config, data_path, out, echo, world)
     rec = Recommender.from_config(model_config)
     rec.fit_split(split, run_dir=out, resume=resume, progress=progress, echo=echo)
     if world.is_main:
         rec.save(out)
-    protocols = (None if config.train.test_protocols.strip() == "auto"
-                 else tuple(p.strip() for p in config.train.test_protocols.split(",")))
-    metrics, eval_seconds = evaluate_split(rec.model_, split, protocols, config.train.eval_batch_size,
-                                           progress=progress)
-    results = {"model": config.model, "data": data_name, "split": split.kind,
-               "params": config.model_params,
-               "seeds": {"train": config.train.seed, "data": data_seed},
-               "world_size": world.size,
-               "best_epoch": rec.result_.best_epoch,
-               "refit_epochs": rec.result_.refit_epochs,
-               "train_seconds": rec.result_.train_seconds, "eval_seconds": eval_seconds,
-               "metrics": metrics}
+    results = run_results(rec.model_, split, config, rec.result_, data_name=data_name, data_seed=data_seed,
+                           world_size=world.size, progress=progress)
     if world.is_main:
         atomic_write_json(out / "results.json", results)
     return results
+
+
+def run_results(model, split: Split, config: RunConfig, fit: TrainResult, *, data_name: str, data_seed: int,
+                 world_size: int = 1, progress: bool | None = None) -> dict:
+    """A trained run's ``results.json`` content: ``model`` tested on ``split`` by the protocols
+    ``train.test_protocols`` names, beside what ``fit`` (its training) recorded."""
+    protocols = (None if config.train.test_protocols.strip() == "auto"
+                 else tuple(p.strip() for p in config.train.test_protocols.split(",")))
+    metrics, eval_seconds = evaluate_split(model, split, protocols, config.train.eval_batch_size,
+                                           progress=progress)
+    return {"model": config.model, "data": data_name, "split": split.kind,
+            "params": config.model_params,
+            "seeds": {"train": config.train.seed, "data": data_seed},
+            "world_size": world_size,
+            "best_epoch": fit.best_epoch,
+            "refit_epochs": fit.refit_epochs,
+            "train_seconds": fit.train_seconds, "eval_seconds": eval_seconds,
+            "metrics": metrics}
 
 
 def check_distributed(config: RunConfig, world: distributed.World) -> None:
@@ -235,7 +243,7 @@ def check_distributed(config: RunConfig, world: distributed.World) -> None:
                         resolve_device(config.train.device))
 
 
-def _start_run_dir(out: Path, split: Split, data_name: str, data_path, config: RunConfig) -> None:
+def start_run_dir(out: Path, split: Split, data_name: str, data_path, config: RunConfig) -> None:
     """A new run folder: the split, its id maps and ``run.json`` (what a resume reads)."""
     out.mkdir(parents=True, exist_ok=True)
     save_split(out / "split.npz", split)
@@ -414,5 +422,5 @@ def evaluate_run(run_dir: str | Path, protocols=None, *, progress: bool | None =
     return metrics
 
 
-__all__ = ["prepare_split", "train_run", "train_graph_run", "evaluate_run", "evaluate_split",
+__all__ = ["prepare_split", "train_run", "start_run_dir", "run_results", "train_graph_run", "evaluate_run", "evaluate_split",
            "recorded_run", "recorded_split_kind"]

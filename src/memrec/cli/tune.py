@@ -58,6 +58,7 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
     from ..tuning.report import write_plots, write_results, write_trials
     from ..tuning.space import search_space
     from ..tuning.study import TuneSetup, best_config, best_config_toml, retrain_best, run_search
+    from ..tuning.trial_runs import TrialRuns
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -79,7 +80,8 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
     study_name = study_name or f"{model}-{data}"
     click.echo(f"tuning {model} on {data}: {trials} trials, selecting on validation "
                f"{base.train.valid_metric}; {len(setup.space)} parameters", err=True)
-    study = run_search(setup, split, storage, study_name, echo_stderr)
+    trial_runs = TrialRuns(out, setup, split, data)
+    study = run_search(setup, split, storage, study_name, echo_stderr, trial_runs)
     write_trials(study, out)
     if not any(t.state.name == "COMPLETE" for t in study.trials):
         raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); "
@@ -87,7 +89,8 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
     best = study.best_trial
     config = best_config(setup, best)
     atomic_write_bytes(out / "best.toml", best_config_toml(config).encode())
-    seeds_summary = retrain_best(config, setup, out, echo_stderr)
+    seeds_summary = retrain_best(config, setup, out, echo_stderr, best.number, trial_runs)
+    trial_runs.clear()                  # the seeds are trained: no trial's run is needed
     write_results(out, model=model, data=data, study_name=study_name,
                   budget={"trials": trials, "timeout_s": timeout}, best_trial=best,
                   metric=base.train.valid_metric, seeds=seeds_summary)

@@ -5,7 +5,8 @@ training part and reports its validation metric after every validated epoch to a
 and the trial's value is its best validation score (the epoch early stopping keeps). The test
 part is never read during the search. When the search ends, the best trial's configuration is
 retrained once per seed by the ordinary training pipeline (one run folder each, tested there),
-and the seeds' test metrics are summarised as mean ± std.
+and the seeds' test metrics are summarised as mean ± std; the first seed's run is the best
+trial's own where it trained exactly what that retraining would (:mod:`.trial_runs`).
 
 Studies live in Optuna's storage (SQLite by default, in the output folder), so a killed search
 resumes where it stopped, and a second ``memrec tune`` on the same storage and study runs trials
@@ -77,19 +78,30 @@ def validation_score(config: RunConfig, split, callbacks=(), echo=None, trial=No
     """Train ``config`` on ``split.train`` (no refit) and return the best validation value of
     ``train.valid_metric`` (the epoch early stopping keeps; a closed-form model's only one).
     ``trial``: record on it how many epochs ran and whether the clock stopped them."""
+    return best_validation(fit_trial(config, split, callbacks, echo, trial))
+
+
+def fit_trial(config: RunConfig, split, callbacks=(), echo=None, trial=None, run_dir=None) -> Recommender:
+    """``config`` fitted on ``split.train`` (no refit; into ``run_dir`` when given: its epoch log
+    and checkpoint); ``trial``: told how many epochs ran and whether the clock stopped them."""
     config = replace(config, train=replace(config.train, refit=False))
-    rec = Recommender.from_config(config).fit_split(split, progress=False, echo=echo or _quiet,
-                                                    callbacks=callbacks)
+    rec = Recommender.from_config(config).fit_split(split, run_dir=run_dir, progress=False,
+                                                    echo=echo or _quiet, callbacks=callbacks)
     if trial is not None:
         trial.set_user_attr("epochs_run", rec.result_.epochs_run)
         trial.set_user_attr("stopped_by_time", rec.result_.stopped_by_time)
+    return rec
+
+
+def best_validation(rec: Recommender) -> float:
+    """A fitted recommender's validation value of ``train.valid_metric`` at its kept epoch."""
     history = rec.result_.history
     record = next((r for r in history if r["epoch"] == rec.result_.best_epoch and "valid" in r), None)
     if record is None:
         raise ConfigError("tuning selects on validation, and this split has no validation part "
                           "(use a split with one, e.g. --split loo)")
     values = next(iter(record["valid"].values()))
-    return float(values[config.train.valid_metric])
+    return float(values[rec.config.train.valid_metric])
 
 
 def _quiet(line: str) -> None:
@@ -114,10 +126,12 @@ class Pruning(Callback):
 
 
 class Objective:
-    """An Optuna objective: one trial = one training run scored on validation."""
+    """An Optuna objective: one trial = one training run scored on validation. ``runs``
+    (:class:`~memrec.tuning.trial_runs.TrialRuns`): trials train into run folders there, and the
+    best one's stands for the first seed's retraining."""
 
-    def __init__(self, setup: TuneSetup, split, echo):
-        self.setup, self.split, self.echo = setup, split, echo
+    def __init__(self, setup: TuneSetup, split, echo, runs=None):
+        self.setup, self.split, self.echo, self.runs = setup, split, echo, runs
 
     def __call__(self, trial) -> float:
         values = {p.key: p.suggest(trial) for p in self.setup.space}
@@ -127,9 +141,18 @@ class Objective:
             config = replace(config, train=replace(config.train, max_seconds=left))
         clock = CLOCKS[config.train.clock]           # the budget's seconds: wall, or CPU
         seconds = TrialSeconds(trial, clock)
+        run_dir = self.runs.start(trial.number) if self.runs is not None else None
         try:
-            return validation_score(config, self.split, [seconds, Pruning(trial, config.train.valid_metric)],
-                                    trial=trial)
+            rec = fit_trial(config, self.split, [seconds, Pruning(trial, config.train.valid_metric)],
+                            trial=trial, run_dir=run_dir)
+            score = best_validation(rec)
+            if self.runs is not None:
+                self.runs.finish(trial, rec, config, score)
+            return score
+        except BaseException:                        # pruned, failed: nothing of it to keep
+            if self.runs is not None:
+                self.runs.drop(trial.number)
+            raise
         finally:                                     # pruned trials too
             seconds.record()
 
@@ -148,9 +171,9 @@ class TrialSeconds(Callback):
         self.record()
 
 
-def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> "optuna.Study":
+def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo, runs=None) -> "optuna.Study":
     """Run (or continue) the study on ``split`` until it holds ``setup.trials`` finished trials
-    or ``setup.timeout`` seconds pass; returns the study."""
+    or ``setup.timeout`` seconds pass; returns the study. ``runs``: see :class:`Objective`."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -177,7 +200,7 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo) -> 
     callbacks = [limit, _progress_line(setup.trials, metric, echo)]
     if setup.timeout is not None:
         callbacks.append(_budget_stop(setup.timeout))
-    study.optimize(Objective(setup, split, echo), n_trials=setup.trials - done, callbacks=callbacks,
+    study.optimize(Objective(setup, split, echo, runs), n_trials=setup.trials - done, callbacks=callbacks,
                    catch=(FloatingPointError,))
     return study
 
@@ -275,11 +298,18 @@ def best_config(setup: TuneSetup, best) -> RunConfig:
     return config
 
 
-def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo) -> dict:
+def seeded(config: RunConfig, seed: int) -> RunConfig:
+    return replace(config, train=replace(config.train, seed=seed))
+
+
+def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo, best_number: int | None = None,
+                 trial_runs=None) -> dict:
     """Retrain ``config`` (the best settings) with every seed of ``setup`` (one tested run folder
     each, under ``out/seed_S``; finished seeds are reused) and summarise the test metrics as mean
-    ± std. A ``seed_free`` model (a closed form) is trained once, with the first seed: every
-    other seed would fit the same model, so that run stands for all of them (std 0)."""
+    ± std. The first seed's run is the best trial's own (number ``best_number``) when
+    ``trial_runs`` kept it (:mod:`~memrec.tuning.trial_runs`). A ``seed_free`` model (a closed
+    form) is trained once, with the first seed: every other seed would fit the same model, so
+    that run stands for all of them (std 0)."""
     runs = {}
     for seed in setup.seeds:
         if runs and REGISTRY[config.model].cls.seed_free:
@@ -288,8 +318,8 @@ def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo) -> dict:
             runs[seed] = runs[setup.seeds[0]]
             continue
         folder = out / f"seed_{seed}"
-        seeded = replace(config, train=replace(config.train, seed=seed))
-        if (folder / "run.json").is_file() and _recorded_config(folder) != _as_json(seeded):
+        config_s = seeded(config, seed)
+        if (folder / "run.json").is_file() and _recorded_config(folder) != _as_json(config_s):
             # a continued study (more trials, a larger budget) selected other settings
             aside = _free_name(folder)
             folder.rename(aside)
@@ -298,11 +328,17 @@ def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo) -> dict:
             echo(f"seed {seed}: reusing the finished run {folder}")
             runs[seed] = _read_json(folder / "results.json")
             continue
+        if trial_runs is not None and not folder.exists() and (
+                taken := trial_runs.take(best_number, config_s, folder)) is not None:
+            echo(f"seed {seed}: trial {best_number} trained these settings with this seed; its run, "
+                 f"tested, is {folder}")
+            runs[seed] = taken
+            continue
         resume = (folder / "checkpoint.pt").is_file()
         if folder.exists() and not resume:
             shutil.rmtree(folder)         # stopped before its first epoch ended: nothing to keep
         echo(f"seed {seed}: {'resuming' if resume else 'retraining'} the best settings in {folder}")
-        runs[seed] = train_run(seeded, setup.data_path, folder, resume=resume, progress=False, echo=_quiet)
+        runs[seed] = train_run(config_s, setup.data_path, folder, resume=resume, progress=False, echo=_quiet)
     return {"seeds": list(setup.seeds), "metrics": summarise([r["metrics"] for r in runs.values()]),
             "train_seconds": summarise_values([r["train_seconds"] for r in runs.values()])}
 
@@ -360,4 +396,4 @@ def best_config_toml(config: RunConfig) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TuneSetup", "run_search", "base_point", "best_config", "retrain_best", "seconds_spent", "validation_score", "best_config_toml", "summarise"]
+__all__ = ["TuneSetup", "run_search", "base_point", "best_config", "seeded", "retrain_best", "fit_trial", "best_validation", "seconds_spent", "validation_score", "best_config_toml", "summarise"]
