@@ -117,6 +117,7 @@ def tune(row: str, dataset: str, args) -> dict | None:
         print(f"   failed (exit {done.returncode}); see the lines above", flush=True)
         return None
     results = json.loads((out / "results.json").read_text())
+    results["trials"] = _trials(dataset, row)     # the study folder is not kept with the table
     results["wall_seconds"] = time.perf_counter() - start
     results["load_average_start"] = load
     return results
@@ -163,7 +164,7 @@ def table(entries: dict, args) -> str:
                 for m in SHOWN:
                     s = r["test"]["metrics"].get(p, {}).get(m)
                     cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
-            cells += [_trials(dataset, model), f"{r['test']['train_seconds']['mean']:.0f}",
+            cells += [r.get("trials") or _trials(dataset, model), f"{r['test']['train_seconds']['mean']:.0f}",
                       f"{r.get('load_average_start', 0):.1f}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines += [""] + [f"*{row}*: {note}" for (d, row), note in ROW_NOTES.items() if d == dataset and row in rows]
