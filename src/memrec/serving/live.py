@@ -254,8 +254,7 @@ class LiveModel:
             return {}
         users, groups = _group_by_user([e.user for e in events])
         indices = self.user_indices(users)
-        times = torch.tensor([float("nan") if e.timestamp is None else float(e.timestamp) for e in events],
-                             dtype=torch.float64, device=CPU)
+        times = self._event_times(events)
         warm = indices >= 0 if not self.anonymous else np.ones(len(users), dtype=bool)
         new: dict[str, bytes | None] = {}
         for chunk in np.array_split(np.flatnonzero(warm), max(1, -(-int(warm.sum()) // REPLAY_USERS))):
@@ -266,12 +265,21 @@ class LiveModel:
             batch = pad_sequence(rows, batch_first=True)
             lengths = torch.tensor([len(r) for r in rows], device=CPU)
             mask = torch.arange(batch.shape[1], device=CPU)[None, :] < lengths[:, None]
-            when = pad_sequence([times[groups[b]] for b in chunk], batch_first=True, padding_value=float("nan"))
+            when = None if times is None else pad_sequence([times[groups[b]] for b in chunk], batch_first=True,
+                                                           padding_value=float("nan"))
             state = self.replay(state, batch, mask, when)
             # to_bytes copies to the CPU: the store's bytes are the same from any device
             new.update({users[b]: state.index(torch.tensor([n], device=self.device)).trimmed().to_bytes()
                         for n, b in enumerate(chunk)})
         return new
+
+    def _event_times(self, events: list[Event]) -> torch.Tensor | None:
+        """The events' timestamps (float64, NaN: none given) for a model that reads the clock;
+        None for any other (its writes count events)."""
+        if not (self.stateful and self.model.reads_times):
+            return None
+        return torch.tensor([float("nan") if e.timestamp is None else float(e.timestamp) for e in events],
+                            dtype=torch.float64, device=CPU)
 
     def _advance_shared(self, record: Record, events: list[Event], items: torch.Tensor) -> bytes:
         """One memory written by every known user's events in turn (NMRN, global scope): the
