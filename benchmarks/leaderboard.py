@@ -9,7 +9,11 @@ sampled protocol where the split has negatives.
 Long: it runs outside CI and may take days on a laptop. Every (dataset, model) is one `memrec
 tune` study under benchmarks/results/leaderboard/DATASET/MODEL (Optuna's SQLite storage there),
 which saves after every trial; running the script again resumes each study where it stopped and
-reuses finished seed runs. After every finished (dataset, model) the table is rewritten:
+reuses finished seed runs. The studies' small files are committed with the results (study.db,
+trials.csv, best.toml, the seeds' run.json / results.json / log.jsonl; not their models, splits or
+checkpoints: .gitignore), so a later checkout resumes them too: a finished study and finished
+seeds are reused, a seed stopped mid-training starts again. After every finished (dataset, model)
+the table is rewritten:
 docs/leaderboard.md and benchmarks/results/leaderboard.json. Run one heavy job at a time: the
 load average is recorded beside each entry's seconds.
 """
@@ -117,7 +121,7 @@ def tune(row: str, dataset: str, args) -> dict | None:
         print(f"   failed (exit {done.returncode}); see the lines above", flush=True)
         return None
     results = json.loads((out / "results.json").read_text())
-    results["trials"] = _trials(dataset, row)     # the study folder is not kept with the table
+    results["trials"] = _trials(dataset, row)     # in the record: the table needs no study folder
     results["wall_seconds"] = time.perf_counter() - start
     results["load_average_start"] = load
     return results
