@@ -50,6 +50,9 @@ USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", 
                "rumi", "rumf", "mars", "nmrn", "cmn"]
 SESSION_MODELS = ["recency", "sknn", "vsknn", "stan", "stamp", "stamp+copy", "gru4rec", "sasrec", "pop",
                   "itemknn", "rp3beta", "stmp", "stmp+copy", "demn"]
+#: the memory-network models (the survey's seven designs and ours), whose place against the
+#: rest each dataset's verdict line states
+MEMORY_MODELS = {"cmn", "mars", "ksr", "rumi", "rumf", "dmn", "stamp", "stmp", "nmrn", "demn"}
 #: rows that are a registered model with settings fixed (not searched): its row label → (model, --set)
 VARIANTS = {"stamp+copy": ("stamp", ["model.repeat=true"]), "stmp+copy": ("stmp", ["model.repeat=true"])}
 DATASETS = {
@@ -174,9 +177,32 @@ def table(entries: dict, args) -> str:
             cells += [r.get("trials") or _trials(dataset, model), f"{r['test']['train_seconds']['mean']:.0f}",
                       f"{r.get('load_average_start', 0):.1f}"]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", _verdict(dataset, score)]
         lines += [""] + [f"*{row}*: {note}" for (d, row), note in ROW_NOTES.items() if d == dataset and row in rows]
         lines.append("")
     return "\n".join(lines)
+
+
+def _verdict(dataset: str, score: dict) -> str:
+    """The dataset's best row, and whether a memory model is within one std of it (the question
+    the table is for), with the rows still missing."""
+    best = max(score, key=lambda m: score[m]["mean"])
+    top = score[best]
+    memory = sorted((m for m in score if VARIANTS.get(m, (m,))[0] in MEMORY_MODELS), key=lambda m: -score[m]["mean"])
+    close = [m for m in memory if m != best and score[m]["mean"] >= top["mean"] - top["std"]]
+    text = f"**Best: {best}** ({top['mean']:.4f} ± {top['std']:.4f}). "
+    if best in memory:
+        text += "A memory model is best" + (f"; within one std of it: {', '.join(close)}." if close else ".")
+    elif not memory:
+        text += "No memory model has a row yet."
+    elif close:
+        text += f"Memory models within one std of it: {', '.join(close)}."
+    else:
+        lead = memory[0]
+        text += (f"No memory model within one std of it; the best one, {lead}, scores {score[lead]['mean']:.4f} "
+                 f"({score[lead]['mean'] / top['mean'] - 1:+.0%}).")
+    missing = [m for m in DATASETS[dataset]["models"] if m not in score]
+    return text + (f" Not run yet: {', '.join(missing)}." if missing else "")
 
 
 def _trials(dataset: str, row: str) -> str:
