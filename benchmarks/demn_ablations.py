@@ -44,6 +44,8 @@ CONFIG = ROOT / "configs" / "demn_ml-100k.toml"
 #: reads, the default clock), whatever the recipe sets now (it moved to the last-item read and the
 #: step clock on these ablations' results), so recorded runs stay reproducible
 BASELINE = ['model.read="candidate"', 'model.clock="auto"']
+#: the recipe's settings now, on top of ``BASELINE`` (``--set`` them to ablate the recipe itself)
+RECIPE_NOW = ('model.read="user"', 'model.clock="steps"')
 DATASET = "ml-100k"
 #: spec B.6 rows available now → their ``model.*`` overrides
 VARIANTS = {
@@ -171,6 +173,9 @@ def save(results: dict) -> None:
 def _group_title(extra: tuple[str, ...]) -> str:
     """A table's heading from the overrides its runs share: the recipe, a time budget (every
     variant the same training seconds, as a leaderboard row), or a smoke."""
+    if all(o in extra for o in RECIPE_NOW):     # variants on top of the recipe as it is now
+        rest = tuple(o for o in extra if o not in RECIPE_NOW)
+        return f"{_group_title(rest)}, on the recipe now (last-item read, Δ = 1 step)"
     if 'model.clock="steps"' in extra:        # the runs from before DEMN read timestamps
         rest = tuple(o for o in extra if o != 'model.clock="steps"')
         return f"{_group_title(rest)}, Δ = 1 step (before the clock read timestamps)"
@@ -192,10 +197,7 @@ def markdown(results: dict) -> str:
              "The full table (hours on one CPU thread):", "",
              "    PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python benchmarks/demn_ablations.py run "
              f"--variants {','.join(VARIANTS)} --seeds 0,1,2", ""]
-    groups: dict[tuple, list[dict]] = {}
-    for r in results["runs"]:
-        extra = tuple(o for o in r["overrides"] if o not in VARIANTS[r["variant"]] and not o.startswith("train.seed="))
-        groups.setdefault(extra, []).append(r)
+    groups = _groups(results)
     head = ["variant", "seeds"] + [f"{p} {m}" for p in PROTOCOLS for m in METRICS] + [
         "drift slice full NDCG@10 (users)", "best epoch", "train ex/s", "load (1 min)"]
     for extra, runs in groups.items():
@@ -217,6 +219,48 @@ def markdown(results: dict) -> str:
     prints = {r["split"] for r in results["runs"]}
     lines.append(f"Split fingerprint(s): {', '.join(sorted(prints))}.")
     return "\n".join(lines) + "\n"
+
+
+def settled_table(results: dict, min_seeds: int = 3) -> list[str]:
+    """The variants run with at least ``min_seeds`` seeds under a training budget, one Markdown
+    table (docs/leaderboard.md's DEMN section): setting, variant, full / sampled / drift-slice
+    NDCG@10."""
+    head = ["setting", "variant", "seeds", "full NDCG@10", "sampled NDCG@10", "drift slice full NDCG@10"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for extra, runs in _groups(results).items():
+        if not any(o.startswith("train.max_seconds=") for o in extra) or any(o.startswith("train.epochs=") for o in extra):
+            continue
+        for variant in VARIANTS:
+            mine = [r for r in runs if r["variant"] == variant]
+            if len(mine) < min_seeds:
+                continue
+            lines.append("| " + " | ".join([
+                _setting(extra), variant, ",".join(str(r["seed"]) for r in mine),
+                fmt(mean_std([r["test"]["full"]["NDCG@10"] for r in mine])),
+                fmt(mean_std([r["test"]["sampled"]["NDCG@10"] for r in mine])),
+                fmt(mean_std([r["drift_slice"]["full"]["NDCG@10"] for r in mine]))]) + " |")
+    return lines
+
+
+def _setting(extra: tuple[str, ...]) -> str:
+    """What a budgeted table's runs share beyond the budget, in words."""
+    rest = tuple(o for o in extra if not o.startswith(("train.max_seconds=", "train.clock=")))
+    if all(o in rest for o in RECIPE_NOW):
+        label, rest = "the recipe now (last-item read, Δ = 1 step)", tuple(o for o in rest if o not in RECIPE_NOW)
+    elif 'model.clock="steps"' in rest:
+        label, rest = "the first recipe, Δ = 1 step", tuple(o for o in rest if o != 'model.clock="steps"')
+    else:
+        label = "the first recipe (per-candidate reads, default clock)"
+    return label + "".join(f", {o}" for o in rest)
+
+
+def _groups(results: dict) -> dict[tuple, list[dict]]:
+    """The runs by the overrides they share beyond their variant's and seed (one table each)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results["runs"]:
+        extra = tuple(o for o in r["overrides"] if o not in VARIANTS[r["variant"]] and not o.startswith("train.seed="))
+        groups.setdefault(extra, []).append(r)
+    return groups
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import demn_ablations
 from common import ROOT, child_env
 
 from memrec.fileio import atomic_write_bytes, atomic_write_json
@@ -180,7 +181,21 @@ def table(entries: dict, args) -> str:
         lines += ["", _verdict(dataset, score)]
         lines += [""] + [f"*{row}*: {note}" for (d, row), note in ROW_NOTES.items() if d == dataset and row in rows]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + demn_ablations_section())
+
+
+def demn_ablations_section() -> list[str]:
+    """DEMN's ablations settled at three seeds (``benchmarks/demn_ablations.py``): which part of
+    the design carries what, beside its leaderboard rows."""
+    record = ROOT / "benchmarks" / "results" / "demn_ablations.json"
+    if not record.is_file():
+        return []
+    return ["## DEMN ablations (ml-100k)", "",
+            "Spec B.6's rows (`docs/models/demn.md`), each variant trained 180 CPU seconds (one thread), "
+            "leave-one-out as the ml-100k row above; only variants run with three seeds are shown, "
+            "one-seed rows and every table are in `benchmarks/results/demn_ablations.md`. Drift slice: "
+            "the 20 % of users whose genre mix shifts most between the halves of their history.", "",
+            *demn_ablations.settled_table(json.loads(record.read_text())), ""]
 
 
 def _verdict(dataset: str, score: dict) -> str:
