@@ -5,8 +5,8 @@
     PYTHONPATH=src .venv/bin/python benchmarks/demn_ablations.py report     # tables only
 
 Every run is exactly ``memrec train demn --config configs/demn_ml-100k.toml`` (leave-one-out,
-split seed 0, ``BASELINE``'s overrides — per-candidate reads and the default clock, the recipe as
-first shipped — then the variant's ``--set model.*`` overrides, ``train.seed``) in a child process, one
+split seed 0, ``BASELINE``'s overrides — per-candidate reads, the default clock and the time-gated
+write, the recipe as first shipped — then the variant's ``--set model.*`` overrides, ``train.seed``) in a child process, one
 thread; then the trained model is scored on the test set's **drift slice**: the 20 % of users
 (with ≥ 10 training events) whose genre distribution shifts most between the first and second
 half of their training history (``memrec.models.demn_drift.drift_slice``; genres from ml-100k's
@@ -41,11 +41,13 @@ DATA = Path(os.environ.get("MEMREC_SHARED_DATA", ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "demn_ml-100k.toml"
 #: the baseline every variant changes: the spec's design as the recipe first shipped it (per-candidate
-#: reads, the default clock), whatever the recipe sets now (it moved to the last-item read and the
-#: step clock on these ablations' results), so recorded runs stay reproducible
-BASELINE = ['model.read="candidate"', 'model.clock="auto"']
-#: the recipe's settings now, on top of ``BASELINE`` (``--set`` them to ablate the recipe itself)
-RECIPE_NOW = ('model.read="user"', 'model.clock="steps"')
+#: reads, the default clock, the time-gated write), whatever the recipe sets now (it moved to the
+#: last-item read, the step clock and the FIFO write on these ablations' results), so recorded
+#: runs stay reproducible
+BASELINE = ['model.read="candidate"', 'model.clock="auto"', 'model.write="time_gated"']
+#: the last-item read and the step clock, on top of ``BASELINE`` (``--set`` both to ablate the
+#: recipe's write on them: the FIFO write's 3-seed test ran so)
+USER_READ_STEPS = ('model.read="user"', 'model.clock="steps"')
 DATASET = "ml-100k"
 #: spec B.6 rows available now → their ``model.*`` overrides
 VARIANTS = {
@@ -173,9 +175,9 @@ def save(results: dict) -> None:
 def _group_title(extra: tuple[str, ...]) -> str:
     """A table's heading from the overrides its runs share: the recipe, a time budget (every
     variant the same training seconds, as a leaderboard row), or a smoke."""
-    if all(o in extra for o in RECIPE_NOW):     # variants on top of the recipe as it is now
-        rest = tuple(o for o in extra if o not in RECIPE_NOW)
-        return f"{_group_title(rest)}, on the recipe now (last-item read, Δ = 1 step)"
+    if all(o in extra for o in USER_READ_STEPS):     # variants on the last-item read and step clock
+        rest = tuple(o for o in extra if o not in USER_READ_STEPS)
+        return f"{_group_title(rest)}, on the last-item read with Δ = 1 step"
     if 'model.clock="steps"' in extra:        # the runs from before DEMN read timestamps
         rest = tuple(o for o in extra if o != 'model.clock="steps"')
         return f"{_group_title(rest)}, Δ = 1 step (before the clock read timestamps)"
@@ -190,7 +192,7 @@ def _group_title(extra: tuple[str, ...]) -> str:
 def markdown(results: dict) -> str:
     lines = ["# DEMN ablations on ml-100k (spec B.6, the rows buildable now)", "",
              "Leave-one-out, split seed 0, `configs/demn_ml-100k.toml` with the spec's per-candidate reads and "
-             "the default clock (the recipe as first shipped; `BASELINE`) plus each row's overrides; "
+             "the default clock and the time-gated write (the recipe as first shipped; `BASELINE`) plus each row's overrides; "
              "mean ± std over seeds. Drift slice: the 20 % of users (≥ 10 training events) whose "
              "genre distribution shifts most between the halves of their training history "
              "(`memrec.models.demn_drift.drift_slice`), full ranking.", "",
@@ -245,12 +247,12 @@ def settled_table(results: dict, min_seeds: int = 3) -> list[str]:
 def _setting(extra: tuple[str, ...]) -> str:
     """What a budgeted table's runs share beyond the budget, in words."""
     rest = tuple(o for o in extra if not o.startswith(("train.max_seconds=", "train.clock=")))
-    if all(o in rest for o in RECIPE_NOW):
-        label, rest = "the recipe now (last-item read, Δ = 1 step)", tuple(o for o in rest if o not in RECIPE_NOW)
+    if all(o in rest for o in USER_READ_STEPS):
+        label, rest = "last-item read, Δ = 1 step", tuple(o for o in rest if o not in USER_READ_STEPS)
     elif 'model.clock="steps"' in rest:
-        label, rest = "the first recipe, Δ = 1 step", tuple(o for o in rest if o != 'model.clock="steps"')
+        label, rest = "per-candidate reads, Δ = 1 step", tuple(o for o in rest if o != 'model.clock="steps"')
     else:
-        label = "the first recipe (per-candidate reads, default clock)"
+        label = "per-candidate reads, default clock"
     return label + "".join(f", {o}" for o in rest)
 
 

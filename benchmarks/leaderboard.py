@@ -48,14 +48,16 @@ OUT = ROOT / "benchmarks" / "results" / "leaderboard"
 #: recommender fits); session datasets test unseen sessions, so only models that score an
 #: anonymous history fit (STAMP, GRU4Rec, SASRec, ...; see `memrec models --capabilities`).
 USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec", "demn",
-               "rumi", "rumf", "mars", "nmrn", "cmn"]
+               "demn+time_gated", "rumi", "rumf", "mars", "nmrn", "cmn"]
 SESSION_MODELS = ["recency", "sknn", "vsknn", "stan", "stamp", "stamp+copy", "gru4rec", "sasrec", "pop",
-                  "itemknn", "rp3beta", "stmp", "stmp+copy", "demn"]
+                  "itemknn", "rp3beta", "stmp", "stmp+copy", "demn", "demn+time_gated"]
 #: the memory-network models (the survey's seven designs and ours), whose place against the
 #: rest each dataset's verdict line states
 MEMORY_MODELS = {"cmn", "mars", "ksr", "rumi", "rumf", "dmn", "stamp", "stmp", "nmrn", "demn"}
 #: rows that are a registered model with settings fixed (not searched): its row label → (model, --set)
-VARIANTS = {"stamp+copy": ("stamp", ["model.repeat=true"]), "stmp+copy": ("stmp", ["model.repeat=true"])}
+#: (``demn+time_gated``: DEMN with the spec's time-gated write, L3's answer, where its recipes write FIFO)
+VARIANTS = {"stamp+copy": ("stamp", ["model.repeat=true"]), "stmp+copy": ("stmp", ["model.repeat=true"]),
+            "demn+time_gated": ("demn", ['model.write="time_gated"'])}
 DATASETS = {
     "ml-100k": {"path": "ml-100k", "split": ["data.split=loo", "data.n_negatives=100"],
                 "models": USER_MODELS + ["ksr"], "rank_by": ("full", "NDCG@10"), "budget_s": 180},
@@ -148,7 +150,8 @@ def table(entries: dict, args) -> str:
              f"kNNs) fits the same model for every seed, so one run stands for all (std 0). "
              "mean ± std over the seeds. ✓: within one std of the best mean. trials: the study's finished "
              "trials (cut: stopped by the clock). `+copy`: the model with "
-             "`model.repeat = true` (the copy read), tuned as its own row. Produced by "
+             "`model.repeat = true` (the copy read), tuned as its own row; `demn+time_gated`: DEMN with the "
+             "spec's time-gated write (its recipes write FIFO since the ablations below). Produced by "
              "`benchmarks/leaderboard.py` (one process per dataset, one thread each; the load column "
              "is the 1-minute load average when the row's study started); entries missing below have "
              "not run yet.", ""]
@@ -194,7 +197,9 @@ def demn_ablations_section() -> list[str]:
             "Spec B.6's rows (`docs/models/demn.md`), each variant trained 180 CPU seconds (one thread), "
             "leave-one-out as the ml-100k row above; only variants run with three seeds are shown, "
             "one-seed rows and every table are in `benchmarks/results/demn_ablations.md`. Drift slice: "
-            "the 20 % of users whose genre mix shifts most between the halves of their history.", "",
+            "the 20 % of users whose genre mix shifts most between the halves of their history. Rows "
+            "set on the last-item read with Δ = 1 step compare with the `read=user+clock=steps` row "
+            "(the same model with the time-gated write); the recipes write FIFO since that test.", "",
             *demn_ablations.settled_table(json.loads(record.read_text())), ""]
 
 
