@@ -71,6 +71,10 @@ VARIANTS = {
     "slots=1": ["model.slots=1"],
     "slots=2": ["model.slots=2"],
     "slots=8": ["model.slots=8"],
+    # the FIFO write without the item memory: candidates are then plain embeddings, so a
+    # softmax over many sampled negatives costs little more than BPR's four (run it with
+    # --set train.loss="sampled_softmax" --set train.n_negatives=N)
+    "write=fifo+no_item_memory": ["model.write=fifo", "model.item_memory=false"],
     # −L1, −L2, −L4 and the erase-add write: "user memory with erase-add only ≈ RUM-F /
     # MIMN-lite" (B.6); the slot read stays, so it is not exactly BPR-MF
     "all_off": ["model.item_memory=false", "model.neighbours=false", "model.history_read=false",

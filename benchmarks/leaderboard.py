@@ -83,10 +83,7 @@ SHOWN = ("HR@10", "NDCG@10", "MRR@20")
 #: export maps raw movie ids, so KSR trains on the same split as every other row)
 KNOWLEDGE = {("ml-100k", "ksr"): ("ml-100k/recbole", "configs/transe_ml-100k.toml")}
 #: rows whose run differs from what the code does now, said under their dataset's table
-ROW_NOTES = {("ml-100k", "demn"): "DEMN's row ran its first recipe (the spec's per-candidate reads, Δ = 1 step); "
-             'the recipe now reads by the last item (`model.read = "user"`), which under the ablations\' '
-             "180 CPU-s budget scores 0.063 against that recipe's 0.058 full NDCG@10 "
-             "(`benchmarks/results/demn_ablations.md`); the row is re-run with the other datasets' rows."}
+ROW_NOTES: dict[tuple[str, str], str] = {}
 
 
 def base_config(model: str, dataset: str) -> list[str]:
