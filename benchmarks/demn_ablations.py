@@ -264,7 +264,7 @@ def _groups(results: dict) -> dict[tuple, list[dict]]:
     """The runs by the overrides they share beyond their variant's and seed (one table each)."""
     groups: dict[tuple, list[dict]] = {}
     for r in results["runs"]:
-        extra = tuple(o for o in r["overrides"] if o not in VARIANTS[r["variant"]] and not o.startswith("train.seed="))
+        extra = tuple(o for o in r["overrides"] if o not in VARIANTS.get(r["variant"], ()) and not o.startswith("train.seed="))
         groups.setdefault(extra, []).append(r)
     return groups
 
