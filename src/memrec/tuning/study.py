@@ -319,7 +319,7 @@ def retrain_best(config: RunConfig, setup: TuneSetup, out: Path, echo, best_numb
             continue
         folder = out / f"seed_{seed}"
         config_s = seeded(config, seed)
-        if (folder / "run.json").is_file() and _recorded_config(folder) != _as_json(config_s):
+        if (folder / "run.json").is_file() and _recorded_config(folder) != as_recorded(config_s):
             # a continued study (more trials, a larger budget) selected other settings
             aside = _free_name(folder)
             folder.rename(aside)
@@ -347,7 +347,7 @@ def _recorded_config(folder: Path) -> dict:
     return _read_json(folder / "run.json")["config"]
 
 
-def _as_json(config: RunConfig) -> dict:
+def as_recorded(config: RunConfig) -> dict:
     """``config`` as ``run.json`` records it (JSON's types: tuples become lists)."""
     import json
     return json.loads(json.dumps(config.to_json()))
@@ -396,4 +396,4 @@ def best_config_toml(config: RunConfig) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TuneSetup", "run_search", "base_point", "best_config", "seeded", "retrain_best", "fit_trial", "best_validation", "seconds_spent", "validation_score", "best_config_toml", "summarise"]
+__all__ = ["TuneSetup", "run_search", "base_point", "best_config", "seeded", "retrain_best", "fit_trial", "best_validation", "as_recorded", "seconds_spent", "validation_score", "best_config_toml", "summarise"]

@@ -26,7 +26,7 @@ from ..fileio import atomic_write_json
 from ..runs import run_results, start_run_dir
 from ..training.config import RunConfig
 from ..training.trainer import TrainResult
-from .study import best_config, seeded
+from .study import as_recorded, best_config, seeded
 
 #: the folder (in the tune's output) holding the trials' runs
 FOLDER = "trial_runs"
@@ -80,7 +80,7 @@ class TrialRuns:
         """The best trial's run moved to ``seed_folder`` and tested there (its ``results.json``),
         when it was kept for exactly the configuration ``seeded``; else None."""
         run = self.path(best_number)
-        if not (run / FIT_FILE).is_file() or _recorded(run) != json.loads(json.dumps(seeded.to_json())):
+        if not (run / FIT_FILE).is_file() or _recorded(run) != as_recorded(seeded):
             return None
         run.rename(seed_folder)
         fit = json.loads((seed_folder / FIT_FILE).read_text())
