@@ -21,6 +21,8 @@ capability                 meaning (who dispatches on it)
                            (next-item training with a full softmax)
 :class:`NextItemPairwise`  every prefix's scores of sampled candidates in one causal pass
                            (next-item training with a pairwise loss)
+:class:`NextItemUserSoftmax` every prefix's scores of all items for a model whose state reads the
+                           user and the clock too (next-item training with a full softmax: DEMN)
 :class:`PurchasePredictor` typed events; trains on purchases when ``target == "purchase"``
 :class:`StreamLearner`     learns on the time-ordered stream, its memory written as it goes (NMRN)
 =========================  ======================================================================
@@ -292,6 +294,23 @@ class NextItemPairwise(Model):
         right-padded history [B, L] → [B, L, C]; position t sees events 0..t only."""
 
 
+class NextItemUserSoftmax(Model):
+    """Next-item training with a full softmax for a model whose prefix states read more than the
+    history: the user's own row and, with ``reads_times``, the events' times (DEMN). Every
+    prefix's scores of all items come from one pass."""
+
+    #: why this configuration cannot score all items as one product per prefix (None: it can):
+    #: an instance attribute, since hyper-parameters decide (DEMN: only its last-item read
+    #: without the item memory does), and ``make_task`` names it in its error
+    softmax_unavailable: str | None = None
+
+    @abstractmethod
+    def prefix_user_outputs(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor,
+                            positions: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item after the positions bool [B, L] selects, in row-major order, for
+        the sequences' users [B] (times [B, L] for a model that reads the clock) → [P, n_items]."""
+
+
 class PurchasePredictor(NextItemSoftmax):
     """Typed events (history tokens = type · n_items + item); with ``target == "purchase"`` the
     purchase events are the training targets."""
@@ -331,4 +350,4 @@ class StreamLearner(Model):
 __all__ = ["ENTRY_KINDS", "MODE_KINDS", "HistoryScorer", "AnonymousScorer", "make_query", "StatefulScorer",
            "ItemStateScorer", "MemoryEntry", "Explainer", "StateExplainer", "AttentionTracer", "ranked_entries",
            "mode_entries",
-           "NextItemSoftmax", "NextItemPairwise", "PurchasePredictor", "StreamLearner"]
+           "NextItemSoftmax", "NextItemPairwise", "NextItemUserSoftmax", "PurchasePredictor", "StreamLearner"]

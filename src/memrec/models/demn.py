@@ -71,7 +71,8 @@ from ..memory.read import CopyRead, masked_softmax
 from ..memory.retrieval import top_r_read
 from ..memory.state import ItemWindow, TensorState
 from ..memory.time_gated import time_gated_scan
-from .capabilities import AnonymousScorer, HistoryScorer, MemoryEntry, NextItemPairwise, StateExplainer
+from .capabilities import (AnonymousScorer, HistoryScorer, MemoryEntry, NextItemPairwise, NextItemUserSoftmax,
+                           StateExplainer)
 from ..nn.rows import row_products, weighted_rows
 from .chunks import chunked_items
 from .demn_log import (LOG_BUFFERS, EventLog, elapsed_units, event_ranks, history_windows, last_items, last_times,
@@ -118,7 +119,7 @@ class DEMNState(TensorState):
         return super().index(rows).trimmed()
 
 
-class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
+class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, NextItemUserSoftmax):
     """DEMN: item visitors, neighbours, a time-gated slot memory and a retrieved history.
 
     Parameters
@@ -244,6 +245,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         with_anonymous = torch.cat([self.user_embedding.weight.detach(), torch.zeros(1, dim)])
         self.user_embedding = nn.Embedding.from_pretrained(with_anonymous, freeze=False)
         self.repeat = repeat
+        self.softmax_unavailable = _softmax_unavailable(read, item_memory, repeat)
         if repeat:      # built last: the random draws of the other weights stay those of repeat=False
             self.copy = CopyRead(dim)                               # g = σ(w_c·h + b_c)
             nn.init.normal_(self.copy.gate.weight, std=init_std)
@@ -551,11 +553,14 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         return explain_demn_state(self, state, users, items)
 
     # -- training ------------------------------------------------------------------------------
-    def prefix_scores(self, users, history, mask, candidates, times: torch.Tensor | None = None) -> torch.Tensor:
-        """Training reads a share ``anonymous_rate`` of the sequences as the anonymous user
+    def _prefix_reads(self, users, history, mask, times) -> tuple[tuple, torch.Tensor, torch.Tensor]:
+        """What every prefix of a padded history [B, T] reads: ``_user_vectors``'s leading
+        arguments [B, T, ...], the history windows' items [B, T, W] and the cutoffs [B, T].
+        Training reads a share ``anonymous_rate`` of the sequences as the anonymous user
         (``_training_rows``); their leakage rules still go by the user's identity: u's own
         visits stay out of every buffer, as a request the event log never saw has none there.
-        With the clock, the sequences' times [B, L] give each write its Δ."""
+        With the clock, the sequences' times [B, T] give each write its Δ. In training the
+        bank takes each user's final memory (``_refresh_bank``)."""
         cutoff = self.log.cutoffs(users, mask, self.training)
         rows = self._training_rows(users)
         x, ids, valid, (bank, affinity, context) = self._history_inputs(users, rows, history, mask, cutoff)
@@ -565,18 +570,32 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         B, T = history.shape
         hist_q, hist_items, visible, hist_age = history_windows(self.item_embedding(history), history, mask,
                                                                 self.history)
+        if self.training:
+            self._refresh_bank(users, states, mask)
+        args = (rows[:, None].expand(B, T), states, hist_q, visible, hist_age, bank, affinity, valid)
+        return args, hist_items, cutoff
+
+    def prefix_scores(self, users, history, mask, candidates, times: torch.Tensor | None = None) -> torch.Tensor:
+        args, hist_items, cutoff = self._prefix_reads(users, history, mask, times)
         if self.training:       # leave u out of its candidates' visitors, and the future
             cand_e = self._item_memory(candidates, cutoff[..., None].expand_as(candidates),
                                        users[:, None, None].expand_as(candidates))
         else:
             cand_e = self._item_table()[candidates]
         cand_q = self.item_embedding(candidates)
-        args = (rows[:, None].expand(B, T), states, hist_q, visible, hist_age, bank, affinity, valid)
         scores = self._score(args, cand_q, self.hop(cand_q), cand_e, self.item_bias(candidates)[..., 0])
-        scores = with_copy(self, scores, args, hist_items, candidates)
-        if self.training:
-            self._refresh_bank(users, states, mask)
-        return scores
+        return with_copy(self, scores, args, hist_items, candidates)
+
+    def prefix_user_outputs(self, users, history, mask, positions, times: torch.Tensor | None = None) -> torch.Tensor:
+        """ŷ = u·q_j + b_j of every item after each selected prefix: the last-item read gives one
+        u per prefix and, without the item memory, ẽ_j = q_j for every prefix alike, so all
+        items are one product (``softmax_unavailable`` says why other configurations cannot)."""
+        if self.softmax_unavailable is not None:
+            raise ConfigError(f"DEMN {self.softmax_unavailable}")
+        args, _, _ = self._prefix_reads(users, history, mask, times)
+        query = self._last_item_queries(args[2], args[3])                         # [B, T, 1, d]
+        user = self._user_vectors(*args, query, self.hop(query))[..., 0, :][positions]
+        return user @ self.item_embedding.weight.T + self.item_bias.weight[:, 0]
 
     @torch.no_grad()
     def _refresh_bank(self, users: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> None:
@@ -585,6 +604,20 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise):
         last = (mask.sum(1) - 1).clamp_min(0)
         final = values[torch.arange(len(users), device=users.device), last]        # [B, S, d]
         self.bank[users] = final.mean(1).to(self.bank.dtype)
+
+
+def _softmax_unavailable(read: str, item_memory: bool, repeat: bool) -> str | None:
+    """Why a DEMN of these settings cannot score all items as one product per training prefix
+    (None: it can; ``NextItemUserSoftmax``)."""
+    if read != "user":
+        return ('reads its memory with every candidate (model.read = "candidate"): all items would '
+                'cost a read each; set model.read = "user"')
+    if item_memory:
+        return ("reads each item's visitors before every prefix (the item memory): all items would "
+                "cost a visitor read each per prefix; set model.item_memory = false")
+    if repeat:
+        return "mixes in a copy read (model.repeat), whose scores are not logits; set model.repeat = false"
+    return None
 
 
 __all__ = ["DEMN", "DEMNState", "WRITES", "event_ranks"]

@@ -19,7 +19,7 @@ from ..data.interactions import Interactions
 from ..losses import PAIRWISE_LOSSES, negative_log_likelihood, pairwise_loss, softmax_cross_entropy
 from ..errors import ConfigError
 from ..models.base import Query, Model
-from ..models.capabilities import (HistoryScorer, NextItemPairwise, NextItemSoftmax,
+from ..models.capabilities import (HistoryScorer, NextItemPairwise, NextItemSoftmax, NextItemUserSoftmax,
                                    PurchasePredictor, StreamLearner)
 from ..sampling import NegativeSampler
 from .config import TrainConfig
@@ -210,8 +210,12 @@ class NextItemTask(StatelessTask):
 
     def loss(self, model: Model, batch: SequenceBatch) -> torch.Tensor:
         predicts = batch.mask[:, 1:]                                           # position t has a next item
+        clock = {"times": batch.times} if model.reads_times else {}
         if self.softmax:
             positions = torch.nn.functional.pad(predicts, (0, 1))              # the last has none
+            if isinstance(model, NextItemUserSoftmax):
+                scores = model.prefix_user_outputs(batch.users, batch.history, batch.mask, positions, **clock)
+                return softmax_cross_entropy(scores, batch.targets)
             scores = model.prefix_outputs(batch.history, batch.mask, positions)
             if model.outputs_log_probabilities:                                # a mixture: its NLL
                 return negative_log_likelihood(scores, batch.targets)
@@ -219,7 +223,6 @@ class NextItemTask(StatelessTask):
         P = len(batch.targets)
         candidates = batch.history.new_zeros(*batch.history.shape, 1 + self.n_negatives)
         candidates[:, :-1][predicts] = torch.cat([batch.targets[:, None], batch.negatives], dim=1)
-        clock = {"times": batch.times} if model.reads_times else {}
         scores = model.prefix_scores(batch.users, batch.history, batch.mask, candidates, **clock)
         scores = scores[:, :-1][predicts].reshape(P, -1)
         return self.loss_fn(scores, candidates[:, :-1][predicts])
@@ -353,14 +356,26 @@ class CandidateLoss:
         return self.pairwise(scores[:, 0], scores[:, 1:], log_q[:, 0], log_q[:, 1:])
 
 
+def _check_full_softmax(model: Model) -> None:
+    """A clear error unless the model, as configured, scores all items per prefix."""
+    name = type(model).__name__
+    if isinstance(model, NextItemUserSoftmax) and model.softmax_unavailable is not None:
+        raise ConfigError(f"train.loss = \"softmax\": {name} {model.softmax_unavailable}; or use "
+                          f"train.loss = one of {', '.join(PAIRWISE_LOSSES)}")
+    if not isinstance(model, (NextItemSoftmax, NextItemUserSoftmax)):
+        raise ConfigError(f"{name} scores candidates through its memory and cannot train "
+                          f"with a full softmax; use train.loss = one of {', '.join(PAIRWISE_LOSSES)}")
+
+
 def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
     """The task a model trains with, from the capabilities it declares, and a check that the
     configured loss fits it:
 
     * :class:`StreamLearner` — the time-ordered stream (NMRN);
     * :class:`PurchasePredictor` with ``target == "purchase"`` — next purchase (purchase DMN);
-    * :class:`NextItemSoftmax` / :class:`NextItemPairwise` history scorers — every prefix
-      predicts its next item (full softmax / a pairwise loss, whichever the model declares);
+    * :class:`NextItemSoftmax` (or :class:`NextItemUserSoftmax`) / :class:`NextItemPairwise`
+      history scorers — every prefix predicts its next item (full softmax / a pairwise loss,
+      whichever the model declares and, for the user-reading softmax, its configuration allows);
     * any other model — (user, item) pairs against sampled negatives.
     """
     name = type(model).__name__
@@ -375,10 +390,10 @@ def make_task(model: Model, train: Interactions, config: TrainConfig) -> Task:
                           f"not {config.loss!r}")
     if isinstance(model, PurchasePredictor) and model.target == "purchase":
         return PurchaseTask(train, config, model.n_items, model.event_types, model.purchase_type)
-    if isinstance(model, HistoryScorer) and isinstance(model, (NextItemSoftmax, NextItemPairwise)):
-        if config.loss == "softmax" and not isinstance(model, NextItemSoftmax):
-            raise ConfigError(f"{name} scores candidates through its memory and cannot train "
-                              f"with a full softmax; use train.loss = one of {', '.join(PAIRWISE_LOSSES)}")
+    if isinstance(model, HistoryScorer) and isinstance(model, (NextItemSoftmax, NextItemUserSoftmax,
+                                                               NextItemPairwise)):
+        if config.loss == "softmax":
+            _check_full_softmax(model)
         if config.loss != "softmax" and not isinstance(model, NextItemPairwise):
             raise ConfigError(f"{name} trains on next items with train.loss = \"softmax\", "
                               f"not {config.loss!r}")
