@@ -75,6 +75,12 @@ VARIANTS = {
     # softmax over many sampled negatives costs little more than BPR's four (run it with
     # --set train.loss="sampled_softmax" --set train.n_negatives=N)
     "write=fifo+no_item_memory": ["model.write=fifo", "model.item_memory=false"],
+    # the recipes since the full softmax (--set train.loss="softmax" with the last-item read):
+    # each of L2 and L4 off from there (L1 is off already, L3's write is "no_item_memory" there)
+    "write=fifo+no_item_memory+no_neighbours": ["model.write=fifo", "model.item_memory=false",
+                                                "model.neighbours=false"],
+    "write=fifo+no_item_memory+no_history_read": ["model.write=fifo", "model.item_memory=false",
+                                                  "model.history_read=false"],
     # −L1, −L2, −L4 and the erase-add write: "user memory with erase-add only ≈ RUM-F /
     # MIMN-lite" (B.6); the slot read stays, so it is not exactly BPR-MF
     "all_off": ["model.item_memory=false", "model.neighbours=false", "model.history_read=false",

@@ -153,8 +153,10 @@ def table(entries: dict, args) -> str:
              f"kNNs) fits the same model for every seed, so one run stands for all (std 0). "
              "mean ± std over the seeds. ✓: within one std of the best mean. trials: the study's finished "
              "trials (cut: stopped by the clock). `+copy`: the model with "
-             "`model.repeat = true` (the copy read), tuned as its own row; `demn+time_gated`: DEMN with the "
-             "spec's time-gated write (its recipes write FIFO since the ablations below). Produced by "
+             "`model.repeat = true` (the copy read), tuned as its own row; `demn`: DEMN's recipe (FIFO write, "
+             "last-item read, full softmax, no item memory); `demn+item_memory`: the FIFO write with "
+             "the item memory (L1), trained by BPR against 4 negatives (the recipe before the softmax); "
+             "`demn+time_gated`: the spec's DEMN (its time-gated write and the item memory, BPR). Produced by "
              "`benchmarks/leaderboard.py` (one process per dataset, one thread each; the load column "
              "is the 1-minute load average when the row's study started); entries missing below have "
              "not run yet.", ""]
