@@ -21,36 +21,27 @@ left out of V_i), resting value k_s + p_u, τ_s = softplus(θ_s), candidate
 c_s = tanh(W_c[x; m′_s; n̄]) and gate σ(W_z[x; m′_s; n̄; φ(Δ)]), where n̄ is the neighbour read
 without a candidate (b_v ∝ exp(p_u·p_v)).
 
-Buffers (the event log's, not learned). V_j is the item's last L visitors *strictly before* the
-event being scored (a sorted item → (rank, user) log and one ``searchsorted``); N_u is the
-union of V_j over the user's last c items, the user left out; H_u is the user's last H items;
-m̄_v is user v's mean memory slot from a detached memory bank [U, d]. The log and its
-leakage rules live in ``models/demn_log.py``.
+Buffers (``models/demn_log.py``, with the leakage rules): V_j, the item's last L visitors
+strictly before the scored event; N_u, the union of V_j over the user's last c items, u left
+out; H_u, the user's last H items; m̄_v, user v's mean slot in a detached bank [U, d].
 
 Deviations from the spec (reasons in docs/models/demn.md):
-- Δ in units of the training data's mean gap between a user's events (``clock``; data without
-  timestamps: 1 step, the spec's rule), so τ_s keep their meaning under either clock. The read
-  does not decay the memory to the request's time: the state is the one after the last event.
-- Visitor and history recency use the age in steps within V_j / H_u, not the clock.
-- The neighbour read uses each neighbour's mean slot m̄_v, not a slot read of M̄_v.
-- The memory bank is refreshed as each user's sequence passes through training (so at most one
-  epoch stale, as the spec asks) and frozen afterwards; serving reads the frozen bank, not the
-  other users' live states (a state store holds one user's state and never looks into others).
-- In training, every buffer holds only events strictly before the prefix's last event (by the
-  global event order); at inference they are frozen at the end of training (spec B.4), so ẽ
-  is one table for all users and full ranking stays a product. The fast table does not leave u
-  out of V_j: only items u already consumed in training hold u, and ranking excludes those.
-- No CMN mode, no covariance regulariser, no MLP head, no category index (left to the ablations).
-- Sessions (not in the spec's equations): every request with users < 0 reads a learned anonymous
-  user, row n_users of p, wherever p_u is read (M⁰ = K + 1·p_uᵀ, the resting value, p_u·p_v, the
-  score); it is never a visitor or a neighbour. ``anonymous_rate`` trains it (1 on session data).
-  Buffers go by identity: an anonymised training prefix still leaves its user's own visits out.
+- Δ in units of the training data's mean gap between a user's events (``clock``; 1 step without
+  timestamps); the read does not decay the memory to the request's time.
+- Visitor and history recency by the age in steps; the neighbour read uses each neighbour's mean
+  slot m̄_v. The bank is refreshed as each user's sequence passes through training, then frozen
+  (serving reads it frozen: a state store never looks into other users' states).
+- Training buffers hold only events strictly before the prefix's last event (global order); at
+  inference they are frozen, so ẽ is one table and full ranking a product (the table keeps u in
+  V_j: ranking excludes u's training items). No CMN mode, covariance regulariser or MLP head.
+- Sessions: users < 0 read a learned anonymous user (row n_users of p) wherever p_u is read; it
+  is never a visitor or neighbour (``anonymous_rate`` trains it; buffers go by identity).
+- The recipes train with a full softmax over every item (``NextItemUserSoftmax``: the last-item
+  read without the item memory scores all items as one product), the spec's BPR otherwise.
 
-Copy read (``repeat = True``, issue 22; off by default): one candidate-free read over H_u,
-w_m ∝ exp(h·q_m/√d − λ_h log(1+age_m)) with h = p_u + mean_s M_u,s, is a distribution c over the
-items it holds, mixed in by a gate g = σ(w_c·h + b_c) (RepeatNet's repeat/explore). DEMN trains
-with BPR, so the mixture is of the unnormalised scores, ŷ' = log((1 − g)·exp(ŷ) + g·c)
-(``memory/read.copy_scores``, as RUM-I's); full ranking stays ŷ plus one sparse write.
+Copy read (``repeat = True``): a candidate-free read over H_u, w_m ∝ exp(h·q_m/√d − λ_h
+log(1+age_m)), h = p_u + mean_s M_u,s, mixed in by a gate g = σ(w_c·h + b_c) as
+ŷ' = log((1 − g)·exp(ŷ) + g·c) (RepeatNet's repeat/explore; ``models/demn_copy.py``).
 
 L3 ablations (B.6): ``write`` = erase_add / gated / fifo (models/demn_writes.py),
 ``learn_timescales``; ``drift_slice`` (models/demn_drift.py) picks the users B.6 reports them on.
@@ -144,28 +135,22 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
     item_memory, neighbours, history_read : bool
         The parts for L1, L2 and L4 (off: the ablations of spec B.6).
     read : "candidate" | "user"
-        What queries the user-side reads (B.2.2–4): every candidate q_j (the spec; full ranking
-        reads per item) or the user's last item (one user vector u, so full ranking is one
-        product u·ẽᵀ; STAMP's last-click query, for session-scale evaluation).
+        What queries the user-side reads (B.2.2–4): every candidate q_j (the spec) or the last
+        item (STAMP's last click: one u, so full ranking and the softmax are one product u·ẽᵀ).
     static_neighbours : bool
         B.6's control for L2: in training, N_u from the whole training log (CMN's static
         neighbourhood, which sees co-visitors' later events) instead of visits before the event.
     write : "time_gated" | "erase_add" | "gated" | "fifo"
-        The slot write (L3 and its B.6 ablations; every one starts from M⁰ = K + 1·p_uᵀ and
-        writes x = ẽ_i): the time-gated write (B.3); RUM-F/MIMN-lite erase-add, addressed by
-        the keys alone, w = softmax_s(β cos(k_s, x)), e = σ(W_e[x; n̄]), a = tanh(W_a[x; n̄]);
-        the same gated write without the time term (no idle decay, no φ(Δ) in the gate); or a
-        FIFO of the last S inputs (RUM-I: x enters the newest slot, the oldest leaves).
+        The slot write from M⁰ = K + 1·p_uᵀ with x = ẽ_i: B.3's time-gated write, or an L3
+        ablation (models/demn_writes.py): RUM-F's erase-add, the gate without Δ, RUM-I's FIFO.
     learn_timescales : bool
-        Learn τ_s (default) or keep them at their initial 1, 4, 16, … steps (the fixed-τ
-        ablation; only the time-gated write has timescales).
+        Learn τ_s (default) or keep them at 1, 4, 16, … steps (B.6's fixed-τ ablation).
     clock : "auto" | "time" | "steps"
         What Δ counts: time in units of the training data's mean gap between a user's
         consecutive events ("time"; "auto" when the data carry timestamps), or events ("steps",
         Δ = 1). With the clock, queries, ``update`` and training read the events' ``times``.
     repeat : bool
-        Add the copy read over the history store (see "Copy read" above): a remembered item can
-        be recommended as a repeat, with a learned repeat/explore gate.
+        Add the copy read over the history store ("Copy read" above).
     anonymous_rate : float in [0, 1]
         The share of training sequences read as the anonymous user (row n_users of p, read by
         users < 0): 0 (default) never, 1 always (session data). Drawn per sequence.
@@ -476,9 +461,13 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
         cand_e [..., C, d], cand_b [..., C] → [..., C]; read by the candidates themselves
         (cand_q, cand_hop [..., C, d]) or, with ``read = "user"``, by the last item (one u)."""
         if self.read == "user":
-            query = self._last_item_queries(args[2], args[3])
-            return (self._user_vectors(*args, query, self.hop(query)) * cand_e).sum(-1) + cand_b
+            return (self._last_item_user(args) * cand_e).sum(-1) + cand_b
         return (self._user_vectors(*args, cand_q, cand_hop) * cand_e).sum(-1) + cand_b
+
+    def _last_item_user(self, args) -> torch.Tensor:
+        """u read by the last item (``read = "user"``): ``_user_vectors``'s args → [..., 1, d]."""
+        query = self._last_item_queries(args[2], args[3])
+        return self._user_vectors(*args, query, self.hop(query))
 
     @staticmethod
     def _last_item_queries(hist_q: torch.Tensor, hist_mask: torch.Tensor) -> torch.Tensor:
@@ -514,9 +503,8 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
         return p + r + g[..., :1] * n + g[..., 1:] * h
 
     def _gate_logits(self, p, r, n, h) -> torch.Tensor:
-        """W_g[p_u; r; n; h] + b as four products, one per part: p_u [..., 1, d] is the state's
-        and enters once, not once per candidate, and no [..., C, 4d] concatenation is built
-        (it was a fifth of a full-ranking pass)."""
+        """W_g[p_u; r; n; h] + b as four products: p_u [..., 1, d] enters once, not per candidate,
+        and no [..., C, 4d] concatenation is built (it was a fifth of a full-ranking pass)."""
         W_p, W_r, W_n, W_h = self.read_gates.weight.split(self.dim, dim=1)
         return F.linear(p, W_p, self.read_gates.bias) + r @ W_r.T + n @ W_n.T + h @ W_h.T
 
@@ -534,8 +522,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
             scores = self._score(args, q, self.hop(q), table[items], self.item_bias(items)[..., 0])
             return with_copy(self, scores, args, window.items, items)
         if self.read == "user":                                  # one user vector: one product
-            query = self._last_item_queries(args[2], args[3])
-            user = self._user_vectors(*args, query, self.hop(query))[:, 0]
+            user = self._last_item_user(args)[:, 0]
             return with_copy(self, user @ table.T + self.item_bias.weight[:, 0], args, window.items)
         out = state.values.new_empty(B, self.n_items)
         per_item = 4 * self.dim + window.items.shape[1] + ids.shape[1] + 2 * state.values.shape[1]
@@ -554,13 +541,10 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
 
     # -- training ------------------------------------------------------------------------------
     def _prefix_reads(self, users, history, mask, times) -> tuple[tuple, torch.Tensor, torch.Tensor]:
-        """What every prefix of a padded history [B, T] reads: ``_user_vectors``'s leading
-        arguments [B, T, ...], the history windows' items [B, T, W] and the cutoffs [B, T].
-        Training reads a share ``anonymous_rate`` of the sequences as the anonymous user
-        (``_training_rows``); their leakage rules still go by the user's identity: u's own
-        visits stay out of every buffer, as a request the event log never saw has none there.
-        With the clock, the sequences' times [B, T] give each write its Δ. In training the
-        bank takes each user's final memory (``_refresh_bank``)."""
+        """``_user_vectors``'s leading arguments [B, T, ...] for every prefix of a padded history
+        [B, T], its windows' items [B, T, W] and the cutoffs [B, T]. A share ``anonymous_rate``
+        of training sequences reads the anonymous user; the buffers still go by identity (u's
+        visits stay out). The times [B, T] give each write its Δ; training refreshes the bank."""
         cutoff = self.log.cutoffs(users, mask, self.training)
         rows = self._training_rows(users)
         x, ids, valid, (bank, affinity, context) = self._history_inputs(users, rows, history, mask, cutoff)
@@ -587,14 +571,12 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
         return with_copy(self, scores, args, hist_items, candidates)
 
     def prefix_user_outputs(self, users, history, mask, positions, times: torch.Tensor | None = None) -> torch.Tensor:
-        """ŷ = u·q_j + b_j of every item after each selected prefix: the last-item read gives one
-        u per prefix and, without the item memory, ẽ_j = q_j for every prefix alike, so all
-        items are one product (``softmax_unavailable`` says why other configurations cannot)."""
+        """ŷ = u·q_j + b_j of every item after each selected prefix: one u per prefix (the last-item
+        read) and ẽ_j = q_j (no item memory), so one product (else ``softmax_unavailable``)."""
         if self.softmax_unavailable is not None:
             raise ConfigError(f"DEMN {self.softmax_unavailable}")
         args, _, _ = self._prefix_reads(users, history, mask, times)
-        query = self._last_item_queries(args[2], args[3])                         # [B, T, 1, d]
-        user = self._user_vectors(*args, query, self.hop(query))[..., 0, :][positions]
+        user = self._last_item_user(args)[..., 0, :][positions]                  # [P, d]
         return user @ self.item_embedding.weight.T + self.item_bias.weight[:, 0]
 
     @torch.no_grad()
@@ -609,15 +591,10 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
 def _softmax_unavailable(read: str, item_memory: bool, repeat: bool) -> str | None:
     """Why a DEMN of these settings cannot score all items as one product per training prefix
     (None: it can; ``NextItemUserSoftmax``)."""
-    if read != "user":
-        return ('reads its memory with every candidate (model.read = "candidate"): all items would '
-                'cost a read each; set model.read = "user"')
-    if item_memory:
-        return ("reads each item's visitors before every prefix (the item memory): all items would "
-                "cost a visitor read each per prefix; set model.item_memory = false")
-    if repeat:
-        return "mixes in a copy read (model.repeat), whose scores are not logits; set model.repeat = false"
-    return None
+    reasons = {'reads its memory with every candidate; set model.read = "user"': read != "user",
+               "reads each item's visitors before every prefix; set model.item_memory = false": item_memory,
+               "mixes in a copy read, whose scores are not logits; set model.repeat = false": repeat}
+    return next((reason for reason, applies in reasons.items() if applies), None)
 
 
 __all__ = ["DEMN", "DEMNState", "WRITES", "event_ranks"]
