@@ -29,10 +29,12 @@ def prefixes():
     return users, history, mask
 
 
-def test_all_item_scores_equal_the_candidate_scores_of_every_item():
-    # the oracle: the pairwise path scoring every item as a candidate after every prefix
+@pytest.mark.parametrize("repeat", [False, True])
+def test_all_item_scores_equal_the_candidate_scores_of_every_item(repeat):
+    # the oracle: the pairwise path scoring every item as a candidate after every prefix (with
+    # the copy read: its mixture of every item, gathered at candidates by copy_candidate_scores)
     data = interactions(BASE)
-    model = demn(data, **SOFTMAX_READY).eval()
+    model = demn(data, **SOFTMAX_READY, repeat=repeat).eval()
     torch.nn.init.normal_(model.item_bias.weight)                # b_j starts at zero: make it count
     users, history, mask = prefixes()
     candidates = torch.arange(data.n_items).expand(*history.shape, -1).contiguous()
@@ -43,10 +45,11 @@ def test_all_item_scores_equal_the_candidate_scores_of_every_item():
     torch.testing.assert_close(scores, expected)
 
 
-def test_all_item_scores_after_a_prefix_equal_serving_its_replayed_state():
+@pytest.mark.parametrize("repeat", [False, True])
+def test_all_item_scores_after_a_prefix_equal_serving_its_replayed_state(repeat):
     # what training ranks after a prefix is what a server holding that prefix's state ranks
     data = interactions(BASE)
-    model = demn(data, **SOFTMAX_READY).eval()
+    model = demn(data, **SOFTMAX_READY, repeat=repeat).eval()
     users, history, mask = prefixes()
     last = torch.zeros_like(mask)
     last[0, 2] = True                                             # user 0 after its third event
@@ -69,8 +72,7 @@ def test_the_softmax_trains_the_user_side_and_refreshes_the_bank():
 
 
 @pytest.mark.parametrize("params, named", [({"read": "candidate", "item_memory": False}, 'model.read = "user"'),
-                                          ({"read": "user", "item_memory": True}, "model.item_memory = false"),
-                                          ({**SOFTMAX_READY, "repeat": True}, "model.repeat = false")])
+                                          ({"read": "user", "item_memory": True}, "model.item_memory = false")])
 def test_a_configuration_that_cannot_is_a_config_error_naming_the_setting(params, named):
     data = interactions(BASE)
     model = demn(data, **params)
@@ -80,6 +82,31 @@ def test_a_configuration_that_cannot_is_a_config_error_naming_the_setting(params
     assert "\n" not in str(error.value)
     with pytest.raises(ConfigError, match=named):
         model.prefix_user_outputs(*prefixes(), prefixes()[2])
+
+
+def test_the_copy_read_moves_probability_onto_the_prefix_items_and_trains_its_gate():
+    # a softmax of ŷ' = log((1 − g)·exp(ŷ) + g·c) is (1 − g')·softmax(ŷ) + g'·c: the copy adds
+    # mass only on items the prefix holds, so every other item's probability ratio is unchanged
+    data = interactions(BASE)
+    plain = demn(data, **SOFTMAX_READY).eval()
+    copying = demn(data, **SOFTMAX_READY, repeat=True).eval()
+    copying.load_state_dict(plain.state_dict(), strict=False)            # the same ŷ, plus the gate
+    users, history, mask = prefixes()
+    last = torch.zeros_like(mask)
+    last[0, 2] = True                                                     # user 0 after items 0, 1, 2
+    with torch.no_grad():
+        p = torch.softmax(plain.prefix_user_outputs(users, history, mask, last), -1)[0]
+        q = torch.softmax(copying.prefix_user_outputs(users, history, mask, last), -1)[0]
+    seen = torch.zeros(data.n_items, dtype=torch.bool)
+    seen[[0, 1, 2]] = True
+    torch.testing.assert_close(q.sum(), torch.tensor(1.0))
+    assert (q[seen] > p[seen]).all()
+    ratio = q[~seen] / p[~seen]                                           # 1 − g', the same for all
+    torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio))
+    copying.train()
+    scores = copying.prefix_user_outputs(users, history, mask, mask)
+    torch.nn.functional.cross_entropy(scores, history[mask]).backward()
+    assert copying.copy.gate.weight.grad.abs().sum() > 0
 
 
 def test_the_ready_configuration_gets_the_softmax_task():

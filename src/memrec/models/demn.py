@@ -230,7 +230,7 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
         with_anonymous = torch.cat([self.user_embedding.weight.detach(), torch.zeros(1, dim)])
         self.user_embedding = nn.Embedding.from_pretrained(with_anonymous, freeze=False)
         self.repeat = repeat
-        self.softmax_unavailable = _softmax_unavailable(read, item_memory, repeat)
+        self.softmax_unavailable = _softmax_unavailable(read, item_memory)
         if repeat:      # built last: the random draws of the other weights stay those of repeat=False
             self.copy = CopyRead(dim)                               # g = σ(w_c·h + b_c)
             nn.init.normal_(self.copy.gate.weight, std=init_std)
@@ -571,13 +571,14 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
         return with_copy(self, scores, args, hist_items, candidates)
 
     def prefix_user_outputs(self, users, history, mask, positions, times: torch.Tensor | None = None) -> torch.Tensor:
-        """ŷ = u·q_j + b_j of every item after each selected prefix: one u per prefix (the last-item
-        read) and ẽ_j = q_j (no item memory), so one product (else ``softmax_unavailable``)."""
+        """ŷ = u·q_j + b_j of every item after each selected prefix (with the copy read ŷ', whose softmax
+        is its mixture): one u per prefix and ẽ_j = q_j, so one product (else ``softmax_unavailable``)."""
         if self.softmax_unavailable is not None:
             raise ConfigError(f"DEMN {self.softmax_unavailable}")
-        args, _, _ = self._prefix_reads(users, history, mask, times)
+        args, hist_items, _ = self._prefix_reads(users, history, mask, times)
         user = self._last_item_user(args)[..., 0, :][positions]                  # [P, d]
-        return user @ self.item_embedding.weight.T + self.item_bias.weight[:, 0]
+        scores = user @ self.item_embedding.weight.T + self.item_bias.weight[:, 0]
+        return with_copy(self, scores, [a[positions] for a in args[:5]], hist_items[positions])
 
     @torch.no_grad()
     def _refresh_bank(self, users: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> None:
@@ -588,12 +589,11 @@ class DEMN(StateExplainer, HistoryScorer, AnonymousScorer, NextItemPairwise, Nex
         self.bank[users] = final.mean(1).to(self.bank.dtype)
 
 
-def _softmax_unavailable(read: str, item_memory: bool, repeat: bool) -> str | None:
+def _softmax_unavailable(read: str, item_memory: bool) -> str | None:
     """Why a DEMN of these settings cannot score all items as one product per training prefix
     (None: it can; ``NextItemUserSoftmax``)."""
     reasons = {'reads its memory with every candidate; set model.read = "user"': read != "user",
-               "reads each item's visitors before every prefix; set model.item_memory = false": item_memory,
-               "mixes in a copy read, whose scores are not logits; set model.repeat = false": repeat}
+               "reads each item's visitors before every prefix; set model.item_memory = false": item_memory}
     return next((reason for reason, applies in reasons.items() if applies), None)
 
 
