@@ -50,7 +50,7 @@ OUT = ROOT / "benchmarks" / "results" / "leaderboard"
 USER_MODELS = ["pop", "itemknn", "rp3beta", "ease", "bprmf", "fpmc", "gru4rec", "sasrec", "demn",
                "demn+item_memory", "demn+time_gated", "rumi", "rumf", "mars", "nmrn", "cmn"]
 SESSION_MODELS = ["recency", "sknn", "vsknn", "stan", "stamp", "stamp+copy", "gru4rec", "sasrec", "pop",
-                  "itemknn", "rp3beta", "stmp", "stmp+copy", "demn", "demn+time_gated"]
+                  "itemknn", "rp3beta", "stmp", "stmp+copy", "demn", "demn+copy", "demn+time_gated"]
 #: the memory-network models (the survey's seven designs and ours), whose place against the
 #: rest each dataset's verdict line states
 MEMORY_MODELS = {"cmn", "mars", "ksr", "rumi", "rumf", "dmn", "stamp", "stmp", "nmrn", "demn"}
@@ -58,10 +58,11 @@ MEMORY_MODELS = {"cmn", "mars", "ksr", "rumi", "rumf", "dmn", "stamp", "stmp", "
 #: DEMN's recipes write FIFO and train with a full softmax without the item memory (L1), which
 #: the softmax cannot read; two rows keep the designs they replaced, trained as the spec's B.4
 #: does (BPR against 4 uniform negatives): ``demn+item_memory``, the FIFO write with the item
-#: memory, and ``demn+time_gated``, the spec's DEMN (the time-gated write, L3's answer, and L1)
+#: memory, and ``demn+time_gated``, the spec's DEMN (the time-gated write, L3's answer, and L1);
+#: on sessions ``demn+copy`` adds the copy read over the history store, as ``stamp+copy`` does
 BPR_WITH_ITEM_MEMORY = ["model.item_memory=true", 'train.loss="bpr"', "train.n_negatives=4"]
 VARIANTS = {"stamp+copy": ("stamp", ["model.repeat=true"]), "stmp+copy": ("stmp", ["model.repeat=true"]),
-            "demn+item_memory": ("demn", BPR_WITH_ITEM_MEMORY),
+            "demn+item_memory": ("demn", BPR_WITH_ITEM_MEMORY), "demn+copy": ("demn", ["model.repeat=true"]),
             "demn+time_gated": ("demn", ['model.write="time_gated"', *BPR_WITH_ITEM_MEMORY])}
 DATASETS = {
     "ml-100k": {"path": "ml-100k", "split": ["data.split=loo", "data.n_negatives=100"],
