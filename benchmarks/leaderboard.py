@@ -86,8 +86,10 @@ SHOWN = ("HR@10", "NDCG@10", "MRR@20")
 #: (dataset, model) rows that read knowledge-graph vectors the dataset's folder does not hold:
 #: the TransE run to read (trained first when absent) from this graph folder and config. ml-100k's
 #: interactions are the raw files; its Freebase graph is the RecBole folder beside them (the
-#: export maps raw movie ids, so KSR trains on the same split as every other row)
-KNOWLEDGE = {("ml-100k", "ksr"): ("ml-100k/recbole", "configs/transe_ml-100k.toml")}
+#: export maps raw movie ids, so KSR trains on the same split as every other row); lastfm-kg's
+#: graph is in its own folder, which `memrec tune` (unlike `memrec train ksr`) does not read itself
+KNOWLEDGE = {("ml-100k", "ksr"): ("ml-100k/recbole", "configs/transe_ml-100k.toml"),
+             ("lastfm-kg", "ksr"): ("lastfm-kg", "configs/transe_lastfm-kg.toml")}
 #: rows whose run differs from what the code does now, said under their dataset's table
 ROW_NOTES: dict[tuple[str, str], str] = {}
 
