@@ -1,6 +1,8 @@
 """STAMP / STMP: hand-computed oracles, padding invariance, the all-prefix pass, the next-item
 task, session validation and live-session recommendations."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -236,6 +238,18 @@ def test_session_validation_is_carved_from_the_latest_training_sessions():
     assert 0 < len(carved.valid_cases) <= len(carved.valid) - len(valid_sessions)
     assert len(carved.train) + len(carved.valid) == len(split.train)   # refit sees all of it
     assert carve_session_validation(carved) is carved
+    assert (carved.valid_cases.users >= 0).all()            # the test sessions have users: so do these
+
+
+def test_carved_validation_sessions_are_anonymous_when_the_test_sessions_are():
+    # the SR-GNN pickles' test sessions are unseen (users -1): a model reading a user vector
+    # (DEMN's p_u) must be validated on the anonymous one it is tested with, not on the never
+    # trained vectors of the held-out sessions
+    split = session_split(sessions([3, 4, 2, 5, 3, 3, 4, 2, 3, 6], n_items=50), test_frac=0.2)
+    split = replace(split, test_cases=replace(split.test_cases, users=np.full_like(split.test_cases.users, -1)))
+    carved = carve_session_validation(split, valid_frac=0.25)
+    assert len(carved.valid_cases) and (carved.valid_cases.users == -1).all()
+    assert carved.test_cases is split.test_cases
 
 
 # -- raw session preprocessing ------------------------------------------------------------------

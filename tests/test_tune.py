@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -339,3 +341,15 @@ def test_a_seed_run_killed_before_its_first_checkpoint_starts_again(data, tmp_pa
     assert result.exit_code == 0, result.output
     assert "seed 0: retraining the best settings" in result.output
     assert (out / "seed_0" / "results.json").is_file()
+
+
+def test_a_configuration_error_inside_every_trial_is_one_line_without_a_traceback(data, tmp_path):
+    # raised in the trial (DEMN's candidate read cannot train with the full softmax), where
+    # Optuna logs a failed trial with its traceback on its own handler: run as a user runs it
+    result = subprocess.run([sys.executable, "-m", "memrec", "tune", "demn", "--data", str(data), "--trials", "2",
+                             "--set", 'train.loss="softmax"', "--set", "model.dim=8", "--out", str(tmp_path / "tune")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "failed with" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "model.read" in line]
+    assert len(errors) == 1 and errors[0].startswith("memrec: error:")

@@ -434,14 +434,19 @@ def carve_session_validation(split: Split, *, valid_frac: float = 0.1) -> Split:
     sessions, so train + valid is the original training data. Test cases are unchanged.
 
     For pre-split session files (SR-GNN/STAMP pickles), whose authors chose epochs on the test
-    set: here epochs are chosen on these validation sessions instead.
+    set: here epochs are chosen on these validation sessions instead. When every test case is
+    anonymous (users -1, the pickles' unseen sessions), so are the validation cases: a model
+    that reads a user vector is then validated as it is tested, not on the untrained vectors of
+    sessions it never trained on.
     """
     if split.valid_cases is not None:
         return split
     inner = session_split(split.train, test_frac=valid_frac)
+    valid_cases = inner.test_cases
+    if split.test_cases is not None and len(split.test_cases) and (split.test_cases.users < 0).all():
+        valid_cases = replace(valid_cases, users=np.full_like(valid_cases.users, -1))
     # valid keeps every row of the held-out sessions (the cases use the cleaned ones), so that
     # train + valid is the original training data again (train.refit retrains on exactly that)
     held_out = ~np.isin(split.train.session, inner.train.session)
-    return replace(split, train=inner.train, valid=split.train.take(held_out),
-                   valid_cases=inner.test_cases)
+    return replace(split, train=inner.train, valid=split.train.take(held_out), valid_cases=valid_cases)
 

@@ -28,9 +28,11 @@ configuration is not lost to a kill during the first trial.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -200,9 +202,41 @@ def run_search(setup: TuneSetup, split, storage: str, study_name: str, echo, run
     callbacks = [limit, _progress_line(setup.trials, metric, echo)]
     if setup.timeout is not None:
         callbacks.append(_budget_stop(setup.timeout))
-    study.optimize(Objective(setup, split, echo, runs), n_trials=setup.trials - done, callbacks=callbacks,
-                   catch=(FloatingPointError,))
+    with _config_errors_said_once():
+        study.optimize(Objective(setup, split, echo, runs), n_trials=setup.trials - done, callbacks=callbacks,
+                       catch=(FloatingPointError,))
     return study
+
+
+class _DropConfigErrorWarnings(logging.Filter):
+    """Drops Optuna's warnings about a trial a :class:`ConfigError` failed: the one with its
+    traceback and the "failed with value None" that follows. The error leaves ``optimize`` as
+    it is, and the command line says it in one line."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ConfigError):
+            self.failed = True
+            return False
+        return not (self.failed and "failed with value None" in record.getMessage())
+
+
+@contextmanager
+def _config_errors_said_once():
+    """:class:`_DropConfigErrorWarnings` on Optuna's handlers (where its loggers' records end)
+    while the study runs."""
+    handlers = logging.getLogger("optuna").handlers
+    drop = _DropConfigErrorWarnings()
+    for handler in handlers:
+        handler.addFilter(drop)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(drop)
 
 
 def _with_heartbeat(url: str):
