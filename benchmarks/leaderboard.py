@@ -87,7 +87,7 @@ SHOWN = ("HR@10", "NDCG@10", "MRR@20")
 #: the TransE run to read (trained first when absent) from this graph folder and config. ml-100k's
 #: interactions are the raw files; its Freebase graph is the RecBole folder beside them (the
 #: export maps raw movie ids, so KSR trains on the same split as every other row); lastfm-kg's
-#: graph is in its own folder, which `memrec tune` (unlike `memrec train ksr`) does not read itself
+#: graph is in its own folder, and its row ran before `memrec tune ksr` trained TransE there itself
 KNOWLEDGE = {("ml-100k", "ksr"): ("ml-100k/recbole", "configs/transe_ml-100k.toml"),
              ("lastfm-kg", "ksr"): ("lastfm-kg", "configs/transe_lastfm-kg.toml")}
 #: rows whose run differs from what the code does now, said under their dataset's table

@@ -227,3 +227,18 @@ def test_shipped_graphs_keep_the_slots_of_the_item_first_rule(parts, slots):
     graph = KnowledgeGraph.load(shared_path(*parts))
     kept = graph.item_relations()
     assert kept.names(graph.relations) == slots and not kept.inverse.any()
+
+
+def test_tune_ksr_trains_transe_once_like_train_and_every_trial_reads_it(tmp_path):
+    pytest.importorskip("optuna", reason="memrec tune needs the tune extra (optuna)")
+    data = write_multihop(tmp_path / "films")
+    out = tmp_path / "tune"
+    sets = [arg for arg in SMALL_KSR if arg != "--no-progress"]
+    result = CliRunner().invoke(main, ["tune", "ksr", "--data", str(data), "--trials", "2", "--seeds", "0",
+                                       *sets, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("TransE pretraining: training TransE on") == 1
+    assert (out / "transe" / "results.json").is_file()
+    assert f'transe = "{(out / "transe").resolve()}"' in (out / "best.toml").read_text()
+    seed = json.loads((out / "seed_0" / "run.json").read_text())["config"]
+    assert seed["model"]["transe"] == str((out / "transe").resolve())

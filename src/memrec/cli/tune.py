@@ -52,6 +52,7 @@ def _check_out(out: Path) -> None:
 def tune(model, data_path, config_path, overrides, space_path, trials, timeout, storage, study_name, seeds, out):
     """Search MODEL's hyper-parameters on the validation part of --data, then retrain the best
     settings with each of --seeds and test them. Needs the ``tune`` extra (Optuna)."""
+    from ..ksr_knowledge import check_transe_source
     from ..runs import prepare_split
     from ..fileio import atomic_write_bytes
     from ..training.trainer import echo_stderr
@@ -73,9 +74,11 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
     setup = TuneSetup(model, data_path, config_path, tuple(overrides), space, trials, timeout, _seeds(seeds))
     base = setup.config()               # the base config's errors before any work
     data, split = prepare_split(data_path, base.data)
+    check_transe_source(base, data_path, out)       # KSR: a graph without slots fails before any write
     if fixed:
         click.echo(f"fixed by --set, not searched: {', '.join(fixed)}", err=True)
     out.mkdir(parents=True, exist_ok=True)
+    setup = _with_transe_run(setup, base, out)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or f"{model}-{data}"
     click.echo(f"tuning {model} on {data}: {trials} trials, selecting on validation "
@@ -96,6 +99,23 @@ def tune(model, data_path, config_path, overrides, space_path, trials, timeout, 
                   metric=base.train.valid_metric, seeds=seeds_summary)
     write_plots(study, out, echo_stderr)
     _echo_summary(best, base.train.valid_metric, seeds_summary, out)
+
+
+def _with_transe_run(setup, base, out: Path):
+    """KSR: the TransE vectors of the dataset's graph, trained or reused into OUT/transe as
+    ``memrec train ksr`` does (``ksr_knowledge``), named in every trial's and seed's settings;
+    ``setup`` as it is for a model that reads none or a configuration that names its run."""
+    from dataclasses import replace
+
+    from ..ksr_knowledge import with_transe_vectors
+    from ..runs import train_graph_run
+    from ..training.config import toml_literal
+    from ..training.trainer import echo_stderr
+    transe = with_transe_vectors(base, setup.data_path, out, echo=echo_stderr,
+                                 train_graph=train_graph_run).model_params.get("transe")
+    if transe == base.model_params.get("transe"):
+        return setup
+    return replace(setup, overrides=(*setup.overrides, f"model.transe={toml_literal(transe)}"))
 
 
 def _without_fixed(space, overrides) -> tuple[tuple, list[str]]:
